@@ -1,0 +1,126 @@
+"""``airflow-mlops``: build, list and prune runtimes, and run a step by hand.
+
+    airflow-mlops runtime list               # each runtime: state, isolation, location, disk size
+    airflow-mlops runtime build tfx          # build (or reuse) the tfx runtime
+    airflow-mlops runtime build tfx --force  # rebuild it
+    airflow-mlops runtime prune              # delete stale and partial builds
+    airflow-mlops runtime run tfx runtime.info '{"packages": ["tfx"]}'
+
+Settings come from the ``[mlops]`` section, as for the operators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
+        size /= 1024
+    return str(size)
+
+
+def _settings():
+    from airflow_mlops.hooks.runtime import RuntimeHook
+
+    return RuntimeHook(mlops_conn_id=None)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from airflow_mlops.runtimes.builder import list_runtimes
+
+    hook = _settings()
+    rows = list_runtimes(hook.cache_dir, isolation=hook.setting("runtime_isolation"), sizes=not args.no_size)
+    if args.json:
+        print(json.dumps([row.__dict__ for row in rows], indent=2))
+        return 0
+    print(f"runtime cache: {hook.cache_dir}")
+    print(f"{'NAME':<8} {'ISOLATION':<9} {'STATE':<10} {'SIZE':>9}  LOCATION")
+    for row in rows:
+        print(f"{row.name:<8} {row.isolation:<9} {row.state:<10} {_human(row.size_bytes):>9}  {row.path}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from airflow_mlops.runtimes.builder import RuntimeBuildError, ensure_runtime
+    from airflow_mlops.runtimes.specs import RUNTIMES, get_runtime_spec
+
+    hook = _settings()
+    names = list(RUNTIMES) if args.name == "all" else [args.name]
+    for name in names:
+        try:
+            install = ensure_runtime(
+                get_runtime_spec(name),
+                hook.cache_dir,
+                isolation=hook.setting("runtime_isolation"),
+                force=args.force,
+                mirror=hook.setting("debian_mirror"),
+                log=lambda line: print(line, flush=True),
+            )
+        except (RuntimeBuildError, KeyError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"{name}: {install.isolation} runtime at {install.path}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from airflow_mlops.runtimes.builder import prune_runtimes
+
+    removed = prune_runtimes(_settings().cache_dir)
+    print(f"removed {len(removed)} stale or partial runtime build(s)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from airflow_mlops.exceptions import MlopsException
+    from airflow_mlops.hooks.runtime import RuntimeHook
+
+    params = json.loads(args.params)
+    hook = RuntimeHook(runtime=args.name, mlops_conn_id=None)
+    try:
+        outputs = hook.run_step(args.step, params, binds=[str(Path(p).absolute()) for p in args.bind])
+    except MlopsException as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(outputs, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="group", required=True)
+    runtime = sub.add_parser("runtime", help="manage runtimes").add_subparsers(dest="command", required=True)
+    p = runtime.add_parser("list", help="show each runtime's state, location and size")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-size", action="store_true", help="skip measuring disk size")
+    p.set_defaults(func=cmd_list)
+    p = runtime.add_parser("build", help="build a runtime (or 'all') unless already cached")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    p.set_defaults(func=cmd_build)
+    p = runtime.add_parser("prune", help="delete stale and partial builds")
+    p.set_defaults(func=cmd_prune)
+    p = runtime.add_parser("run", help="run one step in a runtime and print its outputs")
+    p.add_argument("name")
+    p.add_argument("step")
+    p.add_argument("params", nargs="?", default="{}")
+    p.add_argument("--bind", action="append", default=[], help="host path the step needs (repeatable)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

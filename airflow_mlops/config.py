@@ -1,0 +1,51 @@
+"""The ``[mlops]`` configuration section: names, defaults and how paths are derived.
+
+Every setting can also be given per hook/operator (argument) or in the extra of the
+``mlops_default`` connection; the order is argument → connection extra → ``[mlops]`` → default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SECTION = "mlops"
+
+#: option → (default, description). Also published through ``get_provider_info()["config"]``.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "backend": ("local", "Where runtime steps run: 'local' (this machine) or 'kubernetes'."),
+    "state_dir": (
+        "",
+        "Root of everything the provider keeps locally: pipeline root, ML Metadata SQLite store, "
+        "reference schemas, registries. Empty means {AIRFLOW_HOME}/mlops.",
+    ),
+    "pipeline_root": ("", "Where TFX writes artifacts. Empty means {state_dir}/pipelines/{pipeline_name}."),
+    "metadata_uri": (
+        "",
+        "ML Metadata store: sqlite:////absolute/path.sqlite or mysql://user:password@host:3306/database. "
+        "Empty means sqlite in {state_dir}/metadata/mlmd.sqlite.",
+    ),
+    "runtime_cache_dir": (
+        "",
+        "Where built runtimes are cached (keyed by their lock file). Empty means ~/.cache/airflow-mlops/runtimes.",
+    ),
+    "runtime_isolation": (
+        "auto",
+        "How local runtimes are built: 'venv', 'rootfs' (a Debian root filesystem entered with chroot), "
+        "or 'auto' (rootfs only where the host's glibc is too old for the runtime's wheels).",
+    ),
+    "build_runtimes_on_demand": ("True", "Build a missing runtime when a task first needs it (else fail and say how to build it)."),
+    "debian_mirror": ("http://deb.debian.org/debian", "Debian mirror used to build root-filesystem runtimes."),
+}
+
+
+def get_option(name: str) -> str:
+    """The ``[mlops]`` value of ``name`` (Airflow config or ``AIRFLOW__MLOPS__<NAME>``), else its default."""
+    from airflow.sdk import conf
+
+    default = OPTIONS[name][0]
+    return conf.get(SECTION, name, fallback=default) or default
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")

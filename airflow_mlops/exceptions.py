@@ -1,0 +1,37 @@
+"""Errors of this provider; all are :class:`AirflowException` so Airflow fails the task with them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+
+class MlopsException(AirflowException):
+    """Base class of this provider's errors."""
+
+
+class RuntimeUnavailableError(MlopsException):
+    """A runtime cannot be built or started on this machine (the message says why and what to do)."""
+
+
+class RuntimeStepFailed(MlopsException):
+    """A runtime step failed: non-zero exit, no result, or a result with ``status: failed``."""
+
+    def __init__(self, message: str, *, step: str, error: dict[str, Any] | None = None, outputs: dict | None = None):
+        super().__init__(message)
+        self.step = step
+        self.error = error or {}
+        self.outputs = outputs or {}
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        return list(self.error.get("details") or [])
+
+
+class DataValidationError(MlopsException):
+    """ExampleValidator found anomalies: one entry per (split, feature)."""
+
+    def __init__(self, message: str, anomalies: list[dict[str, Any]]):
+        super().__init__(message)
+        self.anomalies = anomalies

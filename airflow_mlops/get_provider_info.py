@@ -1,0 +1,42 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    from airflow_mlops import __version__
+    from airflow_mlops.config import OPTIONS, SECTION
+
+    integration = "MLOps"
+    return {
+        "package-name": "airflow-mlops",
+        "name": "MLOps",
+        "description": "Run the MLOps loop (TFX data validation and training, Horovod, Seldon Core, "
+        "Alibi Detect) from Airflow, each ML library in its own isolated runtime.",
+        "versions": [__version__],
+        "integrations": [{"integration-name": integration, "tags": ["software"]}],
+        "operators": [{"integration-name": integration, "python-modules": ["airflow_mlops.operators.tfx"]}],
+        "sensors": [],
+        "hooks": [{"integration-name": integration, "python-modules": ["airflow_mlops.hooks.runtime"]}],
+        "triggers": [],
+        "connection-types": [
+            {"connection-type": "mlops", "hook-class-name": "airflow_mlops.hooks.runtime.RuntimeHook"}
+        ],
+        "config": {
+            SECTION: {
+                "description": "Settings of the airflow-mlops provider (runtimes, state, ML Metadata).",
+                "options": {
+                    name: {
+                        "description": description,
+                        "version_added": "0.1.0",
+                        "type": "boolean" if default in ("True", "False") else "string",
+                        "example": None,
+                        "default": default,
+                    }
+                    for name, (default, description) in OPTIONS.items()
+                },
+            }
+        },
+    }

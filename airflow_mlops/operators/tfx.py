@@ -1,0 +1,446 @@
+"""One Airflow operator per TFX component; each task runs one node of the compiled pipeline.
+
+Wire components as in TFX, by passing the upstream operator::
+
+    example_gen = CsvExampleGenOperator(task_id="CsvExampleGen", input_base="{{ params.data_root }}")
+    statistics = StatisticsGenOperator(task_id="StatisticsGen", examples=example_gen)
+
+Every task of a DAG run compiles the same pipeline (its node and all its upstream nodes)
+and runs its own node in the TFX runtime with the DAG run's id as the TFX pipeline-run
+id, so artifacts and lineage land in one ML Metadata store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlops.exceptions import DataValidationError, MlopsException
+from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.utils.schema_store import ReferenceSchemaStore
+
+PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SAMPLE_TAXI = "sample://chicago_taxi"
+
+
+def _is_local_path(path: str) -> bool:
+    return "://" not in path
+
+
+class TfxComponentOperator(BaseOperator):
+    """Base of the TFX component operators: builds the pipeline spec and runs one node.
+
+    :param pipeline_name: TFX pipeline name (templated); names the ML Metadata contexts.
+    :param pipeline_root: where artifacts go (templated); default ``{state_dir}/pipelines/{pipeline_name}``.
+    :param runtime: the runtime that runs the node.
+    :param mlops_conn_id: connection with provider settings (see :class:`RuntimeHook`).
+    :param step_timeout: seconds before the node is stopped; None waits.
+    """
+
+    #: TFX component class run by this operator.
+    component: ClassVar[str] = ""
+    #: input key → output key of the producer (e.g. ``{"examples": "examples"}``).
+    input_outputs: ClassVar[dict[str, str]] = {}
+    template_fields: Sequence[str] = ("pipeline_name", "pipeline_root")
+    ui_color = "#fbe3c6"
+
+    def __init__(
+        self,
+        *,
+        pipeline_name: str,
+        pipeline_root: str | None = None,
+        runtime: str = "tfx",
+        mlops_conn_id: str = RuntimeHook.default_conn_name,
+        step_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline_name = pipeline_name
+        self.pipeline_root = pipeline_root
+        self.runtime = runtime
+        self.mlops_conn_id = mlops_conn_id
+        self.step_timeout = step_timeout
+        self.tfx_inputs: dict[str, dict[str, str]] = {}
+
+    def _wire_input(self, key: str, producer: TfxComponentOperator | str | None) -> None:
+        """Record that input ``key`` reads the matching output of ``producer``, and depend on it."""
+        if producer is None:
+            raise TypeError(f"{type(self).__name__}({self.task_id}): input {key!r} is required")
+        output = self.input_outputs[key]
+        if isinstance(producer, TfxComponentOperator):
+            self.tfx_inputs[key] = {"node": producer.task_id, "output": output}
+            self.set_upstream(producer)
+        elif isinstance(producer, str):
+            node, _, explicit = producer.partition(":")
+            self.tfx_inputs[key] = {"node": node, "output": explicit or output}
+        else:
+            raise TypeError(
+                f"{type(self).__name__}({self.task_id}): input {key!r} must be a TFX component operator "
+                f"or a task id, got {type(producer).__name__}"
+            )
+
+    # -- spec -------------------------------------------------------------------------
+    def component_name(self, *, target: bool) -> str:
+        """The TFX component this node runs (a subclass may decide at run time)."""
+        return self.component
+
+    def component_args(self) -> dict[str, Any]:
+        """The component's arguments, from this operator's (rendered, when executing) fields."""
+        return {}
+
+    def host_paths(self) -> list[str]:
+        """Local paths this node reads, which a root-filesystem runtime must see."""
+        return []
+
+    def validate_args(self) -> None:
+        """Check rendered arguments before starting the runtime; raise :class:`MlopsException`."""
+        if not isinstance(self.pipeline_name, str) or not PIPELINE_NAME.match(self.pipeline_name):
+            raise MlopsException(
+                f"{self.task_id}: pipeline_name {self.pipeline_name!r} is not valid: use letters, digits, "
+                "'_', '.' or '-' (at most 128 characters, starting with a letter or digit)"
+            )
+
+    def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
+        args = self.component_args()
+        if not target and context is not None:
+            try:  # other nodes' fields are not rendered in this task: render them for a faithful spec
+                args = self.render_template(args, context)
+            except Exception:  # noqa: BLE001 - a non-target node's args only need the right shape
+                pass
+        return {"id": self.task_id, "component": self.component_name(target=target),
+                "inputs": dict(self.tfx_inputs), "args": args}
+
+    def pipeline_spec(self, hook: RuntimeHook, context: Any = None) -> dict[str, Any]:
+        """This node and every TFX node upstream of it, as the runtime's JSON pipeline spec."""
+        nodes = [self.node_spec(target=True)]
+        seen = {self.task_id}
+        pending = [ref["node"] for ref in self.tfx_inputs.values()]
+        while pending:
+            task_id = pending.pop()
+            if task_id in seen:
+                continue
+            seen.add(task_id)
+            if self.dag is None or not self.dag.has_task(task_id):
+                raise MlopsException(f"{self.task_id}: its input comes from task {task_id!r}, which is not in the DAG")
+            task = self.dag.get_task(task_id)
+            if not isinstance(task, TfxComponentOperator):
+                raise MlopsException(f"{self.task_id}: its input task {task_id!r} is not a TFX component operator")
+            nodes.append(task.node_spec(target=False, context=context))
+            pending.extend(ref["node"] for ref in task.tfx_inputs.values())
+        return {
+            "pipeline_name": self.pipeline_name,
+            "pipeline_root": hook.pipeline_root(self.pipeline_name, self.pipeline_root),
+            "metadata": hook.metadata,
+            "nodes": nodes,
+        }
+
+    # -- execution --------------------------------------------------------------------
+    @cached_property
+    def hook(self) -> RuntimeHook:
+        return RuntimeHook(runtime=self.runtime, mlops_conn_id=self.mlops_conn_id)
+
+    def run_node(self, context: Any) -> dict[str, Any]:
+        self.validate_args()
+        spec = self.pipeline_spec(self.hook, context)
+        run_id = context["run_id"]
+        ti = context.get("ti")
+        binds = [spec["pipeline_root"], *self.host_paths()]
+        if "sqlite" in spec["metadata"]:
+            binds.append(os.path.dirname(spec["metadata"]["sqlite"]))
+        os.makedirs(spec["pipeline_root"], exist_ok=True) if _is_local_path(spec["pipeline_root"]) else None
+        result = self.hook.run_step(
+            "tfx.run_node",
+            {"pipeline": spec, "node_id": self.task_id, "run_id": run_id},
+            context={"dag_id": self.dag_id, "task_id": self.task_id, "run_id": run_id,
+                     "try_number": getattr(ti, "try_number", None)},
+            binds=binds,
+            timeout=self.step_timeout,
+        )
+        verb = "reused the execution of an earlier try" if result.get("reused") else "ran"
+        self.log.info("%s %s: execution %s (%s)", verb, result["component"], result["execution_id"], result["state"])
+        for key, artifacts in result.get("outputs", {}).items():
+            for artifact in artifacts:
+                self.log.info("output %s: %s %s at %s%s", key, artifact["type"], artifact["id"], artifact["uri"],
+                              f" (span {artifact['span']})" if "span" in artifact else "")
+        return result
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        return self.run_node(context)
+
+    def on_kill(self) -> None:
+        self.hook.kill()
+
+
+class CsvExampleGenOperator(TfxComponentOperator):
+    """Ingest a directory of CSV files as TFX Examples (TFX ``CsvExampleGen``).
+
+    :param input_base: directory of CSV files (templated). Empty or None: the Chicago taxi
+        sample that ships inside the TFX wheel.
+    :param input_pattern: file pattern under ``input_base`` (templated). ``auto`` picks
+        ``span-{SPAN}/version-{VERSION}/*``, ``span-{SPAN}/*`` or ``*`` from the layout.
+    :param span: ingest this span instead of the latest (templated; None = latest).
+    :param splits: output split name → hash buckets (default ``{"train": 2, "eval": 1}``).
+    """
+
+    component = "CsvExampleGen"
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "input_base", "input_pattern", "span")
+
+    def __init__(
+        self,
+        *,
+        input_base: str | None = None,
+        input_pattern: str = "auto",
+        span: int | str | None = None,
+        splits: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.input_base = input_base
+        self.input_pattern = input_pattern
+        self.span = span
+        self.splits = splits
+
+    def _input_base(self) -> str:
+        return self.input_base or SAMPLE_TAXI
+
+    def _span(self) -> int | None:
+        if self.span in (None, "", "None", "null"):
+            return None
+        try:
+            span = int(self.span)
+        except (TypeError, ValueError):
+            raise MlopsException(f"{self.task_id}: span must be an integer or empty, got {self.span!r}") from None
+        if span < 0:
+            raise MlopsException(f"{self.task_id}: span must be >= 0, got {span}")
+        return span
+
+    def component_args(self) -> dict[str, Any]:
+        return {"input_base": self._input_base(), "input_pattern": self.input_pattern or "auto",
+                "span": self.span, "splits": self.splits}
+
+    def validate_args(self) -> None:
+        super().validate_args()
+        base = self._input_base()
+        if base != SAMPLE_TAXI and _is_local_path(base) and not os.path.isdir(base):
+            raise MlopsException(f"{self.task_id}: input_base {base!r} is not an existing directory of CSV files")
+        self._span()
+        if self.splits is not None and (
+            not self.splits or not all(isinstance(v, int) and v > 0 for v in self.splits.values())
+        ):
+            raise MlopsException(f"{self.task_id}: splits must map names to positive hash buckets, got {self.splits!r}")
+
+    def component_args_for_run(self) -> dict[str, Any]:
+        return {**self.component_args(), "span": self._span()}
+
+    def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
+        spec = super().node_spec(target=target, context=context)
+        if target:
+            spec["args"] = self.component_args_for_run()
+        return spec
+
+    def host_paths(self) -> list[str]:
+        base = self._input_base()
+        return [base] if base != SAMPLE_TAXI and _is_local_path(base) else []
+
+
+class StatisticsGenOperator(TfxComponentOperator):
+    """Compute statistics of each split of the examples (TFX ``StatisticsGen``).
+
+    :param examples: the example-gen operator (or its task id).
+    """
+
+    component = "StatisticsGen"
+    input_outputs = {"examples": "examples"}
+
+    def __init__(self, *, examples: TfxComponentOperator | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._wire_input("examples", examples)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        result = self.run_node(context)
+        for split, stats in result.get("statistics", {}).items():
+            self.log.info("split %s: %s examples, %s features", split, stats["num_examples"], stats["num_features"])
+        return result
+
+
+class ImportSchemaGenOperator(TfxComponentOperator):
+    """Import a curated schema file (TFX ``ImportSchemaGen``).
+
+    :param schema_file: path of a ``schema.pbtxt`` (templated).
+    """
+
+    component = "ImportSchemaGen"
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "schema_file")
+
+    def __init__(self, *, schema_file: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.schema_file = schema_file
+
+    def component_args(self) -> dict[str, Any]:
+        return {"schema_file": self.schema_file}
+
+    def validate_args(self) -> None:
+        super().validate_args()
+        if not self.schema_file or (_is_local_path(self.schema_file) and not os.path.isfile(self.schema_file)):
+            raise MlopsException(f"{self.task_id}: schema_file {self.schema_file!r} does not exist")
+
+    def host_paths(self) -> list[str]:
+        return [os.path.dirname(os.path.abspath(self.schema_file))] if _is_local_path(self.schema_file) else []
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        result = self.run_node(context)
+        return {**result, "schema_source": "curated", "reference_version": None}
+
+
+class SchemaGenOperator(TfxComponentOperator):
+    """Produce the schema that this run's data is validated against.
+
+    Never validates new data only against a schema inferred from that same data: in order,
+
+    1. ``reference_schema`` (a curated ``schema.pbtxt``, templated) is imported, if given;
+    2. else the pipeline's kept reference schema (the schema of its first accepted run,
+       versioned under ``{state_dir}/schemas``) is imported;
+    3. else (first run) the schema is inferred by TFX ``SchemaGen``; it becomes the
+       reference once :class:`ExampleValidatorOperator` accepts the data.
+
+    :param statistics: the statistics-gen operator (or its task id).
+    :param reference_schema: optional curated schema file (templated).
+    :param infer_feature_shape: passed to SchemaGen when inferring.
+    """
+
+    component = "SchemaGen"
+    input_outputs = {"statistics": "statistics"}
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "reference_schema")
+
+    def __init__(
+        self,
+        *,
+        statistics: TfxComponentOperator | str,
+        reference_schema: str | None = None,
+        infer_feature_shape: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.reference_schema = reference_schema
+        self.infer_feature_shape = infer_feature_shape
+        self._wire_input("statistics", statistics)
+        self._decision: tuple[str, str | None, int | None] | None = None
+
+    def decide(self) -> tuple[str, str | None, int | None]:
+        """(source, schema file, reference version): source is ``curated``, ``reference`` or ``inferred``."""
+        if self._decision is None:
+            if self.reference_schema:
+                self._decision = ("curated", self.reference_schema, None)
+            else:
+                current = ReferenceSchemaStore(self.hook.schema_store_dir).current(self.pipeline_name)
+                if current is not None:
+                    self._decision = ("reference", str(current.schema_file), current.version)
+                else:
+                    self._decision = ("inferred", None, None)
+        return self._decision
+
+    def component_name(self, *, target: bool) -> str:
+        if target and self.decide()[0] != "inferred":
+            return "ImportSchemaGen"
+        return "SchemaGen"
+
+    def component_args(self) -> dict[str, Any]:
+        return {"infer_feature_shape": self.infer_feature_shape}
+
+    def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
+        spec = super().node_spec(target=target, context=context)
+        if target and self.decide()[0] != "inferred":
+            spec["inputs"] = {}
+            spec["args"] = {"schema_file": self.decide()[1]}
+        return spec
+
+    def validate_args(self) -> None:
+        super().validate_args()
+        if self.reference_schema and _is_local_path(self.reference_schema) and not os.path.isfile(self.reference_schema):
+            raise MlopsException(f"{self.task_id}: reference_schema {self.reference_schema!r} does not exist")
+
+    def host_paths(self) -> list[str]:
+        source, schema_file, _ = self.decide()
+        if schema_file and _is_local_path(schema_file):
+            return [os.path.dirname(os.path.abspath(schema_file))]
+        return []
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self.validate_args()
+        source, schema_file, version = self.decide()
+        if source == "curated":
+            self.log.info("validating against the curated schema %s", schema_file)
+        elif source == "reference":
+            self.log.info("validating against reference schema v%s of pipeline %s (%s)", version, self.pipeline_name, schema_file)
+        else:
+            self.log.info(
+                "pipeline %s has no reference schema yet: inferring one from this span; "
+                "it becomes the reference once validation accepts the data", self.pipeline_name,
+            )
+        result = self.run_node(context)
+        return {**result, "schema_source": source, "reference_version": version}
+
+
+class ExampleValidatorOperator(TfxComponentOperator):
+    """Validate statistics against the schema (TFX ``ExampleValidator``); fail on any anomaly.
+
+    The task fails with :class:`DataValidationError`, listing each anomaly (split, feature,
+    kind, description), so downstream tasks do not run. When the data is accepted and the
+    schema was inferred in this run (the pipeline's first accepted run), that schema is kept
+    as the pipeline's reference schema v1.
+
+    :param statistics: the statistics-gen operator (or its task id).
+    :param schema: the schema operator (or its task id).
+    :param keep_reference_schema: keep the first accepted inferred schema as the reference.
+    """
+
+    component = "ExampleValidator"
+    input_outputs = {"statistics": "statistics", "schema": "schema"}
+
+    def __init__(
+        self,
+        *,
+        statistics: TfxComponentOperator | str,
+        schema: TfxComponentOperator | str,
+        keep_reference_schema: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.keep_reference_schema = keep_reference_schema
+        self._wire_input("statistics", statistics)
+        self._wire_input("schema", schema)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        result = self.run_node(context)
+        anomalies = result.get("anomalies", [])
+        if anomalies:
+            lines = [
+                f"  - split {a['split']}, feature {a['feature']}: {a['kind']} ({a['severity']}): {a['description']}"
+                for a in anomalies
+            ]
+            message = f"{len(anomalies)} data anomalies found by ExampleValidator:\n" + "\n".join(lines)
+            self.log.error(message)
+            raise DataValidationError(message, anomalies)
+        self.log.info("no anomalies: the data matches the schema")
+        if self.keep_reference_schema:
+            self._maybe_keep_reference(context, result)
+        return result
+
+    def _maybe_keep_reference(self, context: Any, result: dict[str, Any]) -> None:
+        schema_task = self.tfx_inputs["schema"]["node"]
+        schema_result = context["ti"].xcom_pull(task_ids=schema_task) or {}
+        if schema_result.get("schema_source") != "inferred":
+            return
+        schema_file = schema_result.get("schema_file")
+        store = ReferenceSchemaStore(self.hook.schema_store_dir)
+        if store.current(self.pipeline_name) is not None:
+            return  # a concurrent run promoted one first
+        kept = store.promote(self.pipeline_name, schema_file, run_id=context["run_id"],
+                             schema_artifact_id=schema_result.get("outputs", {}).get("schema", [{}])[0].get("id"))
+        self.log.info("kept the schema of this accepted run as reference schema v%s of pipeline %s: %s",
+                      kept.version, self.pipeline_name, kept.schema_file)

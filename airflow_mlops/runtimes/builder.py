@@ -1,0 +1,313 @@
+"""Build runtimes on demand, once, into a cache keyed by their lock file (standard library only).
+
+A runtime is built into ``<cache>/.<name>-<isolation>-<key>.partial-<pid>`` and renamed to
+``<cache>/<name>-<isolation>-<key>`` only when it is complete and its probe passed, so a
+cached runtime is always whole. Builds of the same runtime are serialised by a file lock;
+leftovers of a build that died are removed by the next build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_mlops.runtimes.local import READY_FILE, ROOTFS_VENV, RuntimeInstall, rootfs_command
+from airflow_mlops.runtimes.specs import RUNTIMES, RuntimeSpec
+
+ISOLATIONS = ("auto", "venv", "rootfs")
+DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+Log = Callable[[str], None]
+
+
+class RuntimeBuildError(RuntimeError):
+    """A runtime could not be built; the message says which step failed and what to do."""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "airflow-mlops" / "runtimes"
+
+
+def host_glibc() -> tuple[int, int] | None:
+    """The host's glibc version, or None on another C library."""
+    try:
+        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return None
+    if name != "glibc":
+        return None
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def choose_isolation(spec: RuntimeSpec, requested: str = "auto") -> str:
+    """``venv`` where the host can run the locked wheels, else ``rootfs``."""
+    if requested not in ISOLATIONS:
+        raise ValueError(f"runtime isolation must be one of {ISOLATIONS}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if spec.min_glibc is None:
+        return "venv"
+    glibc = host_glibc()
+    return "venv" if glibc is not None and glibc >= spec.min_glibc else "rootfs"
+
+
+def install_path(cache_dir: Path, spec: RuntimeSpec, isolation: str) -> Path:
+    return Path(cache_dir) / f"{spec.name}-{isolation}-{spec.cache_key(isolation)}"
+
+
+def find_runtime(spec: RuntimeSpec, cache_dir: Path, isolation: str = "auto") -> RuntimeInstall | None:
+    """The cached runtime for ``spec``, or None if it is not built (or not whole)."""
+    isolation = choose_isolation(spec, isolation)
+    path = install_path(cache_dir, spec, isolation)
+    if (path / READY_FILE).is_file():
+        return RuntimeInstall(spec.name, isolation, path, spec.cache_key(isolation))
+    return None
+
+
+@contextmanager
+def _build_lock(lock_path: Path, log: Log) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another process is building this runtime; waiting for {lock_path}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_runtime(
+    spec: RuntimeSpec,
+    cache_dir: Path,
+    *,
+    isolation: str = "auto",
+    build: bool = True,
+    force: bool = False,
+    mirror: str = DEFAULT_DEBIAN_MIRROR,
+    log: Log = print,
+) -> RuntimeInstall:
+    """Return the cached runtime, building it first when missing (or when ``force``)."""
+    isolation = choose_isolation(spec, isolation)
+    if not force:
+        found = find_runtime(spec, cache_dir, isolation)
+        if found:
+            return found
+    if not build:
+        raise RuntimeBuildError(
+            f"runtime {spec.name!r} ({isolation}) is not built in {cache_dir}; "
+            f"build it with: airflow-mlops runtime build {spec.name}"
+        )
+    final = install_path(cache_dir, spec, isolation)
+    with _build_lock(final.with_name(final.name + ".lock"), log):
+        found = find_runtime(spec, cache_dir, isolation)
+        if found and not force:
+            return found  # built by the process we waited for
+        for stale in final.parent.glob(f".{final.name}.partial-*"):
+            log(f"removing the leftovers of an unfinished build: {stale}")
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+        started = time.monotonic()
+        try:
+            if isolation == "rootfs":
+                _build_rootfs(spec, partial, cache_dir, mirror, log)
+            else:
+                _build_venv(spec, partial, log)
+            meta = {
+                "name": spec.name,
+                "isolation": isolation,
+                "key": spec.cache_key(isolation),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "build_seconds": round(time.monotonic() - started, 1),
+                "lock_file": spec.lock_file,
+                "host": platform.platform(),
+            }
+            (partial / READY_FILE).write_text(json.dumps(meta, indent=2))
+            if final.exists():  # a forced rebuild replaces the old one only now
+                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                final.rename(old)
+                shutil.rmtree(old, ignore_errors=True)
+            partial.rename(final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        log(f"runtime {spec.name!r} ready at {final} ({time.monotonic() - started:.0f} s)")
+        return RuntimeInstall(spec.name, isolation, final, spec.cache_key(isolation))
+
+
+def _run(cmd: list[str], log: Log, what: str, env: dict[str, str] | None = None) -> None:
+    log(f"$ {what}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for raw in iter(proc.stdout.readline, b""):
+        line = raw.decode("utf-8", errors="replace").rstrip("\n")
+        tail = (tail + [line])[-30:]
+        log(line)
+    if proc.wait() != 0:
+        raise RuntimeBuildError(
+            f"{what} failed with exit code {proc.returncode}; last lines:\n" + "\n".join(tail)
+        )
+
+
+def _pip_env() -> dict[str, str]:
+    """The host's pip settings and proxies, passed to pip inside the runtime build."""
+    keep = {k: v for k, v in os.environ.items() if k.startswith("PIP_") or k.lower().endswith("_proxy")}
+    keep.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    return keep
+
+
+def _build_venv(spec: RuntimeSpec, target: Path, log: Log) -> None:
+    import sys
+
+    _run([sys.executable, "-m", "venv", str(target)], log, f"python -m venv {target}")
+    lock = target / "runtime-lock.txt"
+    lock.write_text(spec.lock_text())
+    env = {**os.environ, **_pip_env()}
+    _run([str(target / "bin/python"), "-m", "pip", "install", "--no-deps", "-r", str(lock)], log,
+         f"pip install -r {spec.lock_file}", env=env)
+    _run([str(target / "bin/python"), "-c", spec.probe], log, f"probe: {spec.probe}", env=env)
+
+
+def _require_rootfs_tools() -> None:
+    missing = [tool for tool in ("debootstrap", "unshare", "chroot") if shutil.which(tool) is None]
+    if os.geteuid() != 0:
+        raise RuntimeBuildError(
+            "this host's C library is older than the runtime's wheels need, so the runtime runs in a "
+            "Debian root filesystem, which needs root (debootstrap, mount, chroot). Run the build and "
+            "the tasks as root, use a host with a newer glibc (e.g. Debian 13), or use the kubernetes backend."
+        )
+    if missing:
+        raise RuntimeBuildError(
+            f"building a root-filesystem runtime needs {', '.join(missing)}: "
+            "install them (Debian: apt-get install debootstrap util-linux coreutils)"
+        )
+
+
+def _build_rootfs(spec: RuntimeSpec, target: Path, cache_dir: Path, mirror: str, log: Log) -> None:
+    _require_rootfs_tools()
+    deb_cache = Path(cache_dir) / "debootstrap-debs"
+    deb_cache.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(spec.debian_packages)}",
+            f"--cache-dir={deb_cache.resolve()}",
+            spec.debian_suite,
+            str(target),
+            mirror,
+        ],
+        log,
+        f"debootstrap {spec.debian_suite} {target}",
+    )
+    # The host's network and TLS settings, so pip inside reaches the same index.
+    for host_file in ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs/ca-certificates.crt", "/etc/pip.conf"):
+        if os.path.isfile(host_file):
+            dest = target / host_file.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(host_file, dest)
+    (target / "opt").mkdir(exist_ok=True)
+    (target / "opt/runtime-lock.txt").write_text(spec.lock_text())
+    pip_cache = Path(os.environ.get("PIP_CACHE_DIR") or Path.home() / ".cache" / "pip")
+    pip_cache.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "PIP_CACHE_DIR": str(pip_cache),
+        **_pip_env(),
+    }
+    script = (
+        f"python3 -m venv {ROOTFS_VENV} && "
+        f"{ROOTFS_VENV}/bin/python -m pip install --no-deps -r /opt/runtime-lock.txt && "
+        f"{ROOTFS_VENV}/bin/python -c {_shquote(spec.probe)}"
+    )
+    _run(
+        rootfs_command(target, ["/bin/sh", "-c", script], env=env, binds=[str(pip_cache)]),
+        log,
+        f"install {spec.lock_file} into {target}{ROOTFS_VENV}",
+    )
+
+
+def _shquote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+@dataclass
+class RuntimeStatus:
+    name: str
+    isolation: str
+    state: str  # ready | not built | stale | partial
+    path: str
+    size_bytes: int | None
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes used under ``path`` (not following links, each inode once)."""
+    total, seen = 0, set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+def list_runtimes(cache_dir: Path, *, isolation: str = "auto", sizes: bool = True) -> list[RuntimeStatus]:
+    """Every known runtime's state, plus cached builds that no longer match a lock file (stale)."""
+    cache_dir = Path(cache_dir)
+    rows: list[RuntimeStatus] = []
+    current: set[str] = set()
+    for spec in RUNTIMES.values():
+        iso = choose_isolation(spec, isolation)
+        path = install_path(cache_dir, spec, iso)
+        current.add(path.name)
+        ready = (path / READY_FILE).is_file()
+        rows.append(
+            RuntimeStatus(spec.name, iso, "ready" if ready else "not built", str(path),
+                          disk_usage(path) if ready and sizes else None)
+        )
+    if cache_dir.is_dir():
+        for entry in sorted(cache_dir.iterdir()):
+            if not entry.is_dir() or entry.name in current or entry.name == "debootstrap-debs":
+                continue
+            state = "partial" if ".partial-" in entry.name or ".old-" in entry.name else "stale"
+            name, _, rest = entry.name.lstrip(".").partition("-")
+            rows.append(RuntimeStatus(name, rest.split("-")[0], state, str(entry),
+                                      disk_usage(entry) if sizes else None))
+    return rows
+
+
+def prune_runtimes(cache_dir: Path, log: Log = print) -> list[str]:
+    """Delete stale and partial builds; return their paths."""
+    removed = []
+    for row in list_runtimes(cache_dir, sizes=False):
+        if row.state in ("stale", "partial"):
+            base = Path(row.path).name.lstrip(".").split(".partial-")[0].split(".old-")[0]
+            lock = Path(cache_dir) / f"{base}.lock"
+            with _build_lock(lock, log):
+                shutil.rmtree(row.path, ignore_errors=True)
+            removed.append(row.path)
+            log(f"removed {row.path}")
+    return removed

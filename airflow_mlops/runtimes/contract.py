@@ -1,0 +1,141 @@
+"""The versioned contract between Airflow and a runtime (standard library only).
+
+A step is run by starting ``python -m airflow_mlops.runtimes.entrypoint REQUEST RESULT``
+inside the runtime. ``REQUEST`` is a JSON file holding a :class:`StepRequest`; the
+runtime writes a :class:`StepResult` to ``RESULT`` (atomically) and streams its log on
+stdout/stderr. The same request can be run by any backend (a local process, a chroot,
+a Kubernetes pod): only the way the process is started differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Bumped on any incompatible change of the request or result shape.
+CONTRACT_VERSION = 1
+
+STATUS_SUCCEEDED = "succeeded"
+STATUS_FAILED = "failed"
+STATUSES = (STATUS_SUCCEEDED, STATUS_FAILED)
+
+
+class ContractError(ValueError):
+    """A request or result does not follow the contract."""
+
+
+@dataclass
+class StepRequest:
+    """What to run: a step name (``"tfx.run_node"``), its JSON parameters and context.
+
+    :param step: name of a step registered in :data:`airflow_mlops.steps.STEPS`.
+    :param params: JSON-serialisable parameters of the step.
+    :param context: where the request comes from (dag_id, task_id, run_id, try_number).
+    """
+
+    step: str
+    params: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    contract_version: int = CONTRACT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StepRequest:
+        if not isinstance(data, dict):
+            raise ContractError(f"a step request must be a JSON object, got {type(data).__name__}")
+        version = data.get("contract_version")
+        if version != CONTRACT_VERSION:
+            raise ContractError(
+                f"step request has contract_version {version!r}; this runtime speaks {CONTRACT_VERSION}"
+            )
+        step = data.get("step")
+        if not isinstance(step, str) or not step:
+            raise ContractError("step request has no 'step' name")
+        params = data.get("params", {})
+        context = data.get("context", {})
+        if not isinstance(params, dict) or not isinstance(context, dict):
+            raise ContractError("step request 'params' and 'context' must be JSON objects")
+        return cls(step=step, params=params, context=context)
+
+
+@dataclass
+class StepResult:
+    """What came back: ``status`` is ``succeeded`` or ``failed``.
+
+    :param outputs: the step's JSON outputs (for a failed step, what is known so far).
+    :param error: for a failed step: ``type``, ``message`` and a list of ``details``.
+    """
+
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    contract_version: int = CONTRACT_VERSION
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == STATUS_SUCCEEDED
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StepResult:
+        if not isinstance(data, dict):
+            raise ContractError(f"a step result must be a JSON object, got {type(data).__name__}")
+        if data.get("contract_version") != CONTRACT_VERSION:
+            raise ContractError(
+                f"step result has contract_version {data.get('contract_version')!r}; "
+                f"expected {CONTRACT_VERSION}"
+            )
+        status = data.get("status")
+        if status not in STATUSES:
+            raise ContractError(f"step result has status {status!r}; expected one of {STATUSES}")
+        return cls(status=status, outputs=data.get("outputs") or {}, error=data.get("error"))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> StepResult:
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise ContractError(f"the runtime wrote no result file at {path}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ContractError(f"the result file {path} is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+
+def write_json_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class StepError(Exception):
+    """Raised by a step for an expected failure: the message and details reach the task log.
+
+    :param message: one line saying what is wrong and where.
+    :param details: a list of JSON objects (for example one per data anomaly).
+    """
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None, *, kind: str = "StepError"):
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.kind = kind

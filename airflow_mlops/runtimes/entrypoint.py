@@ -1,0 +1,94 @@
+"""Run one step request inside a runtime: ``python -m airflow_mlops.runtimes.entrypoint REQ RES``.
+
+Standard library only at import time. The process always tries to write a result file:
+``succeeded`` with the step's outputs, or ``failed`` with the error's type, message and
+details (a :class:`~airflow_mlops.runtimes.contract.StepError` is an expected failure;
+any other exception is logged with its traceback). It exits 0 when a result was written,
+so the caller reads the status from the result; it exits non-zero only when it could not
+write one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+import time
+import traceback
+from typing import Any
+
+from airflow_mlops.runtimes.contract import (
+    STATUS_FAILED,
+    STATUS_SUCCEEDED,
+    ContractError,
+    StepError,
+    StepRequest,
+    StepResult,
+    write_json_atomic,
+)
+from airflow_mlops.steps import STEPS
+
+log = logging.getLogger("airflow_mlops.runtime")
+
+
+def resolve_step(name: str):
+    """Import and return the function registered for step ``name``."""
+    try:
+        target = STEPS[name]
+    except KeyError:
+        raise ContractError(f"unknown step {name!r}; this runtime knows {sorted(STEPS)}") from None
+    module_name, _, func_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def execute(request: StepRequest) -> StepResult:
+    """Run ``request`` in this process and turn every outcome into a :class:`StepResult`."""
+    started = time.monotonic()
+    try:
+        func = resolve_step(request.step)
+        outputs: dict[str, Any] = func(request.params, request.context) or {}
+    except StepError as err:
+        log.error("step %s failed: %s", request.step, err.message)
+        return StepResult(
+            status=STATUS_FAILED,
+            error={"type": err.kind, "message": err.message, "details": err.details},
+        )
+    except Exception as err:  # noqa: BLE001 - every failure must become a result
+        log.error("step %s raised:\n%s", request.step, traceback.format_exc())
+        return StepResult(
+            status=STATUS_FAILED,
+            error={"type": type(err).__name__, "message": str(err) or repr(err), "details": []},
+        )
+    log.info("step %s succeeded in %.1f s", request.step, time.monotonic() - started)
+    return StepResult(status=STATUS_SUCCEEDED, outputs=outputs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m airflow_mlops.runtimes.entrypoint REQUEST.json RESULT.json", file=sys.stderr)
+        return 2
+    request_path, result_path = argv
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        with open(request_path) as handle:
+            request = StepRequest.from_dict(json.load(handle))
+    except (OSError, ValueError) as err:
+        result = StepResult(
+            status=STATUS_FAILED, error={"type": "ContractError", "message": str(err), "details": []}
+        )
+    else:
+        result = execute(request)
+    try:
+        write_json_atomic(result_path, result.to_json())
+    except OSError as err:
+        print(f"could not write the step result to {result_path}: {err}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The runtimes this provider knows, as data (standard library only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+
+#: Bumped when the build recipe changes in a way that must invalidate cached runtimes.
+BUILD_RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """A named, pinned environment.
+
+    :param name: the runtime's name (``tfx``), used by operators and the CLI.
+    :param description: one line for listings.
+    :param lock_file: file name under ``airflow_mlops/runtimes/locks/``: every package pinned.
+    :param min_glibc: the oldest C library the locked wheels run on; on an older host the
+        runtime is built as a Debian root filesystem instead of a virtualenv.
+    :param debian_suite: the Debian release of that root filesystem.
+    :param debian_packages: packages installed into the root filesystem.
+    :param probe: a Python statement run after the build; a runtime that fails it is not kept.
+    """
+
+    name: str
+    description: str
+    lock_file: str
+    min_glibc: tuple[int, int] | None = None
+    debian_suite: str = "trixie"
+    debian_packages: tuple[str, ...] = ("python3", "python3-venv", "python3-dev", "g++", "ca-certificates")
+    probe: str = "pass"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def lock_text(self) -> str:
+        return resources.files("airflow_mlops.runtimes").joinpath("locks", self.lock_file).read_text()
+
+    def cache_key(self, isolation: str) -> str:
+        """A hash of everything that decides the runtime's content."""
+        recipe = asdict(self)
+        recipe.pop("description")
+        payload = json.dumps(
+            {"recipe": recipe, "isolation": isolation, "version": BUILD_RECIPE_VERSION, "lock": self.lock_text()},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+RUNTIMES: dict[str, RuntimeSpec] = {
+    "tfx": RuntimeSpec(
+        name="tfx",
+        description="TFX 1.21 (TensorFlow 2.21, ML Metadata, TFDV, Beam) on Python 3.13",
+        lock_file="tfx.txt",
+        # ml-metadata and tensorflow-data-validation 1.21 wheels are manylinux_2_39.
+        min_glibc=(2, 39),
+        probe="import tfx, ml_metadata, tensorflow_data_validation",
+    ),
+}
+
+
+def get_runtime_spec(name: str) -> RuntimeSpec:
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise KeyError(f"unknown runtime {name!r}; known runtimes: {', '.join(sorted(RUNTIMES))}") from None

@@ -1,0 +1,16 @@
+"""Steps: the work a runtime does for one request.
+
+Each step is a plain function ``fn(params: dict, context: dict) -> dict`` that imports its
+heavy libraries (TFX, TensorFlow, ...) inside the function, so this package imports in
+any environment. :data:`STEPS` maps the step name used in a
+:class:`~airflow_mlops.runtimes.contract.StepRequest` to ``"module:function"``.
+"""
+
+from __future__ import annotations
+
+STEPS: dict[str, str] = {
+    "runtime.info": "airflow_mlops.steps.info:runtime_info",
+    "tfx.run_node": "airflow_mlops.steps.tfx_node:run_node",
+    "tfx.sample_data": "airflow_mlops.steps.tfx_node:sample_data",
+    "mlmd.lineage": "airflow_mlops.steps.mlmd:lineage",
+}

@@ -1,0 +1,246 @@
+"""Run one node of a TFX pipeline against the shared ML Metadata store (runs in the TFX runtime).
+
+Every Airflow task of a DAG run compiles the same pipeline spec with the DAG run's id as
+the TFX pipeline-run id, so a node finds the artifacts its upstream tasks published.
+A node whose execution already completed under this run id is not run again (a retry
+after the work was done reuses it); an execution an earlier try left RUNNING is marked
+CANCELED before the node runs again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from airflow_mlops.runtimes.contract import StepError
+from airflow_mlops.steps.tfx_pipeline import compile_pipeline, metadata_connection_config, sample_dataset_dir
+
+log = logging.getLogger("airflow_mlops.tfx")
+
+DONE_STATES = ("COMPLETE", "CACHED")
+
+
+def _state_name(execution) -> str:
+    from ml_metadata.proto import metadata_store_pb2
+
+    return metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+
+
+def _node_executions(store, pipeline_name: str, node_id: str, run_id: str) -> list:
+    """Executions of ``node_id`` in pipeline run ``run_id``, oldest first."""
+    run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    node_ctx = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    if run_ctx is None or node_ctx is None:
+        return []
+    in_run = {e.id for e in store.get_executions_by_context(run_ctx.id)}
+    return sorted((e for e in store.get_executions_by_context(node_ctx.id) if e.id in in_run), key=lambda e: e.id)
+
+
+def _cancel_stale(store, executions: list) -> None:
+    from ml_metadata.proto import metadata_store_pb2
+
+    for execution in executions:
+        if _state_name(execution) in ("NEW", "RUNNING"):
+            log.warning("marking execution %d (left %s by an earlier try) as CANCELED", execution.id, _state_name(execution))
+            execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+            store.put_executions([execution])
+
+
+def _custom(artifact, key: str):
+    if key in artifact.custom_properties:
+        value = artifact.custom_properties[key]
+        return getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+    if key in artifact.properties:
+        value = artifact.properties[key]
+        return getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+    return None
+
+
+def describe_artifact(store, artifact) -> dict[str, Any]:
+    type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
+    info: dict[str, Any] = {"id": artifact.id, "type": type_name, "uri": artifact.uri}
+    for key in ("span", "version"):
+        value = _custom(artifact, key)
+        if value is not None:
+            info[key] = int(value)
+    splits = _custom(artifact, "split_names")
+    if splits:
+        info["splits"] = json.loads(splits)
+    return info
+
+
+def execution_artifacts(store, execution_id: int) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``{"inputs": {key: [artifact]}, "outputs": {key: [artifact]}}`` of an execution."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    events = store.get_events_by_execution_ids([execution_id])
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in events}))}
+    result: dict[str, dict[str, list[dict[str, Any]]]] = {"inputs": {}, "outputs": {}}
+    for event in events:
+        side = "outputs" if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT) else "inputs"
+        key = event.path.steps[0].key if event.path.steps else ""
+        result[side].setdefault(key, []).append(describe_artifact(store, artifacts[event.artifact_id]))
+    return result
+
+
+def read_anomalies(anomalies_uri: str, splits: list[str]) -> list[dict[str, Any]]:
+    """Every anomaly ExampleValidator wrote, one dict per (split, feature)."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+    from tfx.dsl.io import fileio
+
+    found = []
+    for split in splits:
+        path = os.path.join(anomalies_uri, f"Split-{split}", "SchemaDiff.pb")
+        if not fileio.exists(path):
+            continue
+        with fileio.open(path, "rb") as handle:
+            anomalies = anomalies_pb2.Anomalies.FromString(handle.read())
+        items = list(anomalies.anomaly_info.items())
+        if anomalies.HasField("dataset_anomaly_info"):
+            items.append(("<dataset>", anomalies.dataset_anomaly_info))
+        for feature, info in sorted(items):
+            kinds = [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason] or ["UNKNOWN_TYPE"]
+            found.append(
+                {
+                    "split": split,
+                    "feature": feature,
+                    "kind": ", ".join(kinds),
+                    "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+                    "description": info.description or info.short_description,
+                }
+            )
+    return found
+
+
+def read_statistics_summary(stats_uri: str, splits: list[str]) -> dict[str, Any]:
+    """Examples and features per split, from StatisticsGen's ``FeatureStats.pb``."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+    from tfx.dsl.io import fileio
+
+    summary = {}
+    for split in splits:
+        path = os.path.join(stats_uri, f"Split-{split}", "FeatureStats.pb")
+        if not fileio.exists(path):
+            continue
+        with fileio.open(path, "rb") as handle:
+            stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(handle.read())
+        if stats.datasets:
+            ds = stats.datasets[0]
+            summary[split] = {"num_examples": int(ds.num_examples), "num_features": len(ds.features)}
+    return summary
+
+
+def _component_details(node_component: str, artifacts: dict[str, Any]) -> dict[str, Any]:
+    outputs = artifacts["outputs"]
+    if node_component == "ExampleValidator" and outputs.get("anomalies"):
+        anomalies = outputs["anomalies"][0]
+        return {"anomalies": read_anomalies(anomalies["uri"], anomalies.get("splits", []))}
+    if node_component == "StatisticsGen" and outputs.get("statistics"):
+        stats = outputs["statistics"][0]
+        return {"statistics": read_statistics_summary(stats["uri"], stats.get("splits", []))}
+    if node_component in ("SchemaGen", "ImportSchemaGen") and outputs.get("schema"):
+        return {"schema_file": os.path.join(outputs["schema"][0]["uri"], "schema.pbtxt")}
+    return {}
+
+
+def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Run node ``params["node_id"]`` of ``params["pipeline"]`` under pipeline-run ``params["run_id"]``."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local import runner_utils
+    from tfx.orchestration.portable import launcher
+
+    spec, node_id, run_id = params["pipeline"], params["node_id"], params["run_id"]
+    node_spec = next((n for n in spec["nodes"] if n["id"] == node_id), None)
+    if node_spec is None:
+        raise StepError(f"node {node_id!r} is not in pipeline {spec['pipeline_name']!r}")
+    connection = metadata_connection_config(spec["metadata"])
+    store = metadata_store.MetadataStore(connection)
+    earlier = _node_executions(store, spec["pipeline_name"], node_id, run_id)
+    done = [e for e in earlier if _state_name(e) in DONE_STATES]
+    reused = bool(done)
+    if done:
+        execution = done[-1]
+        log.info(
+            "node %s already completed in pipeline run %s (execution %d, %s): reusing it, not running it again",
+            node_id, run_id, execution.id, _state_name(execution),
+        )
+    else:
+        _cancel_stale(store, earlier)
+        ir = compile_pipeline(spec, run_id, target=node_id)
+        node = next(n.pipeline_node for n in ir.nodes if n.pipeline_node.node_info.id == node_id)
+        deployment = runner_utils.extract_local_deployment_config(ir)
+        started = time.monotonic()
+        log.info("running TFX node %s (%s) in pipeline run %s", node_id, node_spec["component"], run_id)
+        launch_error: BaseException | None = None
+        try:
+            launcher.Launcher(
+                pipeline_node=node,
+                mlmd_connection=metadata.Metadata(connection),
+                pipeline_info=ir.pipeline_info,
+                pipeline_runtime_spec=ir.runtime_spec,
+                executor_spec=runner_utils.extract_executor_spec(deployment, node_id),
+                custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment, node_id),
+            ).launch()
+        except Exception as err:  # noqa: BLE001 - reported with the execution state below
+            log.exception("TFX node %s raised", node_id)
+            launch_error = err
+        after = _node_executions(store, spec["pipeline_name"], node_id, run_id)
+        new = [e for e in after if e.id not in {x.id for x in earlier}]
+        if not new or _state_name(new[-1]) not in DONE_STATES:
+            state = _state_name(new[-1]) if new else "no execution recorded"
+            reason = f"{type(launch_error).__name__}: {launch_error}" if launch_error else _execution_error(new[-1] if new else None)
+            raise StepError(
+                f"TFX component {node_spec['component']} (node {node_id}) did not complete: {state}. {reason}".strip(),
+                kind="ComponentFailed",
+            )
+        execution = new[-1]
+        log.info("node %s completed in %.1f s (execution %d)", node_id, time.monotonic() - started, execution.id)
+    artifacts = execution_artifacts(store, execution.id)
+    return {
+        "node_id": node_id,
+        "component": node_spec["component"],
+        "pipeline_name": spec["pipeline_name"],
+        "run_id": run_id,
+        "execution_id": execution.id,
+        "state": _state_name(execution),
+        "reused": reused,
+        **artifacts,
+        **_component_details(node_spec["component"], artifacts),
+    }
+
+
+def _execution_error(execution) -> str:
+    if execution is None:
+        return ""
+    for key in ("__execution_result__", "execution_result"):
+        if key in execution.custom_properties:
+            return str(execution.custom_properties[key].string_value)[:2000]
+    return "see the log above for the component's error"
+
+
+def sample_data(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Write the first ``rows`` rows of a sample dataset to ``dest`` (a CSV file); return its path.
+
+    Without ``dest``, return the dataset's own directory.
+    """
+    name = params.get("dataset", "chicago_taxi")
+    directory = sample_dataset_dir(name)
+    source = os.path.join(directory, sorted(os.listdir(directory))[0])
+    dest = params.get("dest")
+    if not dest:
+        return {"directory": directory, "file": source}
+    rows = int(params.get("rows", 1000))
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(source, newline="") as src:
+        reader = csv.reader(src)
+        lines = [next(reader)] + [row for _, row in zip(range(rows), reader)]
+    tmp = dest + ".tmp"
+    with open(tmp, "w", newline="") as out:
+        csv.writer(out).writerows(lines)
+    os.replace(tmp, dest)
+    return {"directory": directory, "file": dest, "rows": len(lines) - 1}
