@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class MlopsException(AirflowException):
@@ -29,8 +29,11 @@ class RuntimeStepFailed(MlopsException):
         return list(self.error.get("details") or [])
 
 
-class DataValidationError(MlopsException):
-    """ExampleValidator found anomalies: one entry per (split, feature)."""
+class DataValidationError(MlopsException, AirflowFailException):
+    """ExampleValidator found anomalies: one entry per (split, feature).
+
+    The task fails without retrying: the same data gives the same anomalies.
+    """
 
     def __init__(self, message: str, anomalies: list[dict[str, Any]]):
         super().__init__(message)

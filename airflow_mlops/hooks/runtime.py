@@ -28,7 +28,8 @@ def parse_metadata_uri(uri: str) -> dict[str, Any]:
     """``sqlite:////abs/path`` or ``mysql://user:pw@host:port/db`` → the runtime's metadata dict."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
-        path = unquote(parsed.path)
+        # SQLAlchemy's convention: sqlite:////abs/path (four slashes), sqlite:///relative
+        path = unquote(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else ""
         if not path.startswith("/"):
             raise MlopsException(f"metadata_uri {uri!r}: a sqlite path must be absolute (sqlite:////abs/path.sqlite)")
         return {"sqlite": path}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 
 #: Bumped when the build recipe changes in a way that must invalidate cached runtimes.
 BUILD_RECIPE_VERSION = 1
@@ -17,7 +19,8 @@ class RuntimeSpec:
 
     :param name: the runtime's name (``tfx``), used by operators and the CLI.
     :param description: one line for listings.
-    :param lock_file: file name under ``airflow_mlops/runtimes/locks/``: every package pinned.
+    :param lock_file: file name under ``airflow_mlops/runtimes/locks/`` (or an absolute path):
+        every package pinned, one requirement a line, as ``pip install --no-deps -r`` takes it.
     :param min_glibc: the oldest C library the locked wheels run on; on an older host the
         runtime is built as a Debian root filesystem instead of a virtualenv.
     :param debian_suite: the Debian release of that root filesystem.
@@ -32,9 +35,11 @@ class RuntimeSpec:
     debian_suite: str = "trixie"
     debian_packages: tuple[str, ...] = ("python3", "python3-venv", "python3-dev", "g++", "ca-certificates")
     probe: str = "pass"
-    extra: dict[str, str] = field(default_factory=dict)
 
     def lock_text(self) -> str:
+        """The lock file's text: a packaged file name, or an absolute path (for your own runtimes)."""
+        if os.path.isabs(self.lock_file):
+            return Path(self.lock_file).read_text()
         return resources.files("airflow_mlops.runtimes").joinpath("locks", self.lock_file).read_text()
 
     def cache_key(self, isolation: str) -> str:

@@ -27,6 +27,9 @@ SAMPLE_DATASETS = {
     "chicago_taxi": ("tfx", "examples/chicago_taxi_pipeline/data/simple"),
 }
 SAMPLE_PREFIX = "sample://"
+#: Beam's DirectRunner first tries the Prism runner, which downloads a binary at run time;
+#: run Beam components on the in-process FnApiRunner instead (no download, same results).
+DEFAULT_BEAM_PIPELINE_ARGS = ["--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner"]
 SPAN_DIR = re.compile(r"^span-(\d+)$")
 VERSION_DIR = re.compile(r"^version-(\d+)$")
 
@@ -111,7 +114,7 @@ def _schema_gen(inputs, args, target=True):
 
 
 def _import_schema_gen(inputs, args, target=True):
-    from tfx.components import ImportSchemaGen
+    from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 
     return ImportSchemaGen(schema_file=args["schema_file"])
 
@@ -204,6 +207,7 @@ def build_pipeline(spec: dict[str, Any], target: str | None = None):
         pipeline_root=spec["pipeline_root"],
         components=list(components.values()),
         metadata_connection_config=metadata_connection_config(spec["metadata"]),
+        beam_pipeline_args=spec.get("beam_pipeline_args") or DEFAULT_BEAM_PIPELINE_ARGS,
         enable_cache=False,
     )
 

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_mlops.exceptions import MlopsException, RuntimeStepFailed, RuntimeUnavailableError
+from airflow_mlops.hooks.runtime import RuntimeHook, parse_metadata_uri
+from airflow_mlops.runtimes import specs
+from airflow_mlops.runtimes.specs import RuntimeSpec
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("sqlite:////srv/m/mlmd.sqlite", {"sqlite": "/srv/m/mlmd.sqlite"}),
+        (
+            "mysql://ml:p%40ss@db.local:3307/mlmd",
+            {"mysql": {"host": "db.local", "port": 3307, "database": "mlmd", "user": "ml", "password": "p@ss"}},
+        ),
+        ("mysql://db/mlmd", {"mysql": {"host": "db", "port": 3306, "database": "mlmd", "user": "", "password": ""}}),
+    ],
+)
+def test_parse_metadata_uri(uri, expected):
+    assert parse_metadata_uri(uri) == expected
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [("sqlite:///relative.db", "must be absolute"), ("postgres://x/y", "scheme must be"), ("mysql://host", "expected mysql://")],
+)
+def test_parse_metadata_uri_errors(uri, message):
+    with pytest.raises(MlopsException, match=message):
+        parse_metadata_uri(uri)
+
+
+def test_settings_order_argument_then_connection_then_config_then_default(clean_mlops_env, tmp_path):
+    mp = clean_mlops_env
+    mp.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    assert RuntimeHook().state_dir == tmp_path / "home" / "mlops"  # default
+    mp.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path / "config"))
+    assert RuntimeHook().state_dir == tmp_path / "config"  # [mlops] config
+    mp.setenv("AIRFLOW_CONN_MLOPS_DEFAULT", json.dumps({"conn_type": "mlops", "extra": {"state_dir": str(tmp_path / "conn")}}))
+    assert RuntimeHook().state_dir == tmp_path / "conn"  # connection extra
+    assert RuntimeHook(state_dir=str(tmp_path / "arg")).state_dir == tmp_path / "arg"  # argument
+    assert RuntimeHook(mlops_conn_id="missing").state_dir == tmp_path / "config"  # missing connection: ignored
+
+
+def test_derived_paths(clean_mlops_env, tmp_path):
+    hook = RuntimeHook(state_dir=str(tmp_path))
+    assert hook.metadata == {"sqlite": str(tmp_path / "metadata" / "mlmd.sqlite")}
+    assert hook.pipeline_root("taxi") == str(tmp_path / "pipelines" / "taxi")
+    assert hook.pipeline_root("taxi", "/data/{pipeline_name}/root") == "/data/taxi/root"
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__METADATA_URI", "mysql://u:p@h/db")
+    assert RuntimeHook(state_dir=str(tmp_path)).metadata["mysql"]["host"] == "h"
+
+
+def test_unknown_backend_is_rejected(clean_mlops_env):
+    with pytest.raises(MlopsException, match="backend must be one of"):
+        RuntimeHook(backend="docker").backend
+
+
+def test_kubernetes_backend_is_not_silently_local(clean_mlops_env, tmp_path):
+    with pytest.raises(MlopsException, match="backend 'kubernetes' is not available"):
+        RuntimeHook(backend="kubernetes", state_dir=str(tmp_path)).run_step("runtime.info", {})
+
+
+@pytest.fixture
+def small_runtime(tmp_path, monkeypatch, clean_mlops_env):
+    """A real venv runtime (one package) registered as 'small', in a private cache."""
+    lock = tmp_path / "small.txt"
+    lock.write_text("six==1.17.0\n")
+    monkeypatch.setitem(specs.RUNTIMES, "small", RuntimeSpec(name="small", description="", lock_file=str(lock)))
+    return RuntimeHook(
+        runtime="small", mlops_conn_id=None, state_dir=str(tmp_path / "state"),
+        runtime_cache_dir=str(tmp_path / "cache"), isolation="venv",
+    )
+
+
+def test_run_step_in_a_real_venv_runtime(small_runtime):
+    outputs = small_runtime.run_step("runtime.info", {"packages": ["six", "tfx"]})
+    assert outputs["packages"] == {"six": "1.17.0", "tfx": None}
+    assert outputs["executable"].startswith(str(small_runtime.cache_dir))
+
+
+def test_failed_step_raises_with_the_runtime_message(small_runtime):
+    with pytest.raises(RuntimeStepFailed, match="unknown step 'no.such'") as info:
+        small_runtime.run_step("no.such", {})
+    assert info.value.step == "no.such"
+    assert info.value.error["type"] == "ContractError"
+
+
+def test_missing_runtime_without_on_demand_build(small_runtime):
+    hook = RuntimeHook(runtime="small", mlops_conn_id=None, state_dir=small_runtime.setting("state_dir"),
+                       runtime_cache_dir=str(small_runtime.cache_dir) + "-empty", isolation="venv",
+                       build_on_demand=False)
+    with pytest.raises(RuntimeUnavailableError, match="airflow-mlops runtime build small"):
+        hook.run_step("runtime.info", {})

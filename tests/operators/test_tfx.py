@@ -1,0 +1,211 @@
+"""Unit tests of the TFX operators: wiring, templating, validation and decisions.
+
+The runtime is replaced here only where a test checks what the operator does with a
+result; tests/integration runs the same operators against the real TFX runtime.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk import DAG
+
+from airflow_mlops.exceptions import DataValidationError, MlopsException
+from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.operators.tfx import (
+    CsvExampleGenOperator,
+    ExampleValidatorOperator,
+    ImportSchemaGenOperator,
+    SchemaGenOperator,
+    StatisticsGenOperator,
+    TfxComponentOperator,
+)
+from airflow_mlops.utils.schema_store import ReferenceSchemaStore
+
+
+@pytest.fixture
+def state_dir(tmp_path, clean_mlops_env):
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def ops(state_dir):
+    with DAG("t", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        eg = CsvExampleGenOperator(task_id="eg", pipeline_name="{{ params.p }}", input_base="{{ params.data }}")
+        sg = StatisticsGenOperator(task_id="sg", pipeline_name="p", examples=eg)
+        sc = SchemaGenOperator(task_id="sc", pipeline_name="p", statistics=sg)
+        ev = ExampleValidatorOperator(task_id="ev", pipeline_name="p", statistics=sg, schema=sc)
+    return SimpleNamespace(dag=dag, eg=eg, sg=sg, sc=sc, ev=ev)
+
+
+def test_template_fields_are_tuples_and_args_stored_unchanged(ops):
+    for op in (ops.eg, ops.sg, ops.sc, ops.ev):
+        assert isinstance(op.template_fields, tuple)
+        assert "pipeline_name" in op.template_fields
+    assert ops.eg.input_base == "{{ params.data }}"
+    assert ops.eg.pipeline_name == "{{ params.p }}"
+    assert set(CsvExampleGenOperator.template_fields) >= {"input_base", "input_pattern", "span"}
+
+
+def test_wiring_sets_dependencies_and_inputs(ops):
+    assert ops.sg.upstream_task_ids == {"eg"}
+    assert ops.ev.upstream_task_ids == {"sg", "sc"}
+    assert ops.ev.tfx_inputs == {"statistics": {"node": "sg", "output": "statistics"},
+                                 "schema": {"node": "sc", "output": "schema"}}
+
+
+def test_string_inputs_and_explicit_output_key(state_dir):
+    op = StatisticsGenOperator(task_id="s", pipeline_name="p", examples="gen:examples_out")
+    assert op.tfx_inputs == {"examples": {"node": "gen", "output": "examples_out"}}
+
+
+def test_bad_input_type_names_the_input():
+    with pytest.raises(TypeError, match="input 'examples' must be a TFX component operator"):
+        StatisticsGenOperator(task_id="s", pipeline_name="p", examples=42)
+
+
+def test_pipeline_spec_holds_the_node_and_its_ancestors(ops, state_dir):
+    ops.ev.pipeline_name = "p"
+    spec = ops.ev.pipeline_spec(RuntimeHook(mlops_conn_id=None))
+    assert spec["pipeline_name"] == "p"
+    assert spec["pipeline_root"] == str(state_dir / "pipelines" / "p")
+    assert spec["metadata"] == {"sqlite": str(state_dir / "metadata" / "mlmd.sqlite")}
+    assert sorted(n["id"] for n in spec["nodes"]) == ["eg", "ev", "sc", "sg"]
+    assert spec["nodes"][0]["id"] == "ev"
+    spec = ops.sg.pipeline_spec(RuntimeHook(mlops_conn_id=None))
+    assert sorted(n["id"] for n in spec["nodes"]) == ["eg", "sg"]
+
+
+def test_missing_upstream_task_is_reported(state_dir):
+    with DAG("t2", schedule=None, start_date=datetime(2026, 1, 1)):
+        op = StatisticsGenOperator(task_id="s", pipeline_name="p", examples="not_there")
+    with pytest.raises(MlopsException, match="'not_there', which is not in the DAG"):
+        op.pipeline_spec(RuntimeHook(mlops_conn_id=None))
+
+
+@pytest.mark.parametrize("name", ["", "has space", "-lead", "x" * 129, "a/b"])
+def test_bad_pipeline_name(state_dir, name):
+    op = StatisticsGenOperator(task_id="s", pipeline_name=name, examples="g")
+    with pytest.raises(MlopsException, match="pipeline_name .* is not valid"):
+        op.validate_args()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_base": "/definitely/not/here"}, "is not an existing directory"),
+        ({"span": "two"}, "span must be an integer"),
+        ({"span": -1}, "span must be >= 0"),
+        ({"splits": {"train": 0}}, "positive hash buckets"),
+    ],
+)
+def test_example_gen_argument_errors(state_dir, kwargs, message):
+    op = CsvExampleGenOperator(task_id="g", pipeline_name="p", **kwargs)
+    with pytest.raises(MlopsException, match=message):
+        op.validate_args()
+
+
+def test_example_gen_defaults_to_the_taxi_sample(state_dir, tmp_path):
+    op = CsvExampleGenOperator(task_id="g", pipeline_name="p")
+    op.validate_args()
+    assert op.component_args()["input_base"] == "sample://chicago_taxi"
+    assert op.host_paths() == []
+    op = CsvExampleGenOperator(task_id="g", pipeline_name="p", input_base=str(tmp_path), span="3")
+    assert op.node_spec(target=True)["args"]["span"] == 3
+    assert op.host_paths() == [str(tmp_path)]
+
+
+@pytest.mark.parametrize("span", [None, "", "None"])
+def test_empty_span_means_latest(state_dir, span):
+    op = CsvExampleGenOperator(task_id="g", pipeline_name="p", span=span)
+    assert op.node_spec(target=True)["args"]["span"] is None
+
+
+def test_schema_gen_prefers_curated_then_reference_then_infers(ops, state_dir, tmp_path):
+    ops.sc.pipeline_name = "p"
+    assert ops.sc.decide() == ("inferred", None, None)
+    assert ops.sc.node_spec(target=True)["component"] == "SchemaGen"
+
+    inferred = tmp_path / "schema.pbtxt"
+    inferred.write_text("feature {}")
+    ReferenceSchemaStore(state_dir / "schemas").promote("p", inferred)
+    fresh = SchemaGenOperator(task_id="sc2", pipeline_name="p", statistics="sg")
+    source, path, version = fresh.decide()
+    assert (source, version) == ("reference", 1)
+    spec = fresh.node_spec(target=True)
+    assert spec["component"] == "ImportSchemaGen" and spec["args"] == {"schema_file": path} and spec["inputs"] == {}
+    # seen from another task, the node keeps its SchemaGen shape (same outputs)
+    assert fresh.node_spec(target=False)["component"] == "SchemaGen"
+
+    curated = SchemaGenOperator(task_id="sc3", pipeline_name="p", statistics="sg", reference_schema=str(inferred))
+    assert curated.decide()[0] == "curated"
+
+
+def test_schema_gen_missing_curated_schema(state_dir):
+    op = SchemaGenOperator(task_id="sc", pipeline_name="p", statistics="sg", reference_schema="/no/schema.pbtxt")
+    with pytest.raises(MlopsException, match="reference_schema '/no/schema.pbtxt' does not exist"):
+        op.validate_args()
+
+
+def test_import_schema_gen_missing_file(state_dir):
+    op = ImportSchemaGenOperator(task_id="i", pipeline_name="p", schema_file="/no/schema.pbtxt")
+    with pytest.raises(MlopsException, match="does not exist"):
+        op.validate_args()
+
+
+def _context(xcom=None):
+    ti = SimpleNamespace(try_number=1, xcom_pull=lambda task_ids: xcom)
+    return {"run_id": "manual__1", "ti": ti}
+
+
+def test_validator_fails_with_every_anomaly_listed(ops, state_dir, monkeypatch):
+    ops.ev.pipeline_name = "p"
+    anomalies = [
+        {"split": "train", "feature": "fare", "kind": "SCHEMA_MISSING_COLUMN", "severity": "ERROR",
+         "description": "Column is completely missing"},
+        {"split": "eval", "feature": "payment_type", "kind": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
+         "severity": "ERROR", "description": "Examples contain values missing from the schema: Bitcoin"},
+    ]
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda self, *a, **k: {
+        "component": "ExampleValidator", "execution_id": 4, "state": "COMPLETE", "outputs": {}, "anomalies": anomalies})
+    with pytest.raises(DataValidationError) as info:
+        ops.ev.execute(_context({"schema_source": "inferred", "schema_file": "/x"}))
+    text = str(info.value)
+    assert "2 data anomalies" in text
+    assert "split train, feature fare: SCHEMA_MISSING_COLUMN" in text
+    assert "feature payment_type: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in text
+    assert info.value.anomalies == anomalies
+    # nothing was promoted from a rejected run
+    assert ReferenceSchemaStore(state_dir / "schemas").current("p") is None
+
+
+def test_validator_keeps_first_accepted_inferred_schema(ops, state_dir, monkeypatch, tmp_path):
+    ops.ev.pipeline_name = "p"
+    inferred = tmp_path / "schema.pbtxt"
+    inferred.write_text("feature {}")
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda self, *a, **k: {
+        "component": "ExampleValidator", "execution_id": 4, "state": "COMPLETE", "outputs": {}, "anomalies": []})
+    ops.ev.execute(_context({"schema_source": "inferred", "schema_file": str(inferred),
+                             "outputs": {"schema": [{"id": 3}]}}))
+    current = ReferenceSchemaStore(state_dir / "schemas").current("p")
+    assert current.version == 1 and current.meta["run_id"] == "manual__1" and current.meta["schema_artifact_id"] == 3
+    # a later accepted run that used the reference does not add versions
+    ops.ev.execute(_context({"schema_source": "reference", "schema_file": str(current.schema_file)}))
+    assert ReferenceSchemaStore(state_dir / "schemas").versions("p") == [1]
+
+
+def test_on_kill_stops_the_runtime_process(ops, monkeypatch):
+    killed = []
+    monkeypatch.setattr(RuntimeHook, "kill", lambda self: killed.append(True))
+    ops.sg.on_kill()
+    assert killed == [True]
+
+
+def test_every_operator_names_its_component():
+    for cls in (CsvExampleGenOperator, StatisticsGenOperator, SchemaGenOperator, ImportSchemaGenOperator,
+                ExampleValidatorOperator):
+        assert issubclass(cls, TfxComponentOperator)
+        assert cls.__name__ == f"{cls.component}Operator"

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_mlops.runtimes import entrypoint
+from airflow_mlops.runtimes.contract import (
+    CONTRACT_VERSION,
+    ContractError,
+    StepError,
+    StepRequest,
+    StepResult,
+    write_json_atomic,
+)
+
+
+def test_request_round_trip():
+    request = StepRequest(step="tfx.run_node", params={"a": [1, 2]}, context={"run_id": "r1"})
+    again = StepRequest.from_dict(json.loads(request.to_json()))
+    assert again == request
+    assert json.loads(request.to_json())["contract_version"] == CONTRACT_VERSION
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([], "must be a JSON object"),
+        ({"step": "x"}, "contract_version None"),
+        ({"step": "x", "contract_version": 99}, "contract_version 99"),
+        ({"contract_version": CONTRACT_VERSION}, "no 'step'"),
+        ({"contract_version": CONTRACT_VERSION, "step": "x", "params": []}, "must be JSON objects"),
+    ],
+)
+def test_bad_requests_are_rejected(data, message):
+    with pytest.raises(ContractError, match=message):
+        StepRequest.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (None, "wrote no result file"),
+        ("{not json", "not valid JSON"),
+        (json.dumps({"contract_version": CONTRACT_VERSION, "status": "maybe"}), "status 'maybe'"),
+        (json.dumps({"contract_version": 0, "status": "succeeded"}), "contract_version 0"),
+    ],
+)
+def test_bad_results_are_rejected(tmp_path, text, message):
+    path = tmp_path / "result.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ContractError, match=message):
+        StepResult.read(path)
+
+
+def test_write_json_atomic_replaces_whole_file(tmp_path):
+    path = tmp_path / "sub" / "r.json"
+    write_json_atomic(path, '{"a": 1}')
+    write_json_atomic(path, '{"a": 2}')
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]
+
+
+def _ok_step(params, context):
+    return {"echo": params["x"], "run": context.get("run_id")}
+
+
+def _domain_error_step(params, context):
+    raise StepError("column 'fare' is missing in /data/x.csv", [{"feature": "fare"}], kind="DataError")
+
+
+def _crashing_step(params, context):
+    raise ZeroDivisionError("division by zero")
+
+
+@pytest.fixture
+def fake_steps(monkeypatch):
+    monkeypatch.setitem(entrypoint.STEPS, "test.ok", f"{__name__}:_ok_step")
+    monkeypatch.setitem(entrypoint.STEPS, "test.domain", f"{__name__}:_domain_error_step")
+    monkeypatch.setitem(entrypoint.STEPS, "test.crash", f"{__name__}:_crashing_step")
+
+
+def test_execute_success(fake_steps):
+    result = entrypoint.execute(StepRequest(step="test.ok", params={"x": 3}, context={"run_id": "r"}))
+    assert result.succeeded and result.outputs == {"echo": 3, "run": "r"}
+
+
+def test_execute_domain_error_keeps_details(fake_steps):
+    result = entrypoint.execute(StepRequest(step="test.domain"))
+    assert result.status == "failed"
+    assert result.error == {
+        "type": "DataError",
+        "message": "column 'fare' is missing in /data/x.csv",
+        "details": [{"feature": "fare"}],
+    }
+
+
+def test_execute_unexpected_error_is_a_failed_result(fake_steps):
+    result = entrypoint.execute(StepRequest(step="test.crash"))
+    assert result.status == "failed"
+    assert result.error["type"] == "ZeroDivisionError"
+
+
+def test_unknown_step_names_known_steps():
+    result = entrypoint.execute(StepRequest(step="no.such.step"))
+    assert result.status == "failed"
+    assert "unknown step 'no.such.step'" in result.error["message"]
+    assert "tfx.run_node" in result.error["message"]
+
+
+def test_main_writes_result_for_bad_request(tmp_path):
+    request, result = tmp_path / "req.json", tmp_path / "res.json"
+    request.write_text('{"step": "x", "contract_version": 42}')
+    assert entrypoint.main([str(request), str(result)]) == 0
+    parsed = StepResult.read(result)
+    assert parsed.status == "failed" and "contract_version 42" in parsed.error["message"]
+
+
+def test_main_end_to_end(tmp_path, fake_steps):
+    request, result = tmp_path / "req.json", tmp_path / "res.json"
+    request.write_text(StepRequest(step="test.ok", params={"x": "y"}).to_json())
+    assert entrypoint.main([str(request), str(result)]) == 0
+    assert StepResult.read(result).outputs["echo"] == "y"
+
+
+def test_main_usage():
+    assert entrypoint.main(["only-one"]) == 2

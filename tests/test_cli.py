@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_mlops import cli
+from airflow_mlops.runtimes import specs
+from airflow_mlops.runtimes.specs import RuntimeSpec
+
+
+@pytest.fixture
+def cache(tmp_path, clean_mlops_env, monkeypatch):
+    lock = tmp_path / "small.txt"
+    lock.write_text("six==1.17.0\n")
+    monkeypatch.setitem(specs.RUNTIMES, "small", RuntimeSpec(name="small", description="", lock_file=str(lock)))
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__RUNTIME_CACHE_DIR", str(tmp_path / "cache"))
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__RUNTIME_ISOLATION", "venv")
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "cache"
+
+
+def test_build_list_run_prune(cache, capsys):
+    assert cli.main(["runtime", "list", "--json"]) == 0
+    before = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert before["small"]["state"] == "not built" and before["tfx"]["state"] == "not built"
+
+    assert cli.main(["runtime", "build", "small"]) == 0
+    assert "small: venv runtime at" in capsys.readouterr().out
+
+    assert cli.main(["runtime", "list"]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("small"))
+    assert "ready" in row and str(cache) in row and ("KB" in row or "MB" in row)
+
+    assert cli.main(["runtime", "run", "small", "runtime.info", '{"packages": ["six"]}']) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{\n"):])["packages"] == {"six": "1.17.0"}
+
+
+def test_run_reports_step_failure(cache, capsys):
+    assert cli.main(["runtime", "run", "small", "no.such.step"]) == 1
+    assert "unknown step 'no.such.step'" in capsys.readouterr().err
+
+
+def test_build_unknown_runtime(cache, capsys):
+    assert cli.main(["runtime", "build", "nope"]) == 1
+    assert "unknown runtime 'nope'" in capsys.readouterr().err
