@@ -397,6 +397,9 @@ class ExampleValidatorOperator(TfxComponentOperator):
     :param statistics: the statistics-gen operator (or its task id).
     :param schema: the schema operator (or its task id).
     :param keep_reference_schema: keep the first accepted inferred schema as the reference.
+    :param max_unseen_category_fraction: in the kept reference, a categorical value the first
+        span never had is an anomaly only above this fraction of examples (TFDV
+        ``min_domain_mass``); 0 makes any new value an anomaly.
     """
 
     component = "ExampleValidator"
@@ -408,12 +411,21 @@ class ExampleValidatorOperator(TfxComponentOperator):
         statistics: TfxComponentOperator | str,
         schema: TfxComponentOperator | str,
         keep_reference_schema: bool = True,
+        max_unseen_category_fraction: float = 0.01,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.keep_reference_schema = keep_reference_schema
+        self.max_unseen_category_fraction = max_unseen_category_fraction
         self._wire_input("statistics", statistics)
         self._wire_input("schema", schema)
+
+    def validate_args(self) -> None:
+        super().validate_args()
+        if not 0 <= float(self.max_unseen_category_fraction) < 1:
+            raise MlopsException(
+                f"{self.task_id}: max_unseen_category_fraction must be in [0, 1), got {self.max_unseen_category_fraction!r}"
+            )
 
     def execute(self, context: Any) -> dict[str, Any]:
         result = self.run_node(context)
@@ -440,7 +452,24 @@ class ExampleValidatorOperator(TfxComponentOperator):
         store = ReferenceSchemaStore(self.hook.schema_store_dir)
         if store.current(self.pipeline_name) is not None:
             return  # a concurrent run promoted one first
-        kept = store.promote(self.pipeline_name, schema_file, run_id=context["run_id"],
-                             schema_artifact_id=schema_result.get("outputs", {}).get("schema", [{}])[0].get("id"))
-        self.log.info("kept the schema of this accepted run as reference schema v%s of pipeline %s: %s",
-                      kept.version, self.pipeline_name, kept.schema_file)
+        staging = self.hook.state_dir / "tmp" / f"reference-{self.pipeline_name}-{os.getpid()}.pbtxt"
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        relaxed = self.hook.run_step(
+            "tfx.relax_schema",
+            {"schema_file": schema_file, "dest": str(staging),
+             "max_unseen_category_fraction": self.max_unseen_category_fraction},
+            binds=[os.path.dirname(schema_file)],
+        )
+        try:
+            kept = store.promote(
+                self.pipeline_name, staging, run_id=context["run_id"], inferred_schema=schema_file,
+                schema_artifact_id=schema_result.get("outputs", {}).get("schema", [{}])[0].get("id"),
+                max_unseen_category_fraction=self.max_unseen_category_fraction,
+                relaxed_features=relaxed["relaxed_features"],
+            )
+        finally:
+            staging.unlink(missing_ok=True)
+        self.log.info("kept the schema of this accepted run as reference schema v%s of pipeline %s: %s "
+                      "(unseen categories tolerated up to %.1f%% in %s)", kept.version, self.pipeline_name,
+                      kept.schema_file, 100 * self.max_unseen_category_fraction,
+                      ", ".join(relaxed["relaxed_features"]) or "no feature")

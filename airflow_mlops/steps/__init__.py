@@ -12,5 +12,6 @@ STEPS: dict[str, str] = {
     "runtime.info": "airflow_mlops.steps.info:runtime_info",
     "tfx.run_node": "airflow_mlops.steps.tfx_node:run_node",
     "tfx.sample_data": "airflow_mlops.steps.tfx_node:sample_data",
+    "tfx.relax_schema": "airflow_mlops.steps.tfx_schema:relax_schema",
     "mlmd.lineage": "airflow_mlops.steps.mlmd:lineage",
 }

@@ -17,7 +17,12 @@ import time
 from typing import Any
 
 from airflow_mlops.runtimes.contract import StepError
-from airflow_mlops.steps.tfx_pipeline import compile_pipeline, metadata_connection_config, sample_dataset_dir
+from airflow_mlops.steps.tfx_pipeline import (
+    compile_pipeline,
+    metadata_connection_config,
+    resolve_input_base,
+    sample_dataset_dir,
+)
 
 log = logging.getLogger("airflow_mlops.tfx")
 
@@ -194,8 +199,16 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         if not new or _state_name(new[-1]) not in DONE_STATES:
             state = _state_name(new[-1]) if new else "no execution recorded"
             reason = f"{type(launch_error).__name__}: {launch_error}" if launch_error else _execution_error(new[-1] if new else None)
+            details: list[dict[str, Any]] = []
+            if node_spec["component"] == "CsvExampleGen":
+                details = diagnose_csv(resolve_input_base(node_spec["args"]["input_base"]))
+                if details:
+                    reason = "malformed CSV: " + "; ".join(
+                        f"{d['file']} line {d['line']}: {d['problem']}" for d in details[:5]
+                    ) + (f" (and {len(details) - 5} more)" if len(details) > 5 else "")
             raise StepError(
                 f"TFX component {node_spec['component']} (node {node_id}) did not complete: {state}. {reason}".strip(),
+                details,
                 kind="ComponentFailed",
             )
         execution = new[-1]
@@ -212,6 +225,32 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         **artifacts,
         **_component_details(node_spec["component"], artifacts),
     }
+
+
+def diagnose_csv(input_base: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Rows of the CSV files under ``input_base`` whose field count differs from their header."""
+    problems: list[dict[str, Any]] = []
+    if not os.path.isdir(input_base):
+        return [{"file": input_base, "line": 0, "problem": "not a directory"}]
+    for dirpath, _, filenames in sorted(os.walk(input_base)):
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                with open(path, newline="") as handle:
+                    reader = csv.reader(handle)
+                    header = next(reader, None)
+                    if header is None:
+                        problems.append({"file": path, "line": 1, "problem": "empty file (no header)"})
+                        continue
+                    for row in reader:
+                        if row and len(row) != len(header):
+                            problems.append({"file": path, "line": reader.line_num,
+                                             "problem": f"{len(row)} fields, the header has {len(header)}"})
+                            if len(problems) >= limit:
+                                return problems
+            except (OSError, UnicodeDecodeError, csv.Error) as err:
+                problems.append({"file": path, "line": 0, "problem": f"unreadable: {err}"})
+    return problems
 
 
 def _execution_error(execution) -> str:

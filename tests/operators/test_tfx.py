@@ -7,6 +7,7 @@ result; tests/integration runs the same operators against the real TFX runtime.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -150,6 +151,14 @@ def test_schema_gen_missing_curated_schema(state_dir):
         op.validate_args()
 
 
+@pytest.mark.parametrize("fraction", [-0.1, 1, 2.5])
+def test_validator_tolerance_must_be_a_fraction(state_dir, fraction):
+    op = ExampleValidatorOperator(task_id="v", pipeline_name="p", statistics="s", schema="c",
+                                  max_unseen_category_fraction=fraction)
+    with pytest.raises(MlopsException, match="max_unseen_category_fraction must be in"):
+        op.validate_args()
+
+
 def test_import_schema_gen_missing_file(state_dir):
     op = ImportSchemaGenOperator(task_id="i", pipeline_name="p", schema_file="/no/schema.pbtxt")
     with pytest.raises(MlopsException, match="does not exist"):
@@ -186,12 +195,24 @@ def test_validator_keeps_first_accepted_inferred_schema(ops, state_dir, monkeypa
     ops.ev.pipeline_name = "p"
     inferred = tmp_path / "schema.pbtxt"
     inferred.write_text("feature {}")
-    monkeypatch.setattr(RuntimeHook, "run_step", lambda self, *a, **k: {
-        "component": "ExampleValidator", "execution_id": 4, "state": "COMPLETE", "outputs": {}, "anomalies": []})
+    steps = []
+
+    def fake_run_step(self, step, params, **kwargs):
+        steps.append(step)
+        if step == "tfx.relax_schema":  # the real step is covered by tests/integration
+            Path(params["dest"]).write_text(Path(params["schema_file"]).read_text() + "# relaxed")
+            return {"relaxed_features": ["company"]}
+        return {"component": "ExampleValidator", "execution_id": 4, "state": "COMPLETE", "outputs": {}, "anomalies": []}
+
+    monkeypatch.setattr(RuntimeHook, "run_step", fake_run_step)
     ops.ev.execute(_context({"schema_source": "inferred", "schema_file": str(inferred),
                              "outputs": {"schema": [{"id": 3}]}}))
+    assert steps == ["tfx.run_node", "tfx.relax_schema"]
     current = ReferenceSchemaStore(state_dir / "schemas").current("p")
     assert current.version == 1 and current.meta["run_id"] == "manual__1" and current.meta["schema_artifact_id"] == 3
+    assert current.meta["relaxed_features"] == ["company"] and current.meta["max_unseen_category_fraction"] == 0.01
+    assert current.schema_file.read_text().endswith("# relaxed")
+    assert not list((state_dir / "tmp").iterdir())  # the staging copy is gone
     # a later accepted run that used the reference does not add versions
     ops.ev.execute(_context({"schema_source": "reference", "schema_file": str(current.schema_file)}))
     assert ReferenceSchemaStore(state_dir / "schemas").versions("p") == [1]
