@@ -27,7 +27,9 @@ def repo_root() -> Path:
 
 def airflow_env(home: Path, state_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for an ``airflow`` subprocess using ``home`` and the provider state in ``state_dir``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__") and not k.startswith("AIRFLOW_CONN_")}
+    keep = ("AIRFLOW__MLOPS__RUNTIME_CACHE_DIR", "AIRFLOW__MLOPS__RUNTIME_ISOLATION", "AIRFLOW__MLOPS__DEBIAN_MIRROR")
+    env = {k: v for k, v in os.environ.items()
+           if k in keep or not (k.startswith("AIRFLOW__") or k.startswith("AIRFLOW_CONN_"))}
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),

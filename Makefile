@@ -1,0 +1,47 @@
+# airflow-mlops: the two commands of the README are `make demo` and `make test`.
+# Both install what they need: a virtualenv with Airflow and this provider, the host tools
+# for root-filesystem runtimes, and the TFX runtime (cached outside the repository).
+
+PYTHON ?= python3
+VENV ?= .venv
+AIRFLOW_VERSION ?= 3.3.2
+CNCF_K8S_VERSION ?= 10.25.0
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test unit venv host-tools runtimes up clean
+
+demo: venv host-tools runtimes
+	$(PY) scripts/demo.py
+
+test: venv host-tools runtimes
+	$(PY) -m pytest -v $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest -v -m "not integration" $(PYTEST_ARGS)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "apache-airflow==$(AIRFLOW_VERSION)" \
+		"apache-airflow-providers-cncf-kubernetes==$(CNCF_K8S_VERSION)" -e ".[test]"
+	touch $@
+
+host-tools:
+	@scripts/host-tools.sh
+
+runtimes: venv
+	$(VENV)/bin/airflow-mlops runtime build tfx
+	$(VENV)/bin/airflow-mlops runtime list
+
+# Airflow's UI with the template DAGs, for triggering runs by hand (http://127.0.0.1:8080).
+up: venv host-tools runtimes
+	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=2 \
+	AIRFLOW__API__WORKERS=1 AIRFLOW__SCHEDULER__PARSING_PROCESSES=1 \
+	$(VENV)/bin/airflow standalone
+
+clean:
+	rm -rf $(VENV) .airflow .pytest_cache
