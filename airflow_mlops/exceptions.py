@@ -11,6 +11,10 @@ class MlopsException(AirflowException):
     """Base class of this provider's errors."""
 
 
+class InvalidArgumentError(MlopsException, AirflowFailException):
+    """An operator argument (often a rendered DAG param) is wrong; retrying cannot help."""
+
+
 class RuntimeUnavailableError(MlopsException):
     """A runtime cannot be built or started on this machine (the message says why and what to do)."""
 
@@ -38,3 +42,11 @@ class DataValidationError(MlopsException, AirflowFailException):
     def __init__(self, message: str, anomalies: list[dict[str, Any]]):
         super().__init__(message)
         self.anomalies = anomalies
+
+
+class RuntimeStepRejected(RuntimeStepFailed, AirflowFailException):
+    """A step failed on its input (e.g. a malformed CSV): the task fails without retrying."""
+
+
+#: Error types a runtime reports for bad input: retrying the same request gives the same answer.
+NON_RETRYABLE_ERRORS = frozenset({"MalformedInput", "ContractError"})

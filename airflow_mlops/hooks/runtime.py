@@ -15,7 +15,13 @@ from airflow.sdk import BaseHook
 
 import airflow_mlops
 from airflow_mlops import config
-from airflow_mlops.exceptions import MlopsException, RuntimeStepFailed, RuntimeUnavailableError
+from airflow_mlops.exceptions import (
+    NON_RETRYABLE_ERRORS,
+    MlopsException,
+    RuntimeStepFailed,
+    RuntimeStepRejected,
+    RuntimeUnavailableError,
+)
 from airflow_mlops.runtimes.builder import RuntimeBuildError, default_cache_dir, ensure_runtime
 from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResult, write_json_atomic
 from airflow_mlops.runtimes.local import RuntimeInstall, RuntimeProcess, runtime_command
@@ -213,7 +219,8 @@ class RuntimeHook(BaseHook):
                 ) from None
         if code != 0 or not result.succeeded:
             error = result.error or {}
-            raise RuntimeStepFailed(
+            failure = RuntimeStepRejected if error.get("type") in NON_RETRYABLE_ERRORS else RuntimeStepFailed
+            raise failure(
                 f"step {step} failed in runtime {self.runtime}: {error.get('type', 'error')}: "
                 f"{error.get('message', f'exit code {code}')}",
                 step=step,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlops.exceptions import DataValidationError, MlopsException
+from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
@@ -100,7 +100,7 @@ class TfxComponentOperator(BaseOperator):
     def validate_args(self) -> None:
         """Check rendered arguments before starting the runtime; raise :class:`MlopsException`."""
         if not isinstance(self.pipeline_name, str) or not PIPELINE_NAME.match(self.pipeline_name):
-            raise MlopsException(
+            raise InvalidArgumentError(
                 f"{self.task_id}: pipeline_name {self.pipeline_name!r} is not valid: use letters, digits, "
                 "'_', '.' or '-' (at most 128 characters, starting with a letter or digit)"
             )
@@ -214,9 +214,9 @@ class CsvExampleGenOperator(TfxComponentOperator):
         try:
             span = int(self.span)
         except (TypeError, ValueError):
-            raise MlopsException(f"{self.task_id}: span must be an integer or empty, got {self.span!r}") from None
+            raise InvalidArgumentError(f"{self.task_id}: span must be an integer or empty, got {self.span!r}") from None
         if span < 0:
-            raise MlopsException(f"{self.task_id}: span must be >= 0, got {span}")
+            raise InvalidArgumentError(f"{self.task_id}: span must be >= 0, got {span}")
         return span
 
     def component_args(self) -> dict[str, Any]:
@@ -227,12 +227,12 @@ class CsvExampleGenOperator(TfxComponentOperator):
         super().validate_args()
         base = self._input_base()
         if base != SAMPLE_TAXI and _is_local_path(base) and not os.path.isdir(base):
-            raise MlopsException(f"{self.task_id}: input_base {base!r} is not an existing directory of CSV files")
+            raise InvalidArgumentError(f"{self.task_id}: input_base {base!r} is not an existing directory of CSV files")
         self._span()
         if self.splits is not None and (
             not self.splits or not all(isinstance(v, int) and v > 0 for v in self.splits.values())
         ):
-            raise MlopsException(f"{self.task_id}: splits must map names to positive hash buckets, got {self.splits!r}")
+            raise InvalidArgumentError(f"{self.task_id}: splits must map names to positive hash buckets, got {self.splits!r}")
 
     def component_args_for_run(self) -> dict[str, Any]:
         return {**self.component_args(), "span": self._span()}
@@ -287,7 +287,7 @@ class ImportSchemaGenOperator(TfxComponentOperator):
     def validate_args(self) -> None:
         super().validate_args()
         if not self.schema_file or (_is_local_path(self.schema_file) and not os.path.isfile(self.schema_file)):
-            raise MlopsException(f"{self.task_id}: schema_file {self.schema_file!r} does not exist")
+            raise InvalidArgumentError(f"{self.task_id}: schema_file {self.schema_file!r} does not exist")
 
     def host_paths(self) -> list[str]:
         return [os.path.dirname(os.path.abspath(self.schema_file))] if _is_local_path(self.schema_file) else []
@@ -362,7 +362,7 @@ class SchemaGenOperator(TfxComponentOperator):
     def validate_args(self) -> None:
         super().validate_args()
         if self.reference_schema and _is_local_path(self.reference_schema) and not os.path.isfile(self.reference_schema):
-            raise MlopsException(f"{self.task_id}: reference_schema {self.reference_schema!r} does not exist")
+            raise InvalidArgumentError(f"{self.task_id}: reference_schema {self.reference_schema!r} does not exist")
 
     def host_paths(self) -> list[str]:
         source, schema_file, _ = self.decide()
@@ -423,7 +423,7 @@ class ExampleValidatorOperator(TfxComponentOperator):
     def validate_args(self) -> None:
         super().validate_args()
         if not 0 <= float(self.max_unseen_category_fraction) < 1:
-            raise MlopsException(
+            raise InvalidArgumentError(
                 f"{self.task_id}: max_unseen_category_fraction must be in [0, 1), got {self.max_unseen_category_fraction!r}"
             )
 

@@ -200,16 +200,18 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             state = _state_name(new[-1]) if new else "no execution recorded"
             reason = f"{type(launch_error).__name__}: {launch_error}" if launch_error else _execution_error(new[-1] if new else None)
             details: list[dict[str, Any]] = []
+            kind = "ComponentFailed"
             if node_spec["component"] == "CsvExampleGen":
                 details = diagnose_csv(resolve_input_base(node_spec["args"]["input_base"]))
                 if details:
+                    kind = "MalformedInput"
                     reason = "malformed CSV: " + "; ".join(
                         f"{d['file']} line {d['line']}: {d['problem']}" for d in details[:5]
                     ) + (f" (and {len(details) - 5} more)" if len(details) > 5 else "")
             raise StepError(
                 f"TFX component {node_spec['component']} (node {node_id}) did not complete: {state}. {reason}".strip(),
                 details,
-                kind="ComponentFailed",
+                kind=kind,
             )
         execution = new[-1]
         log.info("node %s completed in %.1f s (execution %d)", node_id, time.monotonic() - started, execution.id)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops.exceptions import MlopsException, RuntimeStepFailed, RuntimeUnavailableError
 from airflow_mlops.hooks.runtime import RuntimeHook, parse_metadata_uri
@@ -88,6 +89,7 @@ def test_failed_step_raises_with_the_runtime_message(small_runtime):
         small_runtime.run_step("no.such", {})
     assert info.value.step == "no.such"
     assert info.value.error["type"] == "ContractError"
+    assert isinstance(info.value, AirflowFailException)  # a bad request is not retried
 
 
 def test_missing_runtime_without_on_demand_build(small_runtime):

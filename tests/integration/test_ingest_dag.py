@@ -190,6 +190,7 @@ def test_malformed_csv_names_file_and_line(state, taxi_csv, tmp_path):
     code, log, run_id = dags_test(state, {"pipeline_name": "it_ragged", "data_root": str(data)})
     assert code != 0
     assert f"malformed CSV: {path} line 42: 3 fields, the header has 18" in log
+    assert "RuntimeStepRejected" in log  # bad input: failed without retrying
     states = task_states(state, "mlops_ingest", run_id)
     assert states["CsvExampleGen"] == "failed"
     assert states["StatisticsGen"] == "upstream_failed"

@@ -12,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_mlops.exceptions import DataValidationError, MlopsException
+from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.operators.tfx import (
     CsvExampleGenOperator,
@@ -105,8 +106,9 @@ def test_bad_pipeline_name(state_dir, name):
 )
 def test_example_gen_argument_errors(state_dir, kwargs, message):
     op = CsvExampleGenOperator(task_id="g", pipeline_name="p", **kwargs)
-    with pytest.raises(MlopsException, match=message):
+    with pytest.raises(InvalidArgumentError, match=message) as info:
         op.validate_args()
+    assert isinstance(info.value, AirflowFailException)  # wrong arguments fail without retries
 
 
 def test_example_gen_defaults_to_the_taxi_sample(state_dir, tmp_path):
