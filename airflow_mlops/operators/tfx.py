@@ -152,7 +152,8 @@ class TfxComponentOperator(BaseOperator):
         binds = [spec["pipeline_root"], *self.host_paths()]
         if "sqlite" in spec["metadata"]:
             binds.append(os.path.dirname(spec["metadata"]["sqlite"]))
-        os.makedirs(spec["pipeline_root"], exist_ok=True) if _is_local_path(spec["pipeline_root"]) else None
+        if _is_local_path(spec["pipeline_root"]):
+            os.makedirs(spec["pipeline_root"], exist_ok=True)  # a rootfs runtime can only see existing paths
         result = self.hook.run_step(
             "tfx.run_node",
             {"pipeline": spec, "node_id": self.task_id, "run_id": run_id},
@@ -234,13 +235,10 @@ class CsvExampleGenOperator(TfxComponentOperator):
         ):
             raise InvalidArgumentError(f"{self.task_id}: splits must map names to positive hash buckets, got {self.splits!r}")
 
-    def component_args_for_run(self) -> dict[str, Any]:
-        return {**self.component_args(), "span": self._span()}
-
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
         spec = super().node_spec(target=target, context=context)
         if target:
-            spec["args"] = self.component_args_for_run()
+            spec["args"]["span"] = self._span()
         return spec
 
     def host_paths(self) -> list[str]:

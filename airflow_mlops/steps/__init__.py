@@ -11,6 +11,7 @@ from __future__ import annotations
 STEPS: dict[str, str] = {
     "runtime.info": "airflow_mlops.steps.info:runtime_info",
     "tfx.run_node": "airflow_mlops.steps.tfx_node:run_node",
+    "tfx.run_pipeline": "airflow_mlops.steps.tfx_node:run_pipeline",
     "tfx.sample_data": "airflow_mlops.steps.tfx_node:sample_data",
     "tfx.relax_schema": "airflow_mlops.steps.tfx_schema:relax_schema",
     "mlmd.lineage": "airflow_mlops.steps.mlmd:lineage",

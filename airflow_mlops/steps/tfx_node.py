@@ -285,3 +285,18 @@ def sample_data(params: dict[str, Any], context: dict[str, Any]) -> dict[str, An
         csv.writer(out).writerows(lines)
     os.replace(tmp, dest)
     return {"directory": directory, "file": dest, "rows": len(lines) - 1}
+
+
+def run_pipeline(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Run every node of ``params["pipeline"]`` in this process with TFX's own ``LocalDagRunner``.
+
+    The reference point for the per-task execution above (see ``bench/``): same components,
+    same data, one process, no Airflow.
+    """
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from airflow_mlops.steps.tfx_pipeline import build_pipeline
+
+    started = time.monotonic()
+    LocalDagRunner().run(build_pipeline(params["pipeline"]))
+    return {"seconds": round(time.monotonic() - started, 2)}

@@ -98,3 +98,16 @@ def test_missing_runtime_without_on_demand_build(small_runtime):
                        build_on_demand=False)
     with pytest.raises(RuntimeUnavailableError, match="airflow-mlops runtime build small"):
         hook.run_step("runtime.info", {})
+
+
+def test_runtime_that_dies_without_a_result(small_runtime, monkeypatch):
+    import sys
+
+    from airflow_mlops.hooks import runtime as runtime_module
+
+    def dying(install, argv, *, env, binds):
+        return [sys.executable, "-c", "import sys; print('segfault-like death'); sys.exit(3)"], dict(env)
+
+    monkeypatch.setattr(runtime_module, "runtime_command", dying)
+    with pytest.raises(RuntimeStepFailed, match="exited with code 3 and no usable result: the runtime wrote no result"):
+        small_runtime.run_step("runtime.info", {})

@@ -1,0 +1,122 @@
+"""Benchmark: the ingest DAG as Airflow tasks vs TFX's own LocalDagRunner, same data, same machine.
+
+    .venv/bin/python bench/bench_ingest.py [--repeats N] [--write docs/benchmarks.md]
+
+(a) ``airflow dags test mlops_ingest`` on the Chicago taxi sample (15,002 rows): one
+    runtime process per task, each importing TFX, compiling the pipeline and running its node;
+(b) one runtime process running the same four components with ``LocalDagRunner``.
+Both start from an empty state directory, so SchemaGen infers the schema in both. Wall
+times include process start-up and imports; (a) also includes Airflow's own start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))
+
+
+def airflow_run(home: Path, state: Path) -> tuple[float, dict[str, float]]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")},
+           "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__MLOPS__STATE_DIR": str(state)}
+    started = time.monotonic()
+    out = subprocess.run([str(BIN / "airflow"), "dags", "test", "mlops_ingest"], env=env,
+                         capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - started
+    if out.returncode != 0:
+        raise SystemExit(f"airflow dags test failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+    # per-task seconds from the timestamps of the task start/end lines
+    stamps: dict[str, list[float]] = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"(\S+Z) .*\[DAG TEST\] (starting|end task) task_id=(\S+)", line)
+        if m:
+            t = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + m.group(1)[20:-1])
+            stamps.setdefault(m.group(3), []).append(t)
+    return wall, {task: round(ts[-1] - ts[0], 1) for task, ts in stamps.items() if len(ts) >= 2}
+
+
+def local_dag_runner_run(state: Path) -> tuple[float, float]:
+    from airflow_mlops.hooks.runtime import RuntimeHook
+    from airflow_mlops.operators.tfx import SAMPLE_TAXI
+
+    hook = RuntimeHook(mlops_conn_id=None, state_dir=str(state))
+    stats_in = {"examples": {"node": "CsvExampleGen", "output": "examples"}}
+    spec = {
+        "pipeline_name": "bench_local", "pipeline_root": str(state / "pipelines" / "bench_local"),
+        "metadata": hook.metadata,
+        "nodes": [
+            {"id": "CsvExampleGen", "component": "CsvExampleGen", "inputs": {},
+             "args": {"input_base": SAMPLE_TAXI, "input_pattern": "auto"}},
+            {"id": "StatisticsGen", "component": "StatisticsGen", "inputs": stats_in, "args": {}},
+            {"id": "SchemaGen", "component": "SchemaGen",
+             "inputs": {"statistics": {"node": "StatisticsGen", "output": "statistics"}}, "args": {}},
+            {"id": "ExampleValidator", "component": "ExampleValidator",
+             "inputs": {"statistics": {"node": "StatisticsGen", "output": "statistics"},
+                        "schema": {"node": "SchemaGen", "output": "schema"}}, "args": {}},
+        ],
+    }
+    started = time.monotonic()
+    out = hook.run_step("tfx.run_pipeline", {"pipeline": spec})
+    return time.monotonic() - started, out["seconds"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--write", help="append the results to this markdown file")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    home = work / "airflow"
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+    airflow_walls, local_walls, local_inner, tasks = [], [], [], []
+    for i in range(args.repeats):
+        wall, per_task = airflow_run(home, work / f"state-a{i}")
+        airflow_walls.append(wall)
+        tasks.append(per_task)
+        wall, inner = local_dag_runner_run(work / f"state-l{i}")
+        local_walls.append(wall)
+        local_inner.append(inner)
+        print(f"repeat {i + 1}: airflow {airflow_walls[-1]:.1f} s {per_task}; "
+              f"LocalDagRunner process {wall:.1f} s (pipeline {inner:.1f} s)", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    a, l = statistics.median(airflow_walls), statistics.median(local_walls)
+    task_median = {t: statistics.median(d[t] for d in tasks) for t in tasks[0]}
+    result = {
+        "airflow_dags_test_s": round(a, 1), "local_dag_runner_process_s": round(l, 1),
+        "local_dag_runner_pipeline_s": round(statistics.median(local_inner), 1),
+        "ratio": round(a / l, 2), "per_task_s": task_median, "repeats": args.repeats,
+    }
+    print(json.dumps(result, indent=2))
+    if args.write:
+        lines = [
+            f"\n### Ingest slice: Airflow tasks vs LocalDagRunner ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+            f"{platform.machine()}, median of {args.repeats})\n",
+            "| what | wall (s) |", "| --- | ---: |",
+            f"| `airflow dags test mlops_ingest` (4 tasks, one runtime process each) | {a:.1f} |",
+            *[f"| &nbsp;&nbsp;task {t} | {s:.1f} |" for t, s in task_median.items()],
+            f"| one runtime process, `LocalDagRunner`, same 4 components | {l:.1f} |",
+            f"| &nbsp;&nbsp;of which the pipeline itself (after imports) | {statistics.median(local_inner):.1f} |",
+            f"| **ratio Airflow / LocalDagRunner** | **{a / l:.2f}×** |", "",
+        ]
+        with open(args.write, "a") as handle:
+            handle.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
