@@ -38,7 +38,7 @@ runtimes: venv
 
 # Airflow's UI with the template DAGs, for triggering runs by hand (http://127.0.0.1:8080).
 up: venv host-tools runtimes
-	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=2 \
 	AIRFLOW__API__WORKERS=1 AIRFLOW__SCHEDULER__PARSING_PROCESSES=1 \
 	$(VENV)/bin/airflow standalone
