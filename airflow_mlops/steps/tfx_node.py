@@ -92,18 +92,23 @@ def execution_artifacts(store, execution_id: int) -> dict[str, dict[str, list[di
     return result
 
 
+def _split_protos(uri: str, splits: list[str], filename: str, message_type):
+    """``(split, message)`` for each split of an artifact that has ``Split-<split>/<filename>``."""
+    from tfx.dsl.io import fileio
+
+    for split in splits:
+        path = os.path.join(uri, f"Split-{split}", filename)
+        if fileio.exists(path):
+            with fileio.open(path, "rb") as handle:
+                yield split, message_type.FromString(handle.read())
+
+
 def read_anomalies(anomalies_uri: str, splits: list[str]) -> list[dict[str, Any]]:
     """Every anomaly ExampleValidator wrote, one dict per (split, feature)."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
-    from tfx.dsl.io import fileio
 
     found = []
-    for split in splits:
-        path = os.path.join(anomalies_uri, f"Split-{split}", "SchemaDiff.pb")
-        if not fileio.exists(path):
-            continue
-        with fileio.open(path, "rb") as handle:
-            anomalies = anomalies_pb2.Anomalies.FromString(handle.read())
+    for split, anomalies in _split_protos(anomalies_uri, splits, "SchemaDiff.pb", anomalies_pb2.Anomalies):
         items = list(anomalies.anomaly_info.items())
         if anomalies.HasField("dataset_anomaly_info"):
             items.append(("<dataset>", anomalies.dataset_anomaly_info))
@@ -124,15 +129,11 @@ def read_anomalies(anomalies_uri: str, splits: list[str]) -> list[dict[str, Any]
 def read_statistics_summary(stats_uri: str, splits: list[str]) -> dict[str, Any]:
     """Examples and features per split, from StatisticsGen's ``FeatureStats.pb``."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
-    from tfx.dsl.io import fileio
 
     summary = {}
-    for split in splits:
-        path = os.path.join(stats_uri, f"Split-{split}", "FeatureStats.pb")
-        if not fileio.exists(path):
-            continue
-        with fileio.open(path, "rb") as handle:
-            stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(handle.read())
+    for split, stats in _split_protos(
+        stats_uri, splits, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList
+    ):
         if stats.datasets:
             ds = stats.datasets[0]
             summary[split] = {"num_examples": int(ds.num_examples), "num_features": len(ds.features)}
