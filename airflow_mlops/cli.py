@@ -4,6 +4,7 @@
     airflow-mlops runtime build tfx          # build (or reuse) the tfx runtime
     airflow-mlops runtime build tfx --force  # rebuild it
     airflow-mlops runtime prune              # delete stale and partial builds
+    airflow-mlops runtime stop               # stop warm runtimes (they exit by themselves when idle)
     airflow-mlops runtime run tfx runtime.info '{"packages": ["tfx"]}'
 
 Settings come from the ``[mlops]`` section, as for the operators.
@@ -79,6 +80,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    from airflow_mlops.runtimes.warm import stop_all
+
+    stopped = stop_all()
+    print(f"stopped {len(stopped)} warm runtime(s)" + (f": pids {', '.join(map(str, stopped))}" if stopped else ""))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from airflow_mlops.exceptions import MlopsException
     from airflow_mlops.hooks.runtime import RuntimeHook
@@ -108,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build)
     p = runtime.add_parser("prune", help="delete stale and partial builds")
     p.set_defaults(func=cmd_prune)
+    p = runtime.add_parser("stop", help="stop the warm runtimes of this user (they also exit when idle)")
+    p.set_defaults(func=cmd_stop)
     p = runtime.add_parser("run", help="run one step in a runtime and print its outputs")
     p.add_argument("name")
     p.add_argument("step")

@@ -35,6 +35,12 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "or 'auto' (rootfs only where the host's glibc is too old for the runtime's wheels).",
     ),
     "build_runtimes_on_demand": ("True", "Build a missing runtime when a task first needs it (else fail and say how to build it)."),
+    "warm_runtimes": (
+        "True",
+        "Keep a warm process per runtime that imports its libraries once and forks a process per step "
+        "(saves the import in every task); False starts a fresh process for every step.",
+    ),
+    "warm_runtime_idle_timeout": ("600", "Seconds a warm runtime waits for work before it exits."),
     "debian_mirror": ("http://deb.debian.org/debian", "Debian mirror used to build root-filesystem runtimes."),
 }
 

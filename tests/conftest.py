@@ -42,6 +42,18 @@ def airflow_env(home: Path, state_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_warm_runtimes_started_by_tests():
+    """Warm runtimes outlive the tasks that start them; stop the ones this session started."""
+    import time
+
+    from airflow_mlops.runtimes.warm import stop_all
+
+    started = time.time()
+    yield
+    stop_all(newer_than=started - 1)
+
+
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory) -> Path:
     """An AIRFLOW_HOME with a migrated SQLite database, shared by the session's Airflow commands."""

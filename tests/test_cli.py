@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -36,6 +37,13 @@ def test_build_list_run_prune(cache, capsys):
     assert cli.main(["runtime", "run", "small", "runtime.info", '{"packages": ["six"]}']) == 0
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{\n"):])["packages"] == {"six": "1.17.0"}
+
+
+def test_stop_warm_runtimes(cache, capsys):
+    assert cli.main(["runtime", "run", "small", "runtime.info"]) == 0  # starts a warm runtime
+    capsys.readouterr()
+    assert cli.main(["runtime", "stop"]) == 0
+    assert re.search(r"stopped [1-9][0-9]* warm runtime\(s\): pids", capsys.readouterr().out)
 
 
 def test_run_reports_step_failure(cache, capsys):

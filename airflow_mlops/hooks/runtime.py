@@ -26,6 +26,7 @@ from airflow_mlops.runtimes.builder import RuntimeBuildError, default_cache_dir,
 from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResult, write_json_atomic
 from airflow_mlops.runtimes.local import RuntimeInstall, RuntimeProcess, runtime_command
 from airflow_mlops.runtimes.specs import get_runtime_spec
+from airflow_mlops.runtimes.warm import WarmRuntime, WarmRuntimeError
 
 BACKENDS = ("local", "kubernetes")
 
@@ -65,6 +66,7 @@ class RuntimeHook(BaseHook):
     :param backend: ``local`` or ``kubernetes``.
     :param state_dir: root of the provider's local state.
     :param isolation: ``auto``, ``venv`` or ``rootfs`` (local backend).
+    :param warm: run steps in a warm runtime (imports once, forks per step) or a fresh process.
     """
 
     conn_name_attr = "mlops_conn_id"
@@ -83,6 +85,7 @@ class RuntimeHook(BaseHook):
         runtime_cache_dir: str | None = None,
         metadata_uri: str | None = None,
         build_on_demand: bool | None = None,
+        warm: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -95,8 +98,9 @@ class RuntimeHook(BaseHook):
             "runtime_cache_dir": runtime_cache_dir,
             "metadata_uri": metadata_uri,
             "build_runtimes_on_demand": build_on_demand,
+            "warm_runtimes": warm,
         }
-        self._process: RuntimeProcess | None = None
+        self._process: RuntimeProcess | WarmRuntime | None = None
         self._lock = threading.Lock()
 
     # -- settings -----------------------------------------------------------------
@@ -194,22 +198,30 @@ class RuntimeHook(BaseHook):
             request_path, result_path = Path(workdir, "request.json"), Path(workdir, "result.json")
             write_json_atomic(request_path, request.to_json())
             package_parent = str(Path(airflow_mlops.__file__).resolve().parent.parent)
-            command, env = runtime_command(
-                install,
-                ["python", "-m", "airflow_mlops.runtimes.entrypoint", str(request_path), str(result_path)],
-                env={"PYTHONPATH": package_parent, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1"},
-                binds=[package_parent, str(self.state_dir), workdir, *(binds or [])],
-            )
-            self.log.info("running step %s in runtime %s (%s at %s)", step, self.runtime, install.isolation, install.path)
-            with self._lock:
-                self._process = RuntimeProcess(command, env, lambda line: self.log.info("[%s] %s", self.runtime, line)).start()
-            try:
-                code = self._process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired as err:
-                raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
-            finally:
+            env = {"PYTHONPATH": package_parent, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1"}
+            base_binds = [package_parent, str(self.state_dir)]
+            on_line = lambda line: self.log.info("[%s] %s", self.runtime, line)  # noqa: E731
+            code = None
+            if self._flag("warm_runtimes"):
+                code = self._run_warm(install, env, base_binds, [workdir, *(binds or [])],
+                                      str(request_path), str(result_path), on_line, step, timeout)
+            if code is None:
+                command, process_env = runtime_command(
+                    install,
+                    ["python", "-m", "airflow_mlops.runtimes.entrypoint", str(request_path), str(result_path)],
+                    env=env,
+                    binds=[*base_binds, workdir, *(binds or [])],
+                )
+                self.log.info("running step %s in runtime %s (%s at %s)", step, self.runtime, install.isolation, install.path)
                 with self._lock:
-                    self._process = None
+                    self._process = RuntimeProcess(command, process_env, on_line).start()
+                try:
+                    code = self._process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired as err:
+                    raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
+                finally:
+                    with self._lock:
+                        self._process = None
             try:
                 result = StepResult.read(result_path)
             except ContractError as err:
@@ -229,12 +241,39 @@ class RuntimeHook(BaseHook):
             )
         return result.outputs
 
+    def _flag(self, name: str) -> bool:
+        return self.setting(name).strip().lower() in ("1", "true", "yes", "on")
+
+    def _run_warm(self, install, env, base_binds, binds, request, result, on_line, step, timeout) -> int | None:
+        """Run the step in the warm runtime; None when that is not possible (then a fresh process runs it)."""
+        warm = WarmRuntime(install, base_binds=base_binds, env=env, preload=get_runtime_spec(self.runtime).preload,
+                           idle_timeout=float(self.setting("warm_runtime_idle_timeout")))
+        try:
+            pid = warm.ensure_started(log=lambda line: self.log.info("%s", line))
+            warm.bind(binds)
+        except (WarmRuntimeError, OSError) as err:
+            self.log.warning("warm runtime unavailable, running step %s in a fresh process: %s", step, err)
+            return None
+        self.log.info("running step %s in warm runtime %s (pid %s, %s at %s)", step, self.runtime, pid,
+                      install.isolation, install.path)
+        with self._lock:
+            self._process = warm
+        try:
+            return warm.run(request, result, on_line, timeout=timeout)
+        except TimeoutError as err:
+            raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
+        except WarmRuntimeError as err:
+            raise RuntimeStepFailed(f"step {step}: {err}", step=step) from err
+        finally:
+            with self._lock:
+                self._process = None
+
     def kill(self) -> None:
         """Stop the step this hook is running, if any (used by ``on_kill``)."""
         with self._lock:
             process = self._process
         if process is not None:
-            self.log.warning("stopping runtime %s process %s", self.runtime, process.pid)
+            self.log.warning("stopping the step running in runtime %s", self.runtime)
             process.terminate()
 
     @classmethod

@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m airflow_mlops.runtimes.entrypoint REQUEST.json RESULT.json", file=sys.stderr)
         return 2
     request_path, result_path = argv
+    # force: in a warm runtime, preloaded libraries (absl) already configured the root logger
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     try:
         with open(request_path) as handle:

@@ -26,6 +26,7 @@ class RuntimeSpec:
     :param debian_suite: the Debian release of that root filesystem.
     :param debian_packages: packages installed into the root filesystem.
     :param probe: a Python statement run after the build; a runtime that fails it is not kept.
+    :param preload: modules a warm runtime imports once, before forking a process per step.
     """
 
     name: str
@@ -35,6 +36,7 @@ class RuntimeSpec:
     debian_suite: str = "trixie"
     debian_packages: tuple[str, ...] = ("python3", "python3-venv", "python3-dev", "g++", "ca-certificates")
     probe: str = "pass"
+    preload: tuple[str, ...] = ()
 
     def lock_text(self) -> str:
         """The lock file's text: a packaged file name, or an absolute path (for your own runtimes)."""
@@ -46,6 +48,7 @@ class RuntimeSpec:
         """A hash of everything that decides the runtime's content."""
         recipe = asdict(self)
         recipe.pop("description")
+        recipe.pop("preload")  # how it is run, not what it contains
         payload = json.dumps(
             {"recipe": recipe, "isolation": isolation, "version": BUILD_RECIPE_VERSION, "lock": self.lock_text()},
             sort_keys=True,
@@ -61,6 +64,16 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         # ml-metadata and tensorflow-data-validation 1.21 wheels are manylinux_2_39.
         min_glibc=(2, 39),
         probe="import tfx, ml_metadata, tensorflow_data_validation",
+        preload=(
+            "tensorflow",
+            "apache_beam",
+            "ml_metadata",
+            "tensorflow_data_validation",
+            "tfx.components",
+            "tfx.orchestration.portable.launcher",
+            "tfx.orchestration.local.runner_utils",
+            "airflow_mlops.steps.tfx_node",
+        ),
     ),
 }
 

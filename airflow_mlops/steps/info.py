@@ -9,7 +9,20 @@ from typing import Any
 
 
 def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """Return the Python version, the C library and the versions of ``params["packages"]``."""
+    """Return the Python version, the C library and the versions of ``params["packages"]``.
+
+    ``params["sleep"]`` seconds are spent first, printing a line a second (to test log
+    streaming and cancellation); ``params["exit"]`` ends the process with that code instead
+    of returning (to test a runtime that dies without a result).
+    """
+    import os
+    import time
+
+    for second in range(int(params.get("sleep", 0))):
+        print(f"runtime.info: sleeping, {second + 1} s", flush=True)
+        time.sleep(1)
+    if "exit" in params:
+        os._exit(int(params["exit"]))
     versions: dict[str, str | None] = {}
     for name in params.get("packages", []):
         try:
@@ -21,4 +34,6 @@ def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
         "executable": sys.executable,
         "libc": " ".join(platform.libc_ver()),
         "packages": versions,
+        "pid": os.getpid(),
+        "preloaded": sorted(m for m in ("tensorflow", "tfx") if m in sys.modules),
     }

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -72,10 +73,15 @@ def small_runtime(tmp_path, monkeypatch, clean_mlops_env):
     lock = tmp_path / "small.txt"
     lock.write_text("six==1.17.0\n")
     monkeypatch.setitem(specs.RUNTIMES, "small", RuntimeSpec(name="small", description="", lock_file=str(lock)))
-    return RuntimeHook(
+    hook = RuntimeHook(
         runtime="small", mlops_conn_id=None, state_dir=str(tmp_path / "state"),
         runtime_cache_dir=str(tmp_path / "cache"), isolation="venv",
     )
+    started = time.time()
+    yield hook
+    from airflow_mlops.runtimes.warm import stop_all
+
+    stop_all(newer_than=started - 1)
 
 
 def test_run_step_in_a_real_venv_runtime(small_runtime):
@@ -100,14 +106,23 @@ def test_missing_runtime_without_on_demand_build(small_runtime):
         hook.run_step("runtime.info", {})
 
 
-def test_runtime_that_dies_without_a_result(small_runtime, monkeypatch):
-    import sys
-
-    from airflow_mlops.hooks import runtime as runtime_module
-
-    def dying(install, argv, *, env, binds):
-        return [sys.executable, "-c", "import sys; print('segfault-like death'); sys.exit(3)"], dict(env)
-
-    monkeypatch.setattr(runtime_module, "runtime_command", dying)
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "fresh-process"])
+def test_runtime_that_dies_without_a_result(small_runtime, warm):
+    small_runtime._args["warm_runtimes"] = warm
     with pytest.raises(RuntimeStepFailed, match="exited with code 3 and no usable result: the runtime wrote no result"):
-        small_runtime.run_step("runtime.info", {})
+        small_runtime.run_step("runtime.info", {"exit": 3})
+
+
+def test_warm_and_fresh_processes_give_the_same_result(small_runtime):
+    small_runtime._args["warm_runtimes"] = True
+    warm = small_runtime.run_step("runtime.info", {"packages": ["six"]})
+    small_runtime._args["warm_runtimes"] = False
+    fresh = small_runtime.run_step("runtime.info", {"packages": ["six"]})
+    assert {k: v for k, v in warm.items() if k != "pid"} == {k: v for k, v in fresh.items() if k != "pid"}
+
+
+def test_step_timeout(small_runtime):
+    for warm in (True, False):
+        small_runtime._args["warm_runtimes"] = warm
+        with pytest.raises(RuntimeStepFailed, match="timed out after 1 s"):
+            small_runtime.run_step("runtime.info", {"sleep": 20}, timeout=1)

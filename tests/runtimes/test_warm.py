@@ -1,0 +1,127 @@
+"""Warm runtimes with a real (small) virtualenv runtime and the real server."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from airflow_mlops.runtimes.builder import ensure_runtime
+from airflow_mlops.runtimes.contract import StepRequest, StepResult, write_json_atomic
+from airflow_mlops.runtimes.specs import RuntimeSpec
+from airflow_mlops.runtimes.warm import StepCancelled, WarmRuntime, WarmRuntimeError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def small_install(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("warm")
+    lock = tmp / "small.txt"
+    lock.write_text("six==1.17.0\n")
+    spec = RuntimeSpec(name="small", description="", lock_file=str(lock))
+    return ensure_runtime(spec, tmp / "cache", isolation="venv", log=lambda _: None)
+
+
+@pytest.fixture
+def warm(small_install, tmp_path):
+    server = WarmRuntime(small_install, base_binds=[REPO, str(tmp_path)],
+                         env={"PYTHONPATH": REPO, "PYTHONUNBUFFERED": "1"}, preload=["json"], idle_timeout=60)
+    yield server
+    server.stop()
+
+
+def request(tmp_path, name, **params):
+    req, res = tmp_path / f"{name}.req.json", tmp_path / f"{name}.res.json"
+    write_json_atomic(req, StepRequest(step="runtime.info", params=params).to_json())
+    return str(req), str(res)
+
+
+def test_steps_run_in_forked_children_of_one_server(warm, tmp_path):
+    pid = warm.ensure_started(log=lambda _: None)
+    assert warm.ensure_started(log=lambda _: None) == pid  # reused, not restarted
+    lines: list[str] = []
+    step_pids = []
+    for n in range(2):
+        req, res = request(tmp_path, f"r{n}", packages=["six"], sleep=1)
+        assert warm.run(req, res, lines.append) == 0
+        outputs = StepResult.read(res).outputs
+        assert outputs["packages"] == {"six": "1.17.0"}
+        step_pids.append(outputs["pid"])
+    assert len(set(step_pids)) == 2 and pid not in step_pids
+    assert "runtime.info: sleeping, 1 s" in lines  # streamed from the step process
+    assert warm.pid() == pid
+
+
+def test_step_that_dies_reports_its_exit_code(warm, tmp_path):
+    warm.ensure_started(log=lambda _: None)
+    req, res = request(tmp_path, "die", exit=3)
+    assert warm.run(req, res, lambda _: None) == 3
+    assert not os.path.exists(res)
+    req, res = request(tmp_path, "after")
+    assert warm.run(req, res, lambda _: None) == 0  # the server survived
+
+
+def test_terminate_stops_the_step_not_the_server(warm, tmp_path):
+    pid = warm.ensure_started(log=lambda _: None)
+    req, res = request(tmp_path, "long", sleep=60)
+    started = threading.Event()
+    codes = []
+
+    def on_line(line):
+        started.set()
+
+    def run():
+        try:
+            warm.run(req, res, on_line)
+        except StepCancelled as err:
+            codes.append(err)
+
+    runner = threading.Thread(target=run)
+    t0 = time.monotonic()
+    runner.start()
+    assert started.wait(20)
+    warm.terminate()
+    runner.join(30)
+    assert not runner.is_alive() and time.monotonic() - t0 < 30
+    assert len(codes) == 1 and isinstance(codes[0], StepCancelled)
+    assert warm.pid() == pid
+
+
+def test_timeout(warm, tmp_path):
+    warm.ensure_started(log=lambda _: None)
+    req, res = request(tmp_path, "slow", sleep=30)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        warm.run(req, res, lambda _: None, timeout=2)
+    assert time.monotonic() - t0 < 10
+
+
+def test_idle_server_exits_and_removes_its_socket(small_install, tmp_path):
+    server = WarmRuntime(small_install, base_binds=[REPO], env={"PYTHONPATH": REPO}, preload=[], idle_timeout=1)
+    pid = server.ensure_started(log=lambda _: None)
+    for _ in range(100):
+        if server.pid() is None:
+            break
+        time.sleep(0.1)
+    assert server.pid() is None and not server.socket_path.exists()
+    # gone, or a zombie until its parent (here: this test process) reaps it
+    status = f"/proc/{pid}/status"
+    assert not os.path.exists(status) or "\nState:\tZ" in open(status).read()
+
+
+def test_server_that_cannot_start_is_reported(small_install, tmp_path):
+    server = WarmRuntime(small_install, base_binds=[REPO], env={"PYTHONPATH": REPO},
+                         preload=["no_such_module_anywhere"], idle_timeout=5)
+    with pytest.raises(WarmRuntimeError, match="No module named 'no_such_module_anywhere'"):
+        server.ensure_started(log=lambda _: None)
+
+
+def test_distinct_settings_get_distinct_servers(small_install):
+    a = WarmRuntime(small_install, base_binds=[REPO], env={"A": "1"}, preload=[])
+    b = WarmRuntime(small_install, base_binds=[REPO], env={"A": "2"}, preload=[])
+    assert a.socket_path != b.socket_path
+    assert len(str(a.socket_path)) < 100  # AF_UNIX paths are limited to 108 bytes
