@@ -108,7 +108,7 @@ def summary(run_id: str) -> None:
         outs = ", ".join(f"{k}#{a['id']}" + (f" (span {a['span']})" if "span" in a else "") for k, arts in e["outputs"].items() for a in arts)
         print(f"  {e['node']:<17} {e['id']:>4} {e['state']:<9} {ins} -> {outs}")
     for e in lineage["executions"]:
-        for key, arts in e["outputs"].items():
+        for arts in e["outputs"].values():
             for a in arts:
                 print(f"    {a['type']:<17} #{a['id']:<4} {a['uri']}")
     ref = ReferenceSchemaStore(hook.schema_store_dir).current("chicago_taxi")

@@ -280,7 +280,7 @@ def sample_data(params: dict[str, Any], context: dict[str, Any]) -> dict[str, An
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     with open(source, newline="") as src:
         reader = csv.reader(src)
-        lines = [next(reader)] + [row for _, row in zip(range(rows), reader)]
+        lines = [next(reader)] + [row for _, row in zip(range(rows), reader, strict=False)]
     tmp = dest + ".tmp"
     with open(tmp, "w", newline="") as out:
         csv.writer(out).writerows(lines)

@@ -59,7 +59,7 @@ def test_derived_paths(clean_mlops_env, tmp_path):
 
 def test_unknown_backend_is_rejected(clean_mlops_env):
     with pytest.raises(MlopsException, match="backend must be one of"):
-        RuntimeHook(backend="docker").backend
+        _ = RuntimeHook(backend="docker").backend
 
 
 def test_kubernetes_backend_is_not_silently_local(clean_mlops_env, tmp_path):
