@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -26,6 +27,8 @@ from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SAMPLE_TAXI = "sample://chicago_taxi"
+#: The module file shipped for the taxi data (a path only: it imports TensorFlow, so Airflow never imports it).
+DEFAULT_TAXI_MODULE = str(Path(__file__).resolve().parent.parent / "modules" / "taxi.py")
 
 
 def _is_local_path(path: str) -> bool:
@@ -471,3 +474,48 @@ class ExampleValidatorOperator(TfxComponentOperator):
                       "(unseen categories tolerated up to %.1f%% in %s)", kept.version, self.pipeline_name,
                       kept.schema_file, 100 * self.max_unseen_category_fraction,
                       ", ".join(relaxed["relaxed_features"]) or "no feature")
+
+
+class TransformOperator(TfxComponentOperator):
+    """Feature engineering with TensorFlow Transform (TFX ``Transform``).
+
+    :param examples: the example-gen operator (or its task id).
+    :param schema: the schema operator (or its task id).
+    :param module_file: a Python file with ``preprocessing_fn(inputs)`` (templated). Default:
+        the taxi module shipped with the provider (``airflow_mlops/modules/taxi.py``).
+    """
+
+    component = "Transform"
+    input_outputs = {"examples": "examples", "schema": "schema"}
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "module_file")
+
+    def __init__(
+        self,
+        *,
+        examples: TfxComponentOperator | str,
+        schema: TfxComponentOperator | str,
+        module_file: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.module_file = module_file
+        self._wire_input("examples", examples)
+        self._wire_input("schema", schema)
+
+    def _module_file(self) -> str:
+        return self.module_file or DEFAULT_TAXI_MODULE
+
+    def component_args(self) -> dict[str, Any]:
+        return {"module_file": self._module_file()}
+
+    def validate_args(self) -> None:
+        super().validate_args()
+        module = self._module_file()
+        if _is_local_path(module) and not os.path.isfile(module):
+            raise InvalidArgumentError(f"{self.task_id}: module_file {module!r} does not exist")
+        if _is_local_path(module) and not module.endswith(".py"):
+            raise InvalidArgumentError(f"{self.task_id}: module_file {module!r} is not a Python file")
+
+    def host_paths(self) -> list[str]:
+        module = self._module_file()
+        return [os.path.dirname(os.path.abspath(module))] if _is_local_path(module) else []

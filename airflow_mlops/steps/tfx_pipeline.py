@@ -127,12 +127,19 @@ def _example_validator(inputs, args, target=True):
     )
 
 
+def _transform(inputs, args, target=True):
+    from tfx.components import Transform
+
+    return Transform(examples=inputs["examples"], schema=inputs["schema"], module_file=args["module_file"])
+
+
 COMPONENT_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], Any]] = {
     "CsvExampleGen": _csv_example_gen,
     "StatisticsGen": _statistics_gen,
     "SchemaGen": _schema_gen,
     "ImportSchemaGen": _import_schema_gen,
     "ExampleValidator": _example_validator,
+    "Transform": _transform,
 }
 
 

@@ -84,9 +84,9 @@ def task_states(state, dag_id: str, run_id: str, dags_folder: Path | None = None
     return {row["task_id"]: row["state"] for row in rows}
 
 
-def lineage(state, run_id: str) -> dict:
+def lineage(state, run_id: str, pipeline: str = PIPELINE) -> dict:
     hook = RuntimeHook(mlops_conn_id=None, state_dir=str(state["state_dir"]))
-    result = hook.run_step("mlmd.lineage", {"metadata": hook.metadata, "pipeline_name": PIPELINE, "run_id": run_id})
+    result = hook.run_step("mlmd.lineage", {"metadata": hook.metadata, "pipeline_name": pipeline, "run_id": run_id})
     return {e["node"]: e for e in result["executions"]}
 
 

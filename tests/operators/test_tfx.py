@@ -23,6 +23,7 @@ from airflow_mlops.operators.tfx import (
     SchemaGenOperator,
     StatisticsGenOperator,
     TfxComponentOperator,
+    TransformOperator,
 )
 from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
@@ -229,6 +230,31 @@ def test_on_kill_stops_the_runtime_process(ops, monkeypatch):
 
 def test_every_operator_names_its_component():
     for cls in (CsvExampleGenOperator, StatisticsGenOperator, SchemaGenOperator, ImportSchemaGenOperator,
-                ExampleValidatorOperator):
+                ExampleValidatorOperator, TransformOperator):
         assert issubclass(cls, TfxComponentOperator)
         assert cls.__name__ == f"{cls.component}Operator"
+
+
+def test_transform_defaults_to_the_shipped_taxi_module(state_dir):
+    op = TransformOperator(task_id="t", pipeline_name="p", examples="g", schema="s")
+    op.validate_args()
+    module = op.component_args()["module_file"]
+    assert module.endswith("airflow_mlops/modules/taxi.py") and Path(module).is_file()
+    assert "def preprocessing_fn" in Path(module).read_text()
+    assert op.tfx_inputs == {"examples": {"node": "g", "output": "examples"}, "schema": {"node": "s", "output": "schema"}}
+    assert "module_file" in TransformOperator.template_fields
+
+
+@pytest.mark.parametrize("module, message", [("/no/such.py", "does not exist"), (__file__ + "c", "does not exist")])
+def test_transform_module_file_errors(state_dir, module, message):
+    op = TransformOperator(task_id="t", pipeline_name="p", examples="g", schema="s", module_file=module)
+    with pytest.raises(InvalidArgumentError, match=message):
+        op.validate_args()
+
+
+def test_transform_module_must_be_python(state_dir, tmp_path):
+    text = tmp_path / "module.txt"
+    text.write_text("x")
+    op = TransformOperator(task_id="t", pipeline_name="p", examples="g", schema="s", module_file=str(text))
+    with pytest.raises(InvalidArgumentError, match="is not a Python file"):
+        op.validate_args()
