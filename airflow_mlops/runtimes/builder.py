@@ -125,7 +125,7 @@ def ensure_runtime(
             if isolation == "rootfs":
                 _build_rootfs(spec, partial, cache_dir, mirror, log)
             else:
-                _build_venv(spec, partial, log)
+                _build_venv(spec, partial, log, cache_dir)
             meta = {
                 "name": spec.name,
                 "isolation": isolation,
@@ -163,6 +163,43 @@ def _run(cmd: list[str], log: Log, what: str, env: dict[str, str] | None = None)
         )
 
 
+def source_build_script(spec: RuntimeSpec, python: str, cache_dir: Path) -> tuple[str, list[str]]:
+    """Shell script building ``spec.source_builds`` with ``python``, and the host paths it needs.
+
+    Each wheel is cached in ``<cache>/wheels/<name>-<key>/``; a cached wheel is installed without
+    rebuilding. The wheel directory appears only once complete (built elsewhere, then renamed).
+    """
+    import shlex
+
+    import airflow_mlops
+
+    q = shlex.quote
+    lines, paths = ["set -e"], [str(Path(airflow_mlops.__file__).resolve().parent.parent)]
+    for build in spec.source_builds:
+        name = build.requirement.split("==")[0]
+        wheels = Path(cache_dir).resolve() / "wheels" / f"{name}-{build.key(spec.lock_text())}"
+        wheels.parent.mkdir(parents=True, exist_ok=True)
+        paths.append(str(wheels.parent))
+        env = " ".join(q(f"{k}={v}") for k, v in build.env)
+        patch = f"{q(python)} {q(build.patch_path())} \"$SRC\"" if build.patch else "true"
+        lines += [
+            f"W={q(str(wheels))}",
+            'if ! ls "$W"/*.whl >/dev/null 2>&1; then',
+            f'  echo "building {build.requirement} from source (cached in $W)"',
+            '  T=$(mktemp -d)',
+            f'  {q(python)} -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$T" {q(build.requirement)}',
+            '  tar -xzf "$T"/*.tar.gz -C "$T"',
+            '  SRC=$(find "$T" -mindepth 1 -maxdepth 1 -type d | head -n 1)',
+            f"  {patch}",
+            f'  env {env} {q(python)} -m pip wheel --no-deps --no-build-isolation -w "$T/wheel" "$SRC"',
+            '  rm -rf "$W.partial" && mkdir -p "$W.partial" && cp "$T"/wheel/*.whl "$W.partial"/',
+            '  rm -rf "$W" && mv "$W.partial" "$W" && rm -rf "$T"',
+            "fi",
+            f'{q(python)} -m pip install --no-deps "$W"/*.whl',
+        ]
+    return "\n".join(lines), paths
+
+
 def _pip_env() -> dict[str, str]:
     """The host's pip settings and proxies, passed to pip inside the runtime build."""
     keep = {k: v for k, v in os.environ.items() if k.startswith("PIP_") or k.lower().endswith("_proxy")}
@@ -170,7 +207,7 @@ def _pip_env() -> dict[str, str]:
     return keep
 
 
-def _build_venv(spec: RuntimeSpec, target: Path, log: Log) -> None:
+def _build_venv(spec: RuntimeSpec, target: Path, log: Log, cache_dir: Path | None = None) -> None:
     import sys
 
     _run([sys.executable, "-m", "venv", str(target)], log, f"python -m venv {target}")
@@ -179,6 +216,9 @@ def _build_venv(spec: RuntimeSpec, target: Path, log: Log) -> None:
     env = {**os.environ, **_pip_env()}
     _run([str(target / "bin/python"), "-m", "pip", "install", "--no-deps", "-r", str(lock)], log,
          f"pip install -r {spec.lock_file}", env=env)
+    if spec.source_builds:
+        script, _ = source_build_script(spec, str(target / "bin/python"), cache_dir)
+        _run(["/bin/sh", "-c", script], log, "build " + ", ".join(b.requirement for b in spec.source_builds), env=env)
     _run([str(target / "bin/python"), "-c", spec.probe], log, f"probe: {spec.probe}", env=env)
 
 
@@ -233,20 +273,25 @@ def _build_rootfs(spec: RuntimeSpec, target: Path, cache_dir: Path, mirror: str,
     }
     script = (
         f"python3 -m venv {ROOTFS_VENV} && "
-        f"{ROOTFS_VENV}/bin/python -m pip install --no-deps -r /opt/runtime-lock.txt && "
-        f"{ROOTFS_VENV}/bin/python -c {_shquote(spec.probe)}"
+        f"{ROOTFS_VENV}/bin/python -m pip install --no-deps -r /opt/runtime-lock.txt"
     )
     _run(
         rootfs_command(target, ["/bin/sh", "-c", script], env=env, binds=[str(pip_cache)]),
         log,
         f"install {spec.lock_file} into {target}{ROOTFS_VENV}",
     )
-
-
-def _shquote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
+    if spec.source_builds:
+        build_script, paths = source_build_script(spec, f"{ROOTFS_VENV}/bin/python", cache_dir)
+        _run(
+            rootfs_command(target, ["/bin/sh", "-c", build_script], env=env, binds=[str(pip_cache), *paths]),
+            log,
+            "build " + ", ".join(b.requirement for b in spec.source_builds),
+        )
+    _run(
+        rootfs_command(target, [f"{ROOTFS_VENV}/bin/python", "-c", spec.probe], env=env),
+        log,
+        f"probe: {spec.probe}",
+    )
 
 
 @dataclass
@@ -290,7 +335,7 @@ def list_runtimes(cache_dir: Path, *, isolation: str = "auto", sizes: bool = Tru
         )
     if cache_dir.is_dir():
         for entry in sorted(cache_dir.iterdir()):
-            if not entry.is_dir() or entry.name in current or entry.name == "debootstrap-debs":
+            if not entry.is_dir() or entry.name in current or entry.name in ("debootstrap-debs", "wheels"):
                 continue
             state = "partial" if ".partial-" in entry.name or ".old-" in entry.name else "stale"
             name, _, rest = entry.name.lstrip(".").partition("-")

@@ -14,6 +14,31 @@ BUILD_RECIPE_VERSION = 1
 
 
 @dataclass(frozen=True)
+class SourceBuild:
+    """A package built from its sdist inside the runtime (after the lock file is installed).
+
+    :param requirement: ``name==version`` of the sdist on the package index.
+    :param patch: optional script under ``airflow_mlops/runtimes/patches/``, run as
+        ``python PATCH SOURCE_DIR`` on the unpacked sdist before building.
+    :param env: build environment variables, as ``(name, value)`` pairs.
+    """
+
+    requirement: str
+    patch: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+    def patch_path(self) -> str | None:
+        if self.patch is None:
+            return None
+        return str(resources.files("airflow_mlops.runtimes").joinpath("patches", self.patch))
+
+    def key(self, lock_text: str) -> str:
+        patch_text = Path(self.patch_path()).read_text() if self.patch else ""
+        payload = json.dumps([self.requirement, patch_text, self.env, lock_text], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class RuntimeSpec:
     """A named, pinned environment.
 
@@ -27,6 +52,8 @@ class RuntimeSpec:
     :param debian_packages: packages installed into the root filesystem.
     :param probe: a Python statement run after the build; a runtime that fails it is not kept.
     :param preload: modules a warm runtime imports once, before forking a process per step.
+    :param source_builds: packages built from source after the lock file is installed; each
+        wheel is cached and reused while its requirement, patch and the lock file stay the same.
     """
 
     name: str
@@ -37,6 +64,7 @@ class RuntimeSpec:
     debian_packages: tuple[str, ...] = ("python3", "python3-venv", "python3-dev", "g++", "ca-certificates")
     probe: str = "pass"
     preload: tuple[str, ...] = ()
+    source_builds: tuple[SourceBuild, ...] = ()
 
     def lock_text(self) -> str:
         """The lock file's text: a packaged file name, or an absolute path (for your own runtimes)."""
@@ -50,20 +78,38 @@ class RuntimeSpec:
         recipe.pop("description")
         recipe.pop("preload")  # how it is run, not what it contains
         payload = json.dumps(
-            {"recipe": recipe, "isolation": isolation, "version": BUILD_RECIPE_VERSION, "lock": self.lock_text()},
+            {"recipe": recipe, "isolation": isolation, "version": BUILD_RECIPE_VERSION, "lock": self.lock_text(),
+             "source_builds": [b.key(self.lock_text()) for b in self.source_builds]},
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+HOROVOD_CPU = SourceBuild(
+    requirement="horovod==0.28.1",  # the last release, an sdist only
+    patch="horovod_0_28_1_cpu.py",
+    env=(
+        ("CC", "gcc-12"),  # gcc 14 (Debian 13's default) fails on Horovod's vendored sources
+        ("CXX", "g++-12"),
+        ("MAKEFLAGS", "-j2"),
+        ("HOROVOD_WITH_TENSORFLOW", "1"),
+        ("HOROVOD_WITH_GLOO", "1"),
+        ("HOROVOD_WITHOUT_MPI", "1"),
+        ("HOROVOD_WITHOUT_PYTORCH", "1"),
+        ("HOROVOD_WITHOUT_MXNET", "1"),
+    ),
+)
+
 RUNTIMES: dict[str, RuntimeSpec] = {
     "tfx": RuntimeSpec(
         name="tfx",
-        description="TFX 1.21 (TensorFlow 2.21, ML Metadata, TFDV, Beam) on Python 3.13",
+        description="TFX 1.21 (TensorFlow 2.21, ML Metadata, TFDV, Beam, TensorBoard) + Horovod 0.28.1 on Python 3.13",
         lock_file="tfx.txt",
         # ml-metadata and tensorflow-data-validation 1.21 wheels are manylinux_2_39.
         min_glibc=(2, 39),
-        probe="import tfx, ml_metadata, tensorflow_data_validation",
+        debian_packages=("python3", "python3-venv", "python3-dev", "g++", "ca-certificates", "g++-12", "cmake", "make"),
+        source_builds=(HOROVOD_CPU,),
+        probe="import tfx, ml_metadata, tensorflow_data_validation, tensorboard, horovod.tensorflow",
         preload=(
             "tensorflow",
             "apache_beam",

@@ -122,9 +122,9 @@ def test_concurrent_builds_build_once(tmp_path, small_spec, monkeypatch):
     calls = []
     real = builder._build_venv
 
-    def counting(spec, target, log):
+    def counting(spec, target, log, cache_dir=None):
         calls.append(target)
-        real(spec, target, log)
+        real(spec, target, log, cache_dir)
 
     monkeypatch.setattr(builder, "_build_venv", counting)
     results = []
@@ -162,3 +162,53 @@ def test_rootfs_build_needs_root(monkeypatch, tmp_path):
     monkeypatch.setattr(builder.os, "geteuid", lambda: 1000)
     with pytest.raises(RuntimeBuildError, match="needs root"):
         builder._require_rootfs_tools()
+
+
+def test_source_build_in_a_venv_is_cached_and_reused(tmp_path):
+    from airflow_mlops.runtimes.specs import SourceBuild
+
+    lock = tmp_path / "lock.txt"
+    lock.write_text("setuptools==69.5.1\nwheel==0.43.0\n")
+    build = SourceBuild(requirement="six==1.16.0")
+    spec = RuntimeSpec(name="src", description="", lock_file=str(lock), source_builds=(build,), probe="import six")
+    logs: list[str] = []
+    install = ensure_runtime(spec, tmp_path / "cache", isolation="venv", log=logs.append)
+    assert any("building six==1.16.0 from source" in line for line in logs)
+    wheels = list((tmp_path / "cache" / "wheels").glob("six-*/six-1.16.0-*.whl"))
+    assert len(wheels) == 1
+    # a rebuild of the runtime reuses the cached wheel instead of building it again
+    logs.clear()
+    ensure_runtime(spec, tmp_path / "cache", isolation="venv", force=True, log=logs.append)
+    assert not any("from source" in line for line in logs)
+    assert (install.path / "bin" / "python").exists()
+
+
+def test_source_build_key_follows_patch_env_and_lock():
+    from airflow_mlops.runtimes.specs import HOROVOD_CPU, SourceBuild
+
+    base = HOROVOD_CPU.key("lock-a")
+    assert base == HOROVOD_CPU.key("lock-a")
+    assert base != HOROVOD_CPU.key("lock-b")
+    assert base != SourceBuild(HOROVOD_CPU.requirement, HOROVOD_CPU.patch, HOROVOD_CPU.env[:-1]).key("lock-a")
+    assert base != SourceBuild(HOROVOD_CPU.requirement, None, HOROVOD_CPU.env).key("lock-a")
+    assert "horovod==0.28.1" in builder.source_build_script(RUNTIMES["tfx"], "/opt/runtime/bin/python", Path("/c"))[0]
+
+
+def test_horovod_patch_is_exact_and_idempotent(tmp_path):
+    import importlib.util
+
+    from airflow_mlops.runtimes.specs import HOROVOD_CPU
+
+    module_spec = importlib.util.spec_from_file_location("hvd_patch", HOROVOD_CPU.patch_path())
+    patch = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(patch)
+    cmake = tmp_path / "horovod" / "tensorflow" / "CMakeLists.txt"
+    cmake.parent.mkdir(parents=True)
+    cmake.write_text("# TF SOURCES\n" + patch.OLD + "set_output_dir()\n")
+    assert patch.patch(tmp_path) == "patched"
+    text = cmake.read_text()
+    assert "if(HAVE_CUDA OR HAVE_ROCM)" in text and text.count("xla_mpi_ops.cc") == 2  # comment + guarded line
+    assert patch.patch(tmp_path) == "already patched"
+    cmake.write_text("something else\n")
+    with pytest.raises(SystemExit, match="not there exactly once"):
+        patch.patch(tmp_path)
