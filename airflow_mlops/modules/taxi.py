@@ -53,3 +53,116 @@ def preprocessing_fn(inputs):
     tips = _dense(tf.cast(inputs["tips"], tf.float32), 0.0)
     outputs[LABEL_KEY] = tf.cast(tf.greater(tips, tf.multiply(fare, tf.constant(0.2))), tf.int64)
     return outputs
+
+
+# -- training (TFX Trainer's run_fn, run by every Horovod worker) -----------------------------
+RAW_LABEL_KEYS = ("tips",)
+BATCH_SIZE = 64
+LEARNING_RATE = 0.05
+
+
+def _model(tf_transform_output):
+    import keras
+
+    inputs, parts = {}, []
+    for key in DENSE_FLOAT_FEATURES:
+        name = transformed_name(key)
+        inputs[name] = keras.Input(shape=(1,), name=name, dtype="float32")
+        parts.append(inputs[name])
+    categorical = {transformed_name(k): BUCKETS + 1 for k in BUCKET_FEATURES}
+    categorical.update({transformed_name(k): n for k, n in CATEGORICAL_INT_FEATURES.items()})
+    categorical.update({transformed_name(k): VOCAB_SIZE + OOV_BUCKETS for k in VOCAB_FEATURES})
+    for name, tokens in categorical.items():
+        inputs[name] = keras.Input(shape=(1,), name=name, dtype="int64")
+        parts.append(keras.layers.CategoryEncoding(num_tokens=tokens, output_mode="one_hot")(inputs[name]))
+    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.concatenate(parts))
+    logits = keras.layers.Dense(1)(hidden)
+    return keras.Model(inputs=inputs, outputs=logits)
+
+
+def _dataset(fn_args, files, tf_transform_output, rank, size):
+    from tfx_bsl.public import tfxio
+
+    dataset = fn_args.data_accessor.tf_dataset_factory(
+        files,
+        tfxio.TensorFlowDatasetOptions(batch_size=BATCH_SIZE, label_key=LABEL_KEY, shuffle=True, shuffle_seed=7),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    return dataset.shard(size, rank)  # each worker trains on its own part of every epoch
+
+
+def _serving_signature(model, tf_transform_output):
+    model.tft_layer = tf_transform_output.transform_features_layer()
+
+    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+    def serve(serialized):
+        spec = tf_transform_output.raw_feature_spec()
+        for key in RAW_LABEL_KEYS:
+            spec.pop(key, None)
+        features = model.tft_layer(tf.io.parse_example(serialized, spec))
+        features.pop(LABEL_KEY, None)
+        return {"probabilities": tf.sigmoid(model(features))}
+
+    return serve
+
+
+def run_fn(fn_args):
+    """TFX Trainer: data-parallel training with Horovod; rank 0 writes checkpoints and the model.
+
+    ``fn_args.custom_config["horovod"]`` holds this worker's ``rank`` and ``size`` and the
+    shared ``checkpoint_dir``: a retry of the Trainer task resumes from the last checkpoint there.
+    """
+    import json
+    import os
+
+    import horovod.tensorflow as hvd
+    import keras
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    checkpoint_dir = (fn_args.custom_config or {}).get("horovod", {}).get("checkpoint_dir")
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    keras.utils.set_random_seed(1000 + rank)  # different on purpose: the broadcast must align the ranks
+    model = _model(tf_transform_output)
+    optimizer = keras.optimizers.SGD(learning_rate=LEARNING_RATE * size)  # scaled by the number of workers
+    loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
+    steps = max(1, -(-int(fn_args.train_steps) // size))  # the steps are shared between the workers
+    start = 0
+    state_file = os.path.join(checkpoint_dir, "state.json") if checkpoint_dir else None
+    if state_file and os.path.exists(state_file):
+        with open(state_file) as handle:
+            start = int(json.load(handle)["step"])
+        model.load_weights(os.path.join(checkpoint_dir, "model.weights.h5"))
+        print(f"rank {rank}: resuming from the checkpoint at step {start}/{steps}", flush=True)
+    # Keras 3 variables wrap a tf.Variable in .value, which Horovod's TensorFlow API needs.
+    hvd.broadcast_variables([v.value for v in model.variables], root_rank=0)
+    train = iter(_dataset(fn_args, fn_args.train_files, tf_transform_output, rank, size).repeat())
+    every = max(1, steps // 5)
+    for step in range(start, steps):
+        features, labels = next(train)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(tf.cast(labels, tf.float32), model(features, training=True))
+        tape = hvd.DistributedGradientTape(tape)
+        grads = tape.gradient(loss, [v.value for v in model.trainable_variables])
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if (step + 1) % every == 0 or step + 1 == steps:
+            print(f"rank {rank}: step {step + 1}/{steps} loss {float(loss):.4f}", flush=True)
+            if rank == 0 and checkpoint_dir:
+                os.makedirs(checkpoint_dir, exist_ok=True)
+                model.save_weights(os.path.join(checkpoint_dir, "model.weights.h5"))
+                with open(state_file + ".tmp", "w") as handle:
+                    json.dump({"step": step + 1}, handle)
+                os.replace(state_file + ".tmp", state_file)
+    import hashlib
+
+    digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.variables)).hexdigest()
+    print(f"rank {rank}: final weights sha256 {digest}", flush=True)
+    if rank != 0:
+        return
+    evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, 0, 1).take(max(1, int(fn_args.eval_steps)))
+    accuracy = keras.metrics.BinaryAccuracy(threshold=0.0)
+    for features, labels in evaluation:
+        accuracy.update_state(labels, model(features))
+    print(f"rank 0: eval binary accuracy {float(accuracy.result()):.4f}", flush=True)
+    tf.saved_model.save(model, fn_args.serving_model_dir,
+                        signatures={"serving_default": _serving_signature(model, tf_transform_output)})

@@ -133,6 +133,29 @@ def _transform(inputs, args, target=True):
     return Transform(examples=inputs["examples"], schema=inputs["schema"], module_file=args["module_file"])
 
 
+def _horovod_trainer(inputs, args, target=True):
+    from tfx.components import Trainer
+    from tfx.dsl.components.base import executor_spec
+    from tfx.proto import trainer_pb2
+
+    from airflow_mlops.steps.horovod_trainer import CONFIG_KEY, HorovodTrainerExecutor
+
+    return Trainer(
+        module_file=args["module_file"],
+        examples=inputs["examples"],
+        transform_graph=inputs["transform_graph"],
+        schema=inputs["schema"],
+        train_args=trainer_pb2.TrainArgs(num_steps=int(args.get("train_steps") or 1)),
+        eval_args=trainer_pb2.EvalArgs(num_steps=int(args.get("eval_steps") or 1)),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(HorovodTrainerExecutor),
+        custom_config={CONFIG_KEY: {
+            "num_workers": int(args.get("num_workers") or 1),
+            "gpus_per_worker": int(args.get("gpus_per_worker") or 0),
+            "checkpoint_dir": args.get("checkpoint_dir"),
+        }},
+    )
+
+
 COMPONENT_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], Any]] = {
     "CsvExampleGen": _csv_example_gen,
     "StatisticsGen": _statistics_gen,
@@ -140,6 +163,7 @@ COMPONENT_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], A
     "ImportSchemaGen": _import_schema_gen,
     "ExampleValidator": _example_validator,
     "Transform": _transform,
+    "HorovodTrainer": _horovod_trainer,
 }
 
 

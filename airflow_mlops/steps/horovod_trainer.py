@@ -1,0 +1,101 @@
+"""TFX Trainer executor that trains with Horovod data parallelism (runs in the TFX runtime).
+
+``HorovodTrainerExecutor.Do`` writes TFX's inputs, outputs and exec properties to a JSON
+file and starts ``num_workers`` workers with ``horovodrun --gloo`` (``python -m
+horovod.runner.launch``). Each worker (``python -m airflow_mlops.steps.horovod_trainer FILE``)
+calls ``hvd.init()``, rebuilds the same ``FnArgs`` TFX's GenericExecutor would give, and
+calls the module file's ``run_fn``. Only rank 0 writes the serving model and the model-run
+directory; the other ranks get scratch directories. horovodrun prefixes each worker's
+output with its rank (``[1]<stdout>:``), and that output reaches the Airflow task log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from typing import Any
+
+from tfx.components.trainer import executor as trainer_executor
+from tfx.types import artifact_utils
+
+log = logging.getLogger("airflow_mlops.horovod")
+
+#: custom_config key holding the Horovod settings given by the operator.
+CONFIG_KEY = "airflow_mlops_horovod"
+
+
+def horovod_settings(exec_properties: dict[str, Any]) -> dict[str, Any]:
+    custom = exec_properties.get("custom_config") or "{}"
+    config = json.loads(custom) if isinstance(custom, str) else dict(custom)
+    return dict(config.get(CONFIG_KEY) or {})
+
+
+class HorovodTrainerExecutor(trainer_executor.GenericExecutor):
+    """Runs ``run_fn`` on ``num_workers`` Horovod workers (Gloo) instead of in this process."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
+        settings = horovod_settings(exec_properties)
+        workers = int(settings.get("num_workers", 1))
+        payload = {
+            "input_dict": artifact_utils.jsonify_artifact_dict(input_dict),
+            "output_dict": artifact_utils.jsonify_artifact_dict(output_dict),
+            "exec_properties": {k: v for k, v in exec_properties.items()},
+        }
+        with tempfile.TemporaryDirectory(prefix="horovod-") as tmp:
+            path = os.path.join(tmp, "trainer.json")
+            with open(path, "w") as handle:
+                json.dump(payload, handle, default=str)
+            command = [
+                sys.executable, "-m", "horovod.runner.launch", "-np", str(workers), "--gloo",
+                "-H", f"localhost:{workers}", sys.executable, "-m", "airflow_mlops.steps.horovod_trainer", path,
+            ]
+            log.info("starting %d Horovod worker(s): %s", workers, " ".join(command))
+            tail: deque[str] = deque(maxlen=40)
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                tail.append(line)
+                print(line, flush=True)
+            if proc.wait() != 0:
+                raise RuntimeError(
+                    f"Horovod training with {workers} worker(s) failed (exit code {proc.returncode}); last lines:\n"
+                    + "\n".join(tail)
+                )
+
+
+def worker_main(path: str) -> None:
+    """One Horovod worker: rebuild FnArgs and call the module's run_fn."""
+    import horovod.tensorflow as hvd
+    from tfx.components.util import udf_utils
+
+    hvd.init()
+    with open(path) as handle:
+        payload = json.load(handle)
+    input_dict = artifact_utils.parse_artifact_dict(payload["input_dict"])
+    output_dict = artifact_utils.parse_artifact_dict(payload["output_dict"])
+    exec_properties = payload["exec_properties"]
+    executor = trainer_executor.GenericExecutor()
+    fn_args = executor._GetFnArgs(input_dict, output_dict, exec_properties)  # noqa: SLF001 - same FnArgs as TFX
+    if hvd.rank() != 0:  # only rank 0 writes the model, checkpoints and logs
+        scratch = tempfile.mkdtemp(prefix=f"horovod-rank{hvd.rank()}-")
+        fn_args.serving_model_dir = os.path.join(scratch, "serving_model")
+        fn_args.model_run_dir = os.path.join(scratch, "model_run")
+    fn_args.custom_config = {
+        **(fn_args.custom_config or {}),
+        "horovod": {"rank": hvd.rank(), "size": hvd.size(),
+                    "checkpoint_dir": horovod_settings(exec_properties).get("checkpoint_dir")},
+    }
+    run_fn = udf_utils.get_fn(exec_properties, "run_fn")
+    run_fn(fn_args)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    worker_main(sys.argv[1])
