@@ -3,8 +3,8 @@
 Every Airflow task of a DAG run compiles the same pipeline spec with the DAG run's id as
 the TFX pipeline-run id, so a node finds the artifacts its upstream tasks published.
 A node whose execution already completed under this run id is not run again (a retry
-after the work was done reuses it); an execution an earlier try left RUNNING is marked
-CANCELED before the node runs again.
+after the work was done reuses it); an execution an earlier try left RUNNING is adopted by
+TFX's launcher (one execution per node and run), so a retry never publishes twice.
 """
 
 from __future__ import annotations
@@ -43,16 +43,6 @@ def _node_executions(store, pipeline_name: str, node_id: str, run_id: str) -> li
         return []
     in_run = {e.id for e in store.get_executions_by_context(run_ctx.id)}
     return sorted((e for e in store.get_executions_by_context(node_ctx.id) if e.id in in_run), key=lambda e: e.id)
-
-
-def _cancel_stale(store, executions: list) -> None:
-    from ml_metadata.proto import metadata_store_pb2
-
-    for execution in executions:
-        if _state_name(execution) in ("NEW", "RUNNING"):
-            log.warning("marking execution %d (left %s by an earlier try) as CANCELED", execution.id, _state_name(execution))
-            execution.last_known_state = metadata_store_pb2.Execution.CANCELED
-            store.put_executions([execution])
 
 
 def _custom(artifact, key: str):
@@ -176,7 +166,8 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             node_id, run_id, execution.id, _state_name(execution),
         )
     else:
-        _cancel_stale(store, earlier)
+        for stale in earlier:  # TFX keeps one execution per node and run, and adopts it
+            log.info("adopting execution %d of node %s, left %s by an earlier try", stale.id, node_id, _state_name(stale))
         ir = compile_pipeline(spec, run_id, target=node_id)
         node = next(n.pipeline_node for n in ir.nodes if n.pipeline_node.node_info.id == node_id)
         deployment = runner_utils.extract_local_deployment_config(ir)
@@ -196,10 +187,9 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             log.exception("TFX node %s raised", node_id)
             launch_error = err
         after = _node_executions(store, spec["pipeline_name"], node_id, run_id)
-        new = [e for e in after if e.id not in {x.id for x in earlier}]
-        if not new or _state_name(new[-1]) not in DONE_STATES:
-            state = _state_name(new[-1]) if new else "no execution recorded"
-            reason = f"{type(launch_error).__name__}: {launch_error}" if launch_error else _execution_error(new[-1] if new else None)
+        if not after or _state_name(after[-1]) not in DONE_STATES:
+            state = _state_name(after[-1]) if after else "no execution recorded"
+            reason = f"{type(launch_error).__name__}: {launch_error}" if launch_error else _execution_error(after[-1] if after else None)
             details: list[dict[str, Any]] = []
             kind = "ComponentFailed"
             if node_spec["component"] == "CsvExampleGen":
@@ -214,7 +204,7 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                 details,
                 kind=kind,
             )
-        execution = new[-1]
+        execution = after[-1]
         log.info("node %s completed in %.1f s (execution %d)", node_id, time.monotonic() - started, execution.id)
     artifacts = execution_artifacts(store, execution.id)
     return {

@@ -44,3 +44,43 @@ def test_two_horovod_workers_train_identical_weights_and_rank_0_exports(state):
     run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
     checkpoint = state["state_dir"] / "pipelines" / PIPELINE / "Trainer" / ".checkpoints" / run
     assert (checkpoint / "state.json").read_text() == '{"step": 30}'
+
+
+def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(state):
+    """Kill the whole Airflow process mid-training (SIGKILL), retry the task: it resumes."""
+    env = airflow_env(state["home"], state["state_dir"])
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(TEST_DAGS)
+    conf = '{"pipeline_name": "it_resume", "data_root": "%s", "train_steps": 4000}' % state["data"]
+    proc = subprocess.Popen([str(BIN / "airflow"), "dags", "test", "test_train", "-c", conf], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    run_id, killed_at, deadline = None, None, time.monotonic() + 600
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        run_id = run_id or (m.group(1) if (m := re.search(r"run_id=(manual__[^,\s]+)", line)) else None)
+        if "rank 0: step 800/2000" in line:  # the checkpoint of step 400 is on disk (800's is being written)
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed_at = line
+            break
+        assert time.monotonic() < deadline, "training never reached step 800"
+    proc.wait()
+    assert killed_at and run_id
+    for _ in range(60):  # the warm runtime stops the step's process group when its client is gone
+        leftovers = subprocess.run(["pgrep", "-f", "airflow_mlops.steps.horovod_trainer"], capture_output=True, text=True)
+        if not leftovers.stdout.strip():
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("Horovod workers were still running 30 s after their task was killed")
+
+    out = subprocess.run([str(BIN / "airflow"), "tasks", "test", "test_train", "Trainer", run_id], env=env,
+                         capture_output=True, text=True, timeout=900)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0 and "Task failed" not in log, log[-4000:]
+    resumed = re.search(r"rank 0: resuming from the checkpoint at step (\d+)/2000", log)
+    assert resumed and int(resumed.group(1)) in (400, 800, 1200), log[-4000:]  # not from scratch
+    assert "left RUNNING by an earlier try" in log
+    trainer = lineage(state, run_id, pipeline="it_resume")["Trainer"]
+    assert trainer["state"] == "COMPLETE"
+    assert len(trainer["outputs"]["model"]) == 1  # one execution, one model for the run
+    models = list((state["state_dir"] / "pipelines" / "it_resume" / "Trainer" / "model").iterdir())
+    assert [m.name for m in models] == [str(trainer["id"])]
