@@ -476,7 +476,28 @@ class ExampleValidatorOperator(TfxComponentOperator):
                       ", ".join(relaxed["relaxed_features"]) or "no feature")
 
 
-class TransformOperator(TfxComponentOperator):
+class _ModuleFileMixin:
+    """For components that run user code from a TFX module file (``module_file``, templated)."""
+
+    task_id: str
+    module_file: str | None
+
+    def _module_file(self) -> str:
+        return self.module_file or DEFAULT_TAXI_MODULE
+
+    def _validate_module_file(self) -> None:
+        module = self._module_file()
+        if _is_local_path(module) and not os.path.isfile(module):
+            raise InvalidArgumentError(f"{self.task_id}: module_file {module!r} does not exist")
+        if _is_local_path(module) and not module.endswith(".py"):
+            raise InvalidArgumentError(f"{self.task_id}: module_file {module!r} is not a Python file")
+
+    def host_paths(self) -> list[str]:
+        module = self._module_file()
+        return [os.path.dirname(os.path.abspath(module))] if _is_local_path(module) else []
+
+
+class TransformOperator(_ModuleFileMixin, TfxComponentOperator):
     """Feature engineering with TensorFlow Transform (TFX ``Transform``).
 
     :param examples: the example-gen operator (or its task id).
@@ -502,26 +523,15 @@ class TransformOperator(TfxComponentOperator):
         self._wire_input("examples", examples)
         self._wire_input("schema", schema)
 
-    def _module_file(self) -> str:
-        return self.module_file or DEFAULT_TAXI_MODULE
-
     def component_args(self) -> dict[str, Any]:
         return {"module_file": self._module_file()}
 
     def validate_args(self) -> None:
         super().validate_args()
-        module = self._module_file()
-        if _is_local_path(module) and not os.path.isfile(module):
-            raise InvalidArgumentError(f"{self.task_id}: module_file {module!r} does not exist")
-        if _is_local_path(module) and not module.endswith(".py"):
-            raise InvalidArgumentError(f"{self.task_id}: module_file {module!r} is not a Python file")
-
-    def host_paths(self) -> list[str]:
-        module = self._module_file()
-        return [os.path.dirname(os.path.abspath(module))] if _is_local_path(module) else []
+        self._validate_module_file()
 
 
-class HorovodTrainerOperator(TfxComponentOperator):
+class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
     """Train with Horovod data parallelism (TFX ``Trainer`` with a Horovod executor).
 
     Locally, ``num_workers`` Gloo workers run the module file's ``run_fn`` in the TFX runtime
@@ -580,9 +590,6 @@ class HorovodTrainerOperator(TfxComponentOperator):
             raise InvalidArgumentError(f"{self.task_id}: {name} must be >= {minimum}, got {number}")
         return number
 
-    def _module_file(self) -> str:
-        return self.module_file or DEFAULT_TAXI_MODULE
-
     def component_args(self) -> dict[str, Any]:
         return {"module_file": self._module_file(), "num_workers": self.num_workers,
                 "gpus_per_worker": self.gpus_per_worker, "train_steps": self.train_steps,
@@ -594,13 +601,7 @@ class HorovodTrainerOperator(TfxComponentOperator):
         self._positive_int("train_steps")
         self._positive_int("eval_steps")
         self._positive_int("gpus_per_worker", minimum=0)
-        module = self._module_file()
-        if _is_local_path(module) and not os.path.isfile(module):
-            raise InvalidArgumentError(f"{self.task_id}: module_file {module!r} does not exist")
-
-    def host_paths(self) -> list[str]:
-        module = self._module_file()
-        return [os.path.dirname(os.path.abspath(module))] if _is_local_path(module) else []
+        self._validate_module_file()
 
     def execute(self, context: Any) -> dict[str, Any]:
         run = re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])

@@ -6,6 +6,10 @@ details (a :class:`~airflow_mlops.runtimes.contract.StepError` is an expected fa
 any other exception is logged with its traceback). It exits 0 when a result was written,
 so the caller reads the status from the result; it exits non-zero only when it could not
 write one.
+
+The process owns everything the step starts: it is a child subreaper, it gets SIGTERM
+when its parent (the Airflow task) dies, and on SIGTERM it stops all its descendants,
+detached ones included (Horovod's workers), before it exits.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
+import signal
 import sys
 import time
 import traceback
@@ -27,6 +33,7 @@ from airflow_mlops.runtimes.contract import (
     StepResult,
     write_json_atomic,
 )
+from airflow_mlops.runtimes import reaper
 from airflow_mlops.steps import STEPS
 
 log = logging.getLogger("airflow_mlops.runtime")
@@ -64,6 +71,18 @@ def execute(request: StepRequest) -> StepResult:
     return StepResult(status=STATUS_SUCCEEDED, outputs=outputs)
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    reaper.stop_descendants(grace=3.0)
+    os._exit(128 + signum)
+
+
+def own_process_tree() -> None:
+    """Make the step's whole process tree stop with this process (see the module docstring)."""
+    reaper.become_subreaper()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    reaper.die_with_parent(signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
@@ -92,4 +111,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    own_process_tree()
     sys.exit(main())

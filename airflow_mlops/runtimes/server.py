@@ -7,8 +7,8 @@ connection carries one JSON line ``{"request": path, "result": path}``; the serv
 *session* process which forks the *step* process (its own process group) with stdout and
 stderr on the connection, runs :func:`airflow_mlops.runtimes.entrypoint.main` there, and
 ends the stream with ``EXIT_MARK <code>``. When the client goes away (task killed) the session
-kills the step's process group. The parent never runs a step and holds no threads, so every
-step starts from the same freshly imported state. It exits after ``--idle-timeout`` seconds
+stops the step and every process below it, detached ones included (see :mod:`.reaper`).
+The parent never runs a step and holds no threads, so every step starts from the same freshly imported state. It exits after ``--idle-timeout`` seconds
 without a connection or running step, removing its socket.
 """
 
@@ -24,7 +24,11 @@ import socket
 import sys
 import time
 
+from airflow_mlops.runtimes import reaper
+
 EXIT_MARK = "\x00airflow-mlops-exit"
+#: Seconds a cancelled step's processes get between SIGTERM and SIGKILL.
+STOP_GRACE = 3.0
 
 
 def _run_session(conn: socket.socket) -> int:
@@ -37,6 +41,7 @@ def _run_session(conn: socket.socket) -> int:
     except (ValueError, KeyError, TypeError) as err:
         conn.sendall(f"bad request line: {err}\n{EXIT_MARK} 2\n".encode())
         return 2
+    reaper.become_subreaper()  # a step's detached descendants (Horovod workers) stay findable
     step = os.fork()
     if step == 0:  # the step process
         os.setpgid(0, 0)
@@ -49,6 +54,7 @@ def _run_session(conn: socket.socket) -> int:
         try:
             from airflow_mlops.runtimes import entrypoint
 
+            entrypoint.own_process_tree()
             code = entrypoint.main(argv)
         except BaseException:  # noqa: BLE001 - report and exit, never return into the server loop
             import traceback
@@ -69,14 +75,7 @@ def _run_session(conn: socket.socket) -> int:
             return 0
         readable, _, _ = select.select([conn], [], [], 0.5)
         if readable and not conn.recv(1, socket.MSG_PEEK):  # the client hung up: stop the step
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(step, sig)
-                except ProcessLookupError:
-                    break
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and not os.waitpid(step, os.WNOHANG)[0]:
-                    time.sleep(0.1)
+            reaper.stop_descendants(grace=STOP_GRACE)  # the step and all below it, detached or not
             return 0
 
 

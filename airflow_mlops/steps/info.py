@@ -13,10 +13,24 @@ def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
 
     ``params["sleep"]`` seconds are spent first, printing a line a second (to test log
     streaming and cancellation); ``params["exit"]`` ends the process with that code instead
-    of returning (to test a runtime that dies without a result).
+    of returning (to test a runtime that dies without a result); ``params["detach_pid_file"]``
+    first starts a process that leaves the step's session and whose parent exits (as Horovod's
+    workers do), and writes its pid there (to test that stopping a step stops it too).
     """
     import os
+    import subprocess
     import time
+
+    if params.get("detach_pid_file"):
+        orphan = (
+            "import os, sys, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
+            "    os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+            "    time.sleep(300)\n"
+        )
+        subprocess.run([sys.executable, "-c", orphan, params["detach_pid_file"]], check=True)
 
     for second in range(int(params.get("sleep", 0))):
         print(f"runtime.info: sleeping, {second + 1} s", flush=True)

@@ -77,7 +77,8 @@ def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(sta
     log = out.stdout + out.stderr
     assert out.returncode == 0 and "Task failed" not in log, log[-4000:]
     resumed = re.search(r"rank 0: resuming from the checkpoint at step (\d+)/2000", log)
-    assert resumed and int(resumed.group(1)) in (400, 800, 1200), log[-4000:]  # not from scratch
+    # not from scratch, and not from the end: the kill stopped the (detached) Horovod workers at once
+    assert resumed and int(resumed.group(1)) in (400, 800, 1200, 1600), log[-4000:]
     assert "left RUNNING by an earlier try" in log
     trainer = lineage(state, run_id, pipeline="it_resume")["Trainer"]
     assert trainer["state"] == "COMPLETE"

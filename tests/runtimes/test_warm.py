@@ -12,6 +12,7 @@ from airflow_mlops.runtimes.builder import ensure_runtime
 from airflow_mlops.runtimes.contract import StepRequest, StepResult, write_json_atomic
 from airflow_mlops.runtimes.specs import RuntimeSpec
 from airflow_mlops.runtimes.warm import StepCancelled, WarmRuntime, WarmRuntimeError
+from tests.runtimes.processes import alive, wait_for_pid_file, wait_until_dead
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -88,6 +89,21 @@ def test_terminate_stops_the_step_not_the_server(warm, tmp_path):
     assert not runner.is_alive() and time.monotonic() - t0 < 30
     assert len(codes) == 1 and isinstance(codes[0], StepCancelled)
     assert warm.pid() == pid
+
+
+def test_terminate_stops_detached_descendants_of_the_step(warm, tmp_path):
+    """Like Horovod's workers: a process that left the step's session and lost its parent."""
+    warm.ensure_started(log=lambda _: None)
+    pid_file = tmp_path / "orphan.pid"
+    req, res = request(tmp_path, "detach", sleep=60, detach_pid_file=str(pid_file))
+    runner = threading.Thread(target=lambda: pytest.raises(StepCancelled, warm.run, req, res, lambda _: None))
+    runner.start()
+    orphan = wait_for_pid_file(pid_file)
+    assert alive(orphan)
+    warm.terminate()
+    runner.join(30)
+    assert not runner.is_alive()
+    assert wait_until_dead(orphan), "a detached process of the cancelled step is still running"
 
 
 def test_timeout(warm, tmp_path):
