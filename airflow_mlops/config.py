@@ -20,6 +20,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "reference schemas, registries. Empty means {AIRFLOW_HOME}/mlops.",
     ),
     "pipeline_root": ("", "Where TFX writes artifacts. Empty means {state_dir}/pipelines/{pipeline_name}."),
+    "model_root": (
+        "",
+        "Where pushed models go, one numeric version directory each (TF Serving's layout). "
+        "Empty means {state_dir}/models/{pipeline_name}.",
+    ),
     "metadata_uri": (
         "",
         "ML Metadata store: sqlite:////absolute/path.sqlite or mysql://user:password@host:3306/database. "

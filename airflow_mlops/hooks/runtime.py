@@ -145,6 +145,13 @@ class RuntimeHook(BaseHook):
             return root.replace("{pipeline_name}", pipeline_name)
         return str(self.state_dir / "pipelines" / pipeline_name)
 
+    def model_root(self, pipeline_name: str, override: str | None = None) -> str:
+        """Where the pipeline's pushed model versions go (``<root>/<version>/``)."""
+        root = override or self.setting("model_root")
+        if root:
+            return root.replace("{pipeline_name}", pipeline_name)
+        return str(self.state_dir / "models" / pipeline_name)
+
     @property
     def metadata(self) -> dict[str, Any]:
         uri = self.setting("metadata_uri")

@@ -106,6 +106,16 @@ def _serving_signature(model, tf_transform_output):
     return serve
 
 
+def _transform_features_signature(model, tf_transform_output):
+    """Raw serialized examples (label included) → transformed features: TFMA reads the label here."""
+
+    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+    def transform_features(serialized):
+        return model.tft_layer(tf.io.parse_example(serialized, tf_transform_output.raw_feature_spec()))
+
+    return transform_features
+
+
 def run_fn(fn_args):
     """TFX Trainer: data-parallel training with Horovod; rank 0 writes checkpoints and the model.
 
@@ -164,5 +174,7 @@ def run_fn(fn_args):
     for features, labels in evaluation:
         accuracy.update_state(labels, model(features))
     print(f"rank 0: eval binary accuracy {float(accuracy.result()):.4f}", flush=True)
-    tf.saved_model.save(model, fn_args.serving_model_dir,
-                        signatures={"serving_default": _serving_signature(model, tf_transform_output)})
+    tf.saved_model.save(model, fn_args.serving_model_dir, signatures={
+        "serving_default": _serving_signature(model, tf_transform_output),
+        "transform_features": _transform_features_signature(model, tf_transform_output),
+    })

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
@@ -108,6 +109,10 @@ class TfxComponentOperator(BaseOperator):
                 "'_', '.' or '-' (at most 128 characters, starting with a letter or digit)"
             )
 
+    def companion_nodes(self) -> list[dict[str, Any]]:
+        """Nodes that are no Airflow task of their own but run first in this task (e.g. a resolver)."""
+        return []
+
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
         args = self.component_args()
         if not target and context is not None:
@@ -120,7 +125,7 @@ class TfxComponentOperator(BaseOperator):
 
     def pipeline_spec(self, hook: RuntimeHook, context: Any = None) -> dict[str, Any]:
         """This node and every TFX node upstream of it, as the runtime's JSON pipeline spec."""
-        nodes = [self.node_spec(target=True)]
+        nodes = [self.node_spec(target=True), *self.companion_nodes()]
         seen = {self.task_id}
         pending = [ref["node"] for ref in self.tfx_inputs.values()]
         while pending:
@@ -134,6 +139,7 @@ class TfxComponentOperator(BaseOperator):
             if not isinstance(task, TfxComponentOperator):
                 raise MlopsException(f"{self.task_id}: its input task {task_id!r} is not a TFX component operator")
             nodes.append(task.node_spec(target=False, context=context))
+            nodes.extend(task.companion_nodes())
             pending.extend(ref["node"] for ref in task.tfx_inputs.values())
         return {
             "pipeline_name": self.pipeline_name,
@@ -608,3 +614,197 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         self._checkpoint_dir = os.path.join(self.hook.pipeline_root(self.pipeline_name, self.pipeline_root),
                                             self.task_id, ".checkpoints", run)
         return self.run_node(context)
+
+
+#: TFMA metrics the blessing gate can use (higher is better for all of them).
+GATE_METRICS = ("AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall")
+
+
+class EvaluatorOperator(TfxComponentOperator):
+    """Evaluate the trained model with TFMA and bless it or not (TFX ``Evaluator``).
+
+    The model is blessed when ``metric >= threshold`` on the eval split and, if a model was
+    blessed before in this pipeline (the baseline, picked by TFX's
+    ``LatestBlessedModelStrategy`` in this same task), ``metric >= baseline - max_regression``.
+    The task succeeds either way; the result says ``blessed`` and why not, and
+    :class:`PusherOperator` skips (with its downstream tasks) when the model is not blessed.
+
+    :param examples: the example-gen operator (its eval split is evaluated on; raw examples).
+    :param model: the trainer operator.
+    :param metric: TFMA metric that gates the blessing, one of :data:`GATE_METRICS` (templated).
+    :param threshold: lowest acceptable value of ``metric`` (templated).
+    :param max_regression: how much lower than the baseline's ``metric`` is acceptable (templated).
+    :param compare_to_baseline: compare with the latest blessed model of the pipeline.
+    :param label_key: the label, as the model's ``transform_features`` signature names it.
+    :param prediction_key: the output of the serving signature holding the prediction.
+    """
+
+    component = "Evaluator"
+    input_outputs = {"examples": "examples", "model": "model"}
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "metric", "threshold", "max_regression")
+
+    def __init__(
+        self,
+        *,
+        examples: TfxComponentOperator | str,
+        model: TfxComponentOperator | str,
+        metric: str = "AUC",
+        threshold: float | str = 0.5,
+        max_regression: float | str = 0.0,
+        compare_to_baseline: bool = True,
+        label_key: str = "big_tipper",
+        prediction_key: str = "probabilities",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.metric = metric
+        self.threshold = threshold
+        self.max_regression = max_regression
+        self.compare_to_baseline = compare_to_baseline
+        self.label_key = label_key
+        self.prediction_key = prediction_key
+        self._wire_input("examples", examples)
+        self._wire_input("model", model)
+
+    @property
+    def baseline_node_id(self) -> str:
+        return f"{self.task_id}.latest_blessed_model"
+
+    def companion_nodes(self) -> list[dict[str, Any]]:
+        if not self.compare_to_baseline:
+            return []
+        return [{"id": self.baseline_node_id, "component": "LatestBlessedModelResolver", "inputs": {}, "args": {},
+                 "companion_of": self.task_id}]
+
+    def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
+        spec = super().node_spec(target=target, context=context)
+        if self.compare_to_baseline:
+            spec["inputs"]["baseline_model"] = {"node": self.baseline_node_id, "output": "model"}
+        return spec
+
+    def _float(self, name: str) -> float:
+        value = getattr(self, name)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"{self.task_id}: {name} must be a number, got {value!r}") from None
+
+    def component_args(self) -> dict[str, Any]:
+        return {"metric": self.metric, "threshold": self.threshold, "max_regression": self.max_regression,
+                "label_key": self.label_key, "prediction_key": self.prediction_key}
+
+    def validate_args(self) -> None:
+        super().validate_args()
+        if self.metric not in GATE_METRICS:
+            raise InvalidArgumentError(f"{self.task_id}: metric must be one of {GATE_METRICS}, got {self.metric!r}")
+        if not 0 <= self._float("threshold") <= 1:
+            raise InvalidArgumentError(f"{self.task_id}: threshold must be in [0, 1], got {self.threshold!r}")
+        if self._float("max_regression") < 0:
+            raise InvalidArgumentError(f"{self.task_id}: max_regression must be >= 0, got {self.max_regression!r}")
+
+    def gate_reasons(self, evaluation: dict[str, Any]) -> list[str]:
+        """Why the model was not blessed, one readable line per failed check."""
+        name = self.metric.lower()
+        metrics = evaluation.get("metrics", {})
+        reasons = []
+        for failure in evaluation.get("failures", []):
+            metric = failure["metric"]
+            value = metrics.get("candidate", {}).get(metric)
+            shown = "n/a" if value is None else f"{value:.4f}"
+            if failure.get("against_baseline"):
+                base = metrics.get("baseline", {}).get(metric)
+                change = failure.get("value")
+                reasons.append(
+                    f"{metric} = {shown} is {abs(change or 0):.4f} below the blessed baseline model's "
+                    f"{'n/a' if base is None else f'{base:.4f}'}; allowed drop: {self._float('max_regression'):g}"
+                )
+            else:
+                reasons.append(f"{metric} = {shown}, threshold: >= {self._float('threshold'):g}")
+        if not reasons and not evaluation.get("blessed"):
+            value = evaluation.get("metrics", {}).get("candidate", {}).get(name)
+            reasons.append(f"TFMA did not validate the model ({name} = {value}); see the Evaluator log")
+        return reasons
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        result = self.run_node(context)
+        evaluation = result.get("evaluation") or {}
+        for model, values in sorted(evaluation.get("metrics", {}).items()):
+            self.log.info("%s metrics: %s", model, ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
+        baseline = evaluation.get("baseline_model")
+        self.log.info("baseline: %s", f"model {baseline['id']} at {baseline['uri']}" if baseline
+                      else "none (no model of this pipeline was blessed before)")
+        reasons = self.gate_reasons(evaluation)
+        if evaluation.get("blessed"):
+            self.log.info("the model is BLESSED (%s >= %g%s)", self.metric.lower(), self._float("threshold"),
+                          " and no worse than the baseline" if baseline else "")
+        else:
+            self.log.warning("the model is NOT blessed: %s", "; ".join(reasons))
+        return {**result, "blessed": bool(evaluation.get("blessed")), "gate": {
+            "metric": self.metric, "threshold": self._float("threshold"),
+            "max_regression": self._float("max_regression"), "reasons": reasons}}
+
+
+class PusherOperator(TfxComponentOperator):
+    """Publish a blessed model as the next numeric version (TFX ``Pusher``, versioned).
+
+    Writes ``{model_root}/<version>/`` (1, 2, 3, ...: TF Serving's layout) and a record of
+    the version (run, model artifact, metrics) read by deploy and rollback. A model the
+    Evaluator did not bless is not pushed: the task is **skipped**, with the reason (metric,
+    value, threshold) in its log, and so are the tasks downstream of it (deploy).
+
+    :param model: the trainer operator.
+    :param model_blessing: the evaluator operator (None pushes without a gate).
+    :param model_root: where versions go (templated); default ``{state_dir}/models/{pipeline_name}``.
+    """
+
+    component = "Pusher"
+    input_outputs = {"model": "model", "model_blessing": "blessing"}
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "model_root")
+
+    def __init__(
+        self,
+        *,
+        model: TfxComponentOperator | str,
+        model_blessing: TfxComponentOperator | str | None,
+        model_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_root = model_root
+        self._push_args: dict[str, Any] = {}
+        self._wire_input("model", model)
+        if model_blessing is not None:
+            self._wire_input("model_blessing", model_blessing)
+
+    def component_args(self) -> dict[str, Any]:
+        return dict(self._push_args)
+
+    def host_paths(self) -> list[str]:
+        base = self._push_args.get("base_directory")
+        return [base] if base and _is_local_path(base) else []
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        evaluation: dict[str, Any] = {}
+        if "model_blessing" in self.tfx_inputs:
+            evaluator = self.tfx_inputs["model_blessing"]["node"]
+            verdict = context["ti"].xcom_pull(task_ids=evaluator) or {}
+            evaluation = verdict.get("evaluation") or {}
+            if verdict and not verdict.get("blessed"):
+                reasons = (verdict.get("gate") or {}).get("reasons") or ["see the Evaluator's log"]
+                message = f"not pushing: {evaluator} did not bless the model: {'; '.join(reasons)}"
+                self.log.warning(message)
+                raise AirflowSkipException(message)
+        base = self.hook.model_root(self.pipeline_name, self.model_root)
+        if _is_local_path(base):
+            os.makedirs(base, exist_ok=True)
+        self._push_args = {
+            "base_directory": base, "pipeline_name": self.pipeline_name, "run_id": context["run_id"],
+            "evaluation": {"metrics": (evaluation.get("metrics") or {}).get("candidate", {})},
+        }
+        result = self.run_node(context)
+        if not result.get("pushed"):
+            message = "not pushing: the model blessing says the model is not blessed"
+            self.log.warning(message)
+            raise AirflowSkipException(message)
+        self.log.info("model version %s is at %s", result["pushed_version"], result["pushed_destination"])
+        return {**result, "model_version": int(result["pushed_version"])}

@@ -2,15 +2,16 @@
 
 A warm runtime (:mod:`airflow_mlops.runtimes.server`) is started on first use, detached
 from the task (its own session) so the next tasks reuse it, and exits by itself after an
-idle timeout. One server serves one (runtime build, state directory, code location); its
-socket, pid file and log live in ``/tmp/airflow-mlops-<uid>/`` (``/tmp`` is visible inside
-root-filesystem runtimes, and socket paths must stay short). Paths a step needs that the
+idle timeout. One server serves one (runtime build, state directory, code location and
+code content); its socket, pid file and log live in ``/tmp/airflow-mlops-<uid>/`` (``/tmp``
+is visible inside root-filesystem runtimes, and socket paths must stay short). Paths a step needs that the
 server did not bind at start are bind-mounted into its mount namespace with ``nsenter``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,21 @@ class WarmRuntimeError(RuntimeError):
 
 class StepCancelled(WarmRuntimeError):
     """The step was stopped by :meth:`WarmRuntime.terminate` (the task is being killed)."""
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of this provider's Python sources: a warm server only runs the code it imported.
+
+    A server started before the provider was upgraded (or edited) is not reused; it exits
+    after its idle timeout.
+    """
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def socket_dir() -> Path:
@@ -56,7 +72,8 @@ class WarmRuntime:
         self.preload = list(preload)
         self.idle_timeout = idle_timeout
         self.start_timeout = start_timeout
-        ident = json.dumps([str(install.path), install.key, self.base_binds, sorted(self.env.items()), self.preload])
+        ident = json.dumps([str(install.path), install.key, self.base_binds, sorted(self.env.items()), self.preload,
+                            code_fingerprint()])
         name = f"{install.name}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
         self.socket_path = socket_dir() / f"{name}.sock"
         self.pid_file = socket_dir() / f"{name}.pid"

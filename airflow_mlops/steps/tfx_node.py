@@ -58,10 +58,14 @@ def _custom(artifact, key: str):
 def describe_artifact(store, artifact) -> dict[str, Any]:
     type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
     info: dict[str, Any] = {"id": artifact.id, "type": type_name, "uri": artifact.uri}
-    for key in ("span", "version"):
+    for key in ("span", "version", "blessed", "pushed"):
         value = _custom(artifact, key)
-        if value is not None:
+        if isinstance(value, (int, float)):
             info[key] = int(value)
+    for key in ("pushed_version", "pushed_destination"):
+        value = _custom(artifact, key)
+        if isinstance(value, str):
+            info[key] = value
     splits = _custom(artifact, "split_names")
     if splits:
         info["splits"] = json.loads(splits)
@@ -130,8 +134,58 @@ def read_statistics_summary(stats_uri: str, splits: list[str]) -> dict[str, Any]
     return summary
 
 
+def _metric_value(value) -> float | None:
+    kind = value.WhichOneof("type")
+    if kind == "double_value":
+        return float(value.double_value.value)
+    if kind == "bounded_value":
+        return float(value.bounded_value.value.value)
+    return None
+
+
+def read_evaluation(evaluation_uri: str) -> dict[str, Any]:
+    """TFMA's overall-slice metrics per model (``candidate``, ``baseline``) and its validation result."""
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import text_format
+
+    metrics: dict[str, dict[str, float]] = {}
+    for per_slice in tfma.load_metrics(evaluation_uri):
+        if per_slice.slice_key.single_slice_keys:
+            continue  # the overall slice only
+        for item in per_slice.metric_keys_and_values:
+            value = _metric_value(item.value)
+            if value is None:
+                continue
+            model = item.key.model_name or "candidate"
+            name = item.key.name + ("_diff" if item.key.is_diff else "")
+            metrics.setdefault(model, {})[name] = value
+    validation = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append({
+                "metric": failure.metric_key.name,
+                "model": failure.metric_key.model_name or "candidate",
+                "against_baseline": bool(failure.metric_key.is_diff),
+                "value": _metric_value(failure.metric_value),
+                "threshold": text_format.MessageToString(failure.metric_threshold, as_one_line=True),
+                "message": failure.message,
+            })
+    return {"validation_ok": bool(validation.validation_ok), "metrics": metrics, "failures": failures}
+
+
 def _component_details(node_component: str, artifacts: dict[str, Any]) -> dict[str, Any]:
     outputs = artifacts["outputs"]
+    if node_component == "Evaluator" and outputs.get("evaluation"):
+        evaluation = read_evaluation(outputs["evaluation"][0]["uri"])
+        blessing = (outputs.get("blessing") or [{}])[0]
+        baseline = (artifacts["inputs"].get("baseline_model") or [None])[0]
+        return {"evaluation": {**evaluation, "blessed": bool(blessing.get("blessed")),
+                               "baseline_model": baseline}}
+    if node_component == "Pusher" and outputs.get("pushed_model"):
+        pushed = outputs["pushed_model"][0]
+        return {"pushed": bool(pushed.get("pushed")), "pushed_version": pushed.get("pushed_version"),
+                "pushed_destination": pushed.get("pushed_destination")}
     if node_component == "ExampleValidator" and outputs.get("anomalies"):
         anomalies = outputs["anomalies"][0]
         return {"anomalies": read_anomalies(anomalies["uri"], anomalies.get("splits", []))}
@@ -169,20 +223,28 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         for stale in earlier:  # TFX keeps one execution per node and run, and adopts it
             log.info("adopting execution %d of node %s, left %s by an earlier try", stale.id, node_id, _state_name(stale))
         ir = compile_pipeline(spec, run_id, target=node_id)
-        node = next(n.pipeline_node for n in ir.nodes if n.pipeline_node.node_info.id == node_id)
+        nodes = {n.pipeline_node.node_info.id: n.pipeline_node for n in ir.nodes}
         deployment = runner_utils.extract_local_deployment_config(ir)
-        started = time.monotonic()
-        log.info("running TFX node %s (%s) in pipeline run %s", node_id, node_spec["component"], run_id)
-        launch_error: BaseException | None = None
-        try:
+
+        def launch(launch_id: str) -> None:
             launcher.Launcher(
-                pipeline_node=node,
+                pipeline_node=nodes[launch_id],
                 mlmd_connection=metadata.Metadata(connection),
                 pipeline_info=ir.pipeline_info,
                 pipeline_runtime_spec=ir.runtime_spec,
-                executor_spec=runner_utils.extract_executor_spec(deployment, node_id),
-                custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment, node_id),
+                executor_spec=runner_utils.extract_executor_spec(deployment, launch_id),
+                custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment, launch_id),
             ).launch()
+
+        started = time.monotonic()
+        # Companion nodes (a resolver picking the baseline model) run first, in the same task.
+        for companion in (n for n in spec["nodes"] if n.get("companion_of") == node_id):
+            log.info("running companion node %s (%s) of %s", companion["id"], companion["component"], node_id)
+            launch(companion["id"])
+        log.info("running TFX node %s (%s) in pipeline run %s", node_id, node_spec["component"], run_id)
+        launch_error: BaseException | None = None
+        try:
+            launch(node_id)
         except Exception as err:  # noqa: BLE001 - reported with the execution state below
             log.exception("TFX node %s raised", node_id)
             launch_error = err

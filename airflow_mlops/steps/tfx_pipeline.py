@@ -156,6 +156,77 @@ def _horovod_trainer(inputs, args, target=True):
     )
 
 
+def _latest_blessed_model_resolver(inputs, args, target=True):
+    from tfx.dsl.components.common import resolver
+    from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+    from tfx.types import Channel, standard_artifacts
+
+    return resolver.Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+    )
+
+
+def eval_config(args: dict[str, Any]):
+    """A TFMA EvalConfig with one gated metric: ``value >= threshold`` and, against a baseline,
+    ``value >= baseline - max_regression``."""
+    import tensorflow_model_analysis as tfma
+
+    metric = tfma.MetricConfig(
+        class_name=args["metric"],
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": float(args["threshold"])}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -float(args.get("max_regression") or 0.0) - 1e-10},
+            ),
+        ),
+    )
+    reported = [tfma.MetricConfig(class_name=name) for name in ("ExampleCount", "AUC", "BinaryAccuracy")
+                if name != args["metric"]]
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name=args.get("signature_name") or "serving_default",
+            label_key=args["label_key"],
+            prediction_key=args.get("prediction_key") or "",
+            preprocessing_function_names=list(args.get("preprocessing_function_names") or ["transform_features"]),
+        )],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[*reported, metric])],
+    )
+
+
+def _evaluator(inputs, args, target=True):
+    from tfx.components import Evaluator
+
+    return Evaluator(
+        examples=inputs["examples"],
+        model=inputs["model"],
+        baseline_model=inputs.get("baseline_model"),
+        eval_config=eval_config(args) if target else None,
+        example_splits=list(args.get("example_splits") or ["eval"]),
+    )
+
+
+def _versioned_pusher(inputs, args, target=True):
+    from tfx.components import Pusher
+    from tfx.dsl.components.base import executor_spec
+    from tfx.proto import pusher_pb2
+
+    from airflow_mlops.steps.pusher import CONFIG_KEY, VersionedPusherExecutor
+
+    return Pusher(
+        model=inputs["model"],
+        model_blessing=inputs.get("model_blessing"),
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=args.get("base_directory") or "")
+        ),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(VersionedPusherExecutor),
+        custom_config={CONFIG_KEY: {k: args.get(k) for k in ("registry_dir", "pipeline_name", "run_id", "evaluation")}},
+    )
+
+
 COMPONENT_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], Any]] = {
     "CsvExampleGen": _csv_example_gen,
     "StatisticsGen": _statistics_gen,
@@ -164,6 +235,9 @@ COMPONENT_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], A
     "ExampleValidator": _example_validator,
     "Transform": _transform,
     "HorovodTrainer": _horovod_trainer,
+    "LatestBlessedModelResolver": _latest_blessed_model_resolver,
+    "Evaluator": _evaluator,
+    "Pusher": _versioned_pusher,
 }
 
 

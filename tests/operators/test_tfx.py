@@ -12,14 +12,17 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.operators.tfx import (
     CsvExampleGenOperator,
+    EvaluatorOperator,
     ExampleValidatorOperator,
+    HorovodTrainerOperator,
     ImportSchemaGenOperator,
+    PusherOperator,
     SchemaGenOperator,
     StatisticsGenOperator,
     TfxComponentOperator,
@@ -230,7 +233,7 @@ def test_on_kill_stops_the_runtime_process(ops, monkeypatch):
 
 def test_every_operator_names_its_component():
     for cls in (CsvExampleGenOperator, StatisticsGenOperator, SchemaGenOperator, ImportSchemaGenOperator,
-                ExampleValidatorOperator, TransformOperator):
+                ExampleValidatorOperator, TransformOperator, HorovodTrainerOperator, EvaluatorOperator, PusherOperator):
         assert issubclass(cls, TfxComponentOperator)
         assert cls.__name__ == f"{cls.component}Operator"
 
@@ -258,3 +261,98 @@ def test_transform_module_must_be_python(state_dir, tmp_path):
     op = TransformOperator(task_id="t", pipeline_name="p", examples="g", schema="s", module_file=str(text))
     with pytest.raises(InvalidArgumentError, match="is not a Python file"):
         op.validate_args()
+
+
+@pytest.fixture
+def train_ops(state_dir):
+    with DAG("tp", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        eg = CsvExampleGenOperator(task_id="eg", pipeline_name="p")
+        sc = ImportSchemaGenOperator(task_id="sc", pipeline_name="p", schema_file=__file__)
+        tf = TransformOperator(task_id="tf", pipeline_name="p", examples=eg, schema=sc)
+        tr = HorovodTrainerOperator(task_id="tr", pipeline_name="p", examples=tf, transform_graph=tf, schema=sc)
+        ev = EvaluatorOperator(task_id="ev", pipeline_name="p", examples=eg, model=tr,
+                               metric="{{ params.metric }}", threshold="{{ params.threshold }}")
+        pu = PusherOperator(task_id="pu", pipeline_name="p", model=tr, model_blessing=ev)
+    return SimpleNamespace(dag=dag, eg=eg, tf=tf, tr=tr, ev=ev, pu=pu)
+
+
+def test_evaluator_runs_a_baseline_resolver_in_its_own_task(train_ops):
+    hook = RuntimeHook(mlops_conn_id=None)
+    spec = train_ops.ev.pipeline_spec(hook)
+    nodes = {n["id"]: n for n in spec["nodes"]}
+    assert nodes["ev.latest_blessed_model"] == {"id": "ev.latest_blessed_model", "component": "LatestBlessedModelResolver",
+                                                "inputs": {}, "args": {}, "companion_of": "ev"}
+    assert nodes["ev"]["inputs"] == {"examples": {"node": "eg", "output": "examples"},
+                                     "model": {"node": "tr", "output": "model"},
+                                     "baseline_model": {"node": "ev.latest_blessed_model", "output": "model"}}
+    assert train_ops.ev.metric == "{{ params.metric }}"  # templated, stored unchanged
+    # the Pusher's task compiles the Evaluator (and its resolver) as upstream nodes
+    pusher_nodes = {n["id"] for n in train_ops.pu.pipeline_spec(hook)["nodes"]}
+    assert {"pu", "ev", "ev.latest_blessed_model", "tr", "tf", "eg", "sc"} == pusher_nodes
+    assert train_ops.pu.tfx_inputs["model_blessing"] == {"node": "ev", "output": "blessing"}
+
+
+def test_evaluator_without_baseline(state_dir):
+    op = EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr", compare_to_baseline=False)
+    assert op.companion_nodes() == []
+    assert "baseline_model" not in op.node_spec(target=True)["inputs"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"metric": "MeanSquaredError"}, "metric must be one of"),
+    ({"threshold": "high"}, "threshold must be a number"),
+    ({"threshold": 1.5}, r"threshold must be in \[0, 1\]"),
+    ({"max_regression": -0.1}, "max_regression must be >= 0"),
+])
+def test_evaluator_argument_errors(state_dir, kwargs, message):
+    op = EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr", **kwargs)
+    with pytest.raises(InvalidArgumentError, match=message):
+        op.validate_args()
+
+
+def test_evaluator_gate_reasons_name_metric_value_and_threshold(state_dir):
+    op = EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr", threshold=0.9,
+                           max_regression=0.01)
+    evaluation = {
+        "blessed": False,
+        "metrics": {"candidate": {"auc": 0.61, "auc_diff": -0.34}, "baseline": {"auc": 0.95}},
+        "failures": [{"metric": "auc", "against_baseline": False, "value": 0.61},
+                     {"metric": "auc", "against_baseline": True, "value": -0.34}],
+    }
+    assert op.gate_reasons(evaluation) == [
+        "auc = 0.6100, threshold: >= 0.9",
+        "auc = 0.6100 is 0.3400 below the blessed baseline model's 0.9500; allowed drop: 0.01",
+    ]
+
+
+def test_pusher_skips_an_unblessed_model_without_running_anything(train_ops, monkeypatch):
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda *a, **k: pytest.fail("an unblessed model reached the runtime"))
+    verdict = {"blessed": False, "gate": {"reasons": ["auc = 0.6100, threshold: >= 0.9"]}}
+    with pytest.raises(AirflowSkipException, match=r"ev did not bless the model: auc = 0.6100, threshold: >= 0.9"):
+        train_ops.pu.execute(_context(verdict))
+
+
+def test_pusher_pushes_a_blessed_model_to_the_model_root(train_ops, state_dir, monkeypatch):
+    calls = []
+
+    def fake_run_step(self, step, params, **kwargs):
+        calls.append((params, kwargs["binds"]))
+        return {"component": "Pusher", "execution_id": 9, "state": "COMPLETE", "outputs": {},
+                "pushed": True, "pushed_version": "3", "pushed_destination": str(state_dir / "models" / "p" / "3")}
+
+    monkeypatch.setattr(RuntimeHook, "run_step", fake_run_step)
+    verdict = {"blessed": True, "evaluation": {"metrics": {"candidate": {"auc": 0.95}}}}
+    result = train_ops.pu.execute(_context(verdict))
+    assert result["model_version"] == 3
+    params, binds = calls[0]
+    args = next(n for n in params["pipeline"]["nodes"] if n["id"] == "pu")["args"]
+    assert args["base_directory"] == str(state_dir / "models" / "p")
+    assert args["evaluation"] == {"metrics": {"auc": 0.95}} and args["run_id"] == "manual__1"
+    assert str(state_dir / "models" / "p") in binds
+
+
+def test_pusher_skips_when_the_tfx_pusher_did_not_push(train_ops, monkeypatch):
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda *a, **k: {
+        "component": "Pusher", "execution_id": 9, "state": "COMPLETE", "outputs": {}, "pushed": False})
+    with pytest.raises(AirflowSkipException, match="not blessed"):
+        train_ops.pu.execute(_context({}))  # no verdict in XCom: the blessing artifact decides

@@ -140,3 +140,16 @@ def test_distinct_settings_get_distinct_servers(small_install):
     b = WarmRuntime(small_install, base_binds=[REPO], env={"A": "2"}, preload=[])
     assert a.socket_path != b.socket_path
     assert len(str(a.socket_path)) < 100  # AF_UNIX paths are limited to 108 bytes
+
+
+def test_a_change_of_the_provider_code_starts_a_new_server(small_install, tmp_path, monkeypatch):
+    """A server imported the code of its start; edited or upgraded code must not run in it."""
+    from airflow_mlops.runtimes import warm as warm_module
+
+    def make():
+        return WarmRuntime(small_install, base_binds=[REPO], env={"PYTHONPATH": REPO}, preload=[], idle_timeout=60)
+
+    before = make().socket_path
+    assert make().socket_path == before
+    monkeypatch.setattr(warm_module, "code_fingerprint", lambda: "changed")
+    assert make().socket_path != before

@@ -1,0 +1,90 @@
+"""Train, evaluate and publish a model with TFX and Horovod, after ingesting and validating the data.
+
+CsvExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
+Evaluator → Pusher, one task per TFX component, all recorded in ML Metadata with lineage
+back to the data span. Copy this file into your DAGs folder and edit it.
+
+* **Data**: as in ``mlops_ingest``: a CSV directory (or ``span-<N>/`` sub-directories),
+  empty for the Chicago taxi sample; anomalies against the reference schema stop the run.
+* **Transform / Trainer**: your TFX module file (``preprocessing_fn``, ``run_fn``), or the
+  taxi module shipped with the provider. The Trainer runs ``num_workers`` Horovod workers
+  (data parallel, Gloo); a retry resumes from the run's last checkpoint.
+* **Evaluator**: TFMA on the eval split. The model is blessed when the chosen metric reaches
+  the threshold and is no worse (by more than ``max_regression``) than the latest blessed
+  model of the pipeline.
+* **Pusher**: a blessed model becomes the next numeric version under
+  ``{state_dir}/models/<pipeline>/`` (TF Serving's layout) with a record of its run and
+  metrics. An unblessed model is not pushed: Pusher and every task after it (deploy) are
+  skipped, and Pusher's log says why (metric, value, threshold).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param
+
+from airflow_mlops.operators.tfx import (
+    GATE_METRICS,
+    CsvExampleGenOperator,
+    EvaluatorOperator,
+    ExampleValidatorOperator,
+    HorovodTrainerOperator,
+    PusherOperator,
+    SchemaGenOperator,
+    StatisticsGenOperator,
+    TransformOperator,
+)
+
+with DAG(
+    dag_id="mlops_train_deploy",
+    description="Ingest and validate data, Transform, train with Horovod, evaluate, push a model version",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["mlops", "tfx", "training", "horovod"],
+    params={
+        "pipeline_name": Param("chicago_taxi", type="string", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                               title="Pipeline name", description="Names the pipeline in ML Metadata, its schema and models."),
+        "data_root": Param("", type="string", title="Data directory",
+                           description="Directory of CSV files, or of span-<N>/ sub-directories. Empty: the taxi sample."),
+        "span": Param(None, type=["null", "integer"], minimum=0, title="Span", description="Empty for the latest."),
+        "schema_path": Param("", type="string", title="Curated schema",
+                             description="A schema.pbtxt to validate against; empty for the pipeline's reference schema."),
+        "module_file": Param("", type="string", title="Module file",
+                             description="Python file with preprocessing_fn and run_fn; empty for the shipped taxi module."),
+        "num_workers": Param(2, type="integer", minimum=1, maximum=64, title="Horovod workers"),
+        "train_steps": Param(1000, type="integer", minimum=1, title="Training steps (shared by the workers)"),
+        "eval_metric": Param("AUC", type="string", enum=list(GATE_METRICS), title="Blessing metric"),
+        "eval_threshold": Param(0.6, type="number", minimum=0, maximum=1, title="Lowest acceptable metric value"),
+        "max_regression": Param(0.0, type="number", minimum=0, maximum=1,
+                                title="Allowed drop against the blessed model"),
+    },
+    default_args={
+        "pipeline_name": "{{ params.pipeline_name }}",
+        "retries": 1,
+        "retry_delay": timedelta(seconds=30),
+    },
+) as dag:
+    example_gen = CsvExampleGenOperator(task_id="CsvExampleGen", input_base="{{ params.data_root }}",
+                                        span="{{ params.span }}")
+    statistics_gen = StatisticsGenOperator(task_id="StatisticsGen", examples=example_gen)
+    schema_gen = SchemaGenOperator(task_id="SchemaGen", statistics=statistics_gen,
+                                   reference_schema="{{ params.schema_path }}")
+    example_validator = ExampleValidatorOperator(task_id="ExampleValidator", statistics=statistics_gen,
+                                                 schema=schema_gen)
+    transform = TransformOperator(task_id="Transform", examples=example_gen, schema=schema_gen,
+                                  module_file="{{ params.module_file }}")
+    trainer = HorovodTrainerOperator(
+        task_id="Trainer", examples=transform, transform_graph=transform, schema=schema_gen,
+        module_file="{{ params.module_file }}", num_workers="{{ params.num_workers }}",
+        train_steps="{{ params.train_steps }}", eval_steps=50,
+    )
+    evaluator = EvaluatorOperator(
+        task_id="Evaluator", examples=example_gen, model=trainer, metric="{{ params.eval_metric }}",
+        threshold="{{ params.eval_threshold }}", max_regression="{{ params.max_regression }}",
+    )
+    pusher = PusherOperator(task_id="Pusher", model=trainer, model_blessing=evaluator)
+    example_validator >> transform  # train only on data that passed validation
