@@ -16,38 +16,16 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def airflow_run(home: Path, state: Path) -> tuple[float, dict[str, float]]:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")},
-           "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__MLOPS__STATE_DIR": str(state)}
-    started = time.monotonic()
-    out = subprocess.run([str(BIN / "airflow"), "dags", "test", "mlops_ingest"], env=env,
-                         capture_output=True, text=True, timeout=1800)
-    wall = time.monotonic() - started
-    if out.returncode != 0:
-        raise SystemExit(f"airflow dags test failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
-    # per-task seconds from the timestamps of the task start/end lines
-    stamps: dict[str, list[float]] = {}
-    for line in out.stdout.splitlines():
-        m = re.match(r"(\S+Z) .*\[DAG TEST\] (starting|end task) task_id=(\S+)", line)
-        if m:
-            t = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + m.group(1)[20:-1])
-            stamps.setdefault(m.group(3), []).append(t)
-    return wall, {task: round(ts[-1] - ts[0], 1) for task, ts in stamps.items() if len(ts) >= 2}
+from bench._common import airflow_run, migrate  # noqa: E402
 
 
 def local_dag_runner_run(state: Path) -> tuple[float, float]:
@@ -82,15 +60,14 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     home = work / "airflow"
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate(home)
     airflow_walls, warm_walls, local_walls, local_inner, tasks, warm_tasks = [], [], [], [], [], []
     for i in range(args.repeats):
-        wall, per_task = airflow_run(home, work / f"state-a{i}")
+        wall, per_task = airflow_run(home, work / f"state-a{i}", "mlops_ingest")
         airflow_walls.append(wall)
         tasks.append(per_task)
         # a second run on the same state: the warm runtime started by the first run is still up
-        wall, per_task = airflow_run(home, work / f"state-a{i}")
+        wall, per_task = airflow_run(home, work / f"state-a{i}", "mlops_ingest")
         warm_walls.append(wall)
         warm_tasks.append(per_task)
         wall, inner = local_dag_runner_run(work / f"state-l{i}")

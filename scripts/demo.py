@@ -1,15 +1,18 @@
 """The main job, run locally: `make demo`.
 
-For now (the training, serving and monitoring stages arrive with later releases) it runs
-the ingest DAG twice under `airflow dags test`, with a real Airflow and the real TFX runtime:
+For now (serving and monitoring arrive with later releases) it runs the template DAG
+``mlops_train_deploy`` twice under `airflow dags test`, with a real Airflow, the real TFX
+runtime and real Horovod workers:
 
-1. the Chicago taxi sample shipped with TFX, with no arguments: ingested, validated, and
-   (on the first run) its schema kept as the pipeline's reference schema;
+1. the Chicago taxi sample shipped with TFX, with no arguments: ingested, validated (on the
+   first run its schema is kept as the pipeline's reference schema), transformed, trained
+   by 2 Horovod workers, evaluated with TFMA against the latest blessed model, and pushed
+   as the next model version when blessed;
 2. a broken span (a column dropped, text in a number column, an unknown payment type):
-   rejected by ExampleValidator, every anomaly listed, nothing kept.
+   rejected by ExampleValidator, every anomaly listed; nothing after it runs.
 
-It prints progress as it goes, then a summary: tasks, ML Metadata executions and
-artifacts with their lineage, the reference schema, where the logs are.
+It prints progress as it goes, then a summary: ML Metadata executions and artifacts with
+their lineage, the reference schema, the model versions, where the logs are.
 """
 
 from __future__ import annotations
@@ -43,15 +46,20 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+DAG_ID = "mlops_train_deploy"
+ECHO = ("reference schema", "split train:", "split eval:", "  - split", "metrics:", "BLESSED", "NOT blessed",
+        "model version", "not pushing", "baseline:", "eval binary accuracy")
+
+
 def run_dag(label: str, conf: dict) -> tuple[int, str, str]:
-    """Run mlops_ingest under `airflow dags test`, echoing task progress; return (code, run id, log path)."""
+    """Run the DAG under `airflow dags test`, echoing task progress; return (code, run id, log path)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"{label}.log"
-    say(f"{label}: airflow dags test mlops_ingest -c '{json.dumps(conf)}'  (full log: {log_path})")
+    say(f"{label}: airflow dags test {DAG_ID} -c '{json.dumps(conf)}'  (full log: {log_path})")
     run_id = ""
     echoed: set[str] = set()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(BIN / "airflow"), "dags", "test", "mlops_ingest", "-c", json.dumps(conf)],
+        proc = subprocess.Popen([str(BIN / "airflow"), "dags", "test", DAG_ID, "-c", json.dumps(conf)],
                                 env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -62,8 +70,9 @@ def run_dag(label: str, conf: dict) -> tuple[int, str, str]:
                 say(f"  task {m.group(1)} finished")
             elif m := re.search(r"run_id=(manual__[^,\s]+)", line):
                 run_id = run_id or m.group(1)
-            elif any(key in line for key in ("reference schema", "split train:", "split eval:", "  - split")):
+            elif any(key in line for key in ECHO):
                 text = re.sub(r"^\S+ \[\w+\s*\] ", "", line.strip()).split(" [airflow.")[0]
+                text = re.sub(r"^\[tfx\] (\[\d\]<stdout>:)?", "", text)
                 if text not in echoed:
                     echoed.add(text)
                     say("    " + text)
@@ -97,16 +106,17 @@ def broken_span(dest: Path) -> Path:
 
 def summary(run_id: str) -> None:
     from airflow_mlops.hooks.runtime import RuntimeHook
+    from airflow_mlops.utils.model_registry import ModelRegistry
     from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
     hook = RuntimeHook(mlops_conn_id=None)
     lineage = hook.run_step("mlmd.lineage", {"metadata": hook.metadata, "pipeline_name": "chicago_taxi", "run_id": run_id})
     print(f"\nML Metadata ({hook.metadata}), pipeline run {run_id}:")
-    print(f"  {'NODE':<17} {'EXEC':>4} {'STATE':<9} INPUTS -> OUTPUTS")
+    print(f"  {'NODE':<30} {'EXEC':>4} {'STATE':<9} INPUTS -> OUTPUTS")
     for e in lineage["executions"]:
         ins = ", ".join(f"{k}#{a['id']}" for k, arts in e["inputs"].items() for a in arts) or "-"
         outs = ", ".join(f"{k}#{a['id']}" + (f" (span {a['span']})" if "span" in a else "") for k, arts in e["outputs"].items() for a in arts)
-        print(f"  {e['node']:<17} {e['id']:>4} {e['state']:<9} {ins} -> {outs}")
+        print(f"  {e['node']:<30} {e['id']:>4} {e['state']:<9} {ins} -> {outs}")
     for e in lineage["executions"]:
         for arts in e["outputs"].values():
             for a in arts:
@@ -114,6 +124,13 @@ def summary(run_id: str) -> None:
     ref = ReferenceSchemaStore(hook.schema_store_dir).current("chicago_taxi")
     if ref:
         print(f"\nreference schema: v{ref.version} at {ref.schema_file} (from run {ref.meta.get('run_id')})")
+    versions = ModelRegistry(hook.model_root("chicago_taxi")).versions()
+    print(f"\nmodel versions in {hook.model_root('chicago_taxi')}:")
+    for v in versions:
+        metrics = ", ".join(f"{k}={val:.4f}" for k, val in sorted(v.metrics.items()) if k != "example_count")
+        print(f"  {v.version:>3}  {metrics}  run {v.run_id}")
+    if not versions:
+        print("  none (no model was blessed yet)")
 
 
 def main() -> int:
@@ -122,12 +139,15 @@ def main() -> int:
     say(f"AIRFLOW_HOME={HOME}; migrating the Airflow database (SQLite)")
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env(), check=True, capture_output=True)
     os.environ.update(env())
+    import logging
+
+    logging.getLogger("airflow.task.hooks").setLevel(logging.WARNING)  # the demo's own runtime calls: quiet
 
     code, good_run, good_log = run_dag("1-taxi-sample", {})
     if code != 0:
         say(f"FAILED: the taxi sample run did not succeed; see {good_log}")
         return 1
-    say("taxi sample ingested and accepted")
+    say("taxi sample ingested, validated, trained, evaluated (and pushed when blessed)")
 
     data = broken_span(HOME / "demo-data" / "broken")
     code, bad_run, bad_log = run_dag("2-broken-span", {"data_root": str(data)})

@@ -113,11 +113,23 @@ class TfxComponentOperator(BaseOperator):
         """Nodes that are no Airflow task of their own but run first in this task (e.g. a resolver)."""
         return []
 
+    def _args_rendered_with(self, context: Any) -> dict[str, Any]:
+        """``component_args()`` as this operator's own task would see them (its fields rendered first,
+        so defaults for empty values apply); the operator is left as it was."""
+        saved = {name: getattr(self, name) for name in self.template_fields}
+        try:
+            for name, value in saved.items():
+                setattr(self, name, self.render_template(value, context))
+            return self.component_args()
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
+
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
         args = self.component_args()
         if not target and context is not None:
             try:  # other nodes' fields are not rendered in this task: render them for a faithful spec
-                args = self.render_template(args, context)
+                args = self._args_rendered_with(context)
             except Exception:  # noqa: BLE001 - a non-target node's args only need the right shape
                 pass
         return {"id": self.task_id, "component": self.component_name(target=target),

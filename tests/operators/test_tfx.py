@@ -356,3 +356,20 @@ def test_pusher_skips_when_the_tfx_pusher_did_not_push(train_ops, monkeypatch):
         "component": "Pusher", "execution_id": 9, "state": "COMPLETE", "outputs": {}, "pushed": False})
     with pytest.raises(AirflowSkipException, match="not blessed"):
         train_ops.pu.execute(_context({}))  # no verdict in XCom: the blessing artifact decides
+
+
+def test_upstream_nodes_in_the_spec_use_their_rendered_fields_and_defaults(state_dir):
+    """An empty templated module_file means the default module in every task's spec, not only its own."""
+    with DAG("tpl", schedule=None, start_date=datetime(2026, 1, 1)):
+        eg = CsvExampleGenOperator(task_id="eg", pipeline_name="p")
+        sc = ImportSchemaGenOperator(task_id="sc", pipeline_name="p", schema_file=__file__)
+        tf = TransformOperator(task_id="tf", pipeline_name="p", examples=eg, schema=sc,
+                               module_file="{{ params.module_file }}")
+        tr = HorovodTrainerOperator(task_id="tr", pipeline_name="p", examples=tf, transform_graph=tf, schema=sc)
+    context = {"params": {"module_file": ""}, "run_id": "r"}
+    nodes = {n["id"]: n for n in tr.pipeline_spec(RuntimeHook(mlops_conn_id=None), context)["nodes"]}
+    assert nodes["tf"]["args"]["module_file"].endswith("airflow_mlops/modules/taxi.py")
+    assert tf.module_file == "{{ params.module_file }}"  # the upstream operator itself is unchanged
+    context["params"]["module_file"] = "/srv/my_module.py"
+    nodes = {n["id"]: n for n in tr.pipeline_spec(RuntimeHook(mlops_conn_id=None), context)["nodes"]}
+    assert nodes["tf"]["args"]["module_file"] == "/srv/my_module.py"

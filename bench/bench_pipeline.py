@@ -1,0 +1,134 @@
+"""Benchmark: the full training pipeline as Airflow tasks vs TFX's own LocalDagRunner.
+
+    .venv/bin/python bench/bench_pipeline.py [--repeats N] [--write docs/benchmarks.md]
+
+Same data (the 15,002-row taxi sample), same components and arguments as the template DAG
+``mlops_train_deploy`` with its defaults: CsvExampleGen → StatisticsGen → SchemaGen →
+ExampleValidator → Transform → Trainer (Horovod, 2 Gloo workers, 1,000 steps) → Evaluator
+(with the latest-blessed-model resolver) → Pusher.
+
+(a) ``airflow dags test mlops_train_deploy``, twice on the same state: the first run starts
+    the warm runtime and infers the schema; the second finds the runtime up, validates
+    against the kept reference schema and evaluates against the blessed baseline;
+(b) one runtime process running the same nodes with ``LocalDagRunner``, also twice on
+    the same state (the second run also has a baseline to compare against).
+Wall times include process start-up and imports; (a) also includes Airflow's own start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import airflow_run, migrate  # noqa: E402
+
+TRAIN_STEPS, WORKERS, EVAL_STEPS = 1000, 2, 50  # the template DAG's defaults
+
+
+def pipeline_spec(state: Path, name: str) -> dict:
+    from airflow_mlops.hooks.runtime import RuntimeHook
+    from airflow_mlops.operators.tfx import DEFAULT_TAXI_MODULE, SAMPLE_TAXI
+
+    hook = RuntimeHook(mlops_conn_id=None, state_dir=str(state))
+    root = hook.pipeline_root(name)
+
+    def ref(node: str, output: str) -> dict:
+        return {"node": node, "output": output}
+
+    nodes = [
+        ("CsvExampleGen", "CsvExampleGen", {}, {"input_base": SAMPLE_TAXI, "input_pattern": "auto"}),
+        ("StatisticsGen", "StatisticsGen", {"examples": ref("CsvExampleGen", "examples")}, {}),
+        ("SchemaGen", "SchemaGen", {"statistics": ref("StatisticsGen", "statistics")}, {}),
+        ("ExampleValidator", "ExampleValidator",
+         {"statistics": ref("StatisticsGen", "statistics"), "schema": ref("SchemaGen", "schema")}, {}),
+        ("Transform", "Transform", {"examples": ref("CsvExampleGen", "examples"), "schema": ref("SchemaGen", "schema")},
+         {"module_file": DEFAULT_TAXI_MODULE}),
+        ("Trainer", "HorovodTrainer",
+         {"examples": ref("Transform", "transformed_examples"), "transform_graph": ref("Transform", "transform_graph"),
+          "schema": ref("SchemaGen", "schema")},
+         {"module_file": DEFAULT_TAXI_MODULE, "num_workers": WORKERS, "train_steps": TRAIN_STEPS,
+          "eval_steps": EVAL_STEPS, "checkpoint_dir": None}),
+        ("Evaluator.latest_blessed_model", "LatestBlessedModelResolver", {}, {}),
+        ("Evaluator", "Evaluator",
+         {"examples": ref("CsvExampleGen", "examples"), "model": ref("Trainer", "model"),
+          "baseline_model": ref("Evaluator.latest_blessed_model", "model")},
+         {"metric": "AUC", "threshold": 0.6, "max_regression": 0.0, "label_key": "big_tipper",
+          "prediction_key": "probabilities"}),
+        ("Pusher", "Pusher", {"model": ref("Trainer", "model"), "model_blessing": ref("Evaluator", "blessing")},
+         {"base_directory": hook.model_root(name), "pipeline_name": name, "run_id": "", "evaluation": {}}),
+    ]
+    return {"pipeline_name": name, "pipeline_root": root, "metadata": hook.metadata,
+            "nodes": [{"id": i, "component": c, "inputs": ins, "args": args} for i, c, ins, args in nodes]}
+
+
+def local_dag_runner_run(state: Path) -> tuple[float, float]:
+    from airflow_mlops.hooks.runtime import RuntimeHook
+
+    hook = RuntimeHook(mlops_conn_id=None, state_dir=str(state))
+    spec = pipeline_spec(state, "bench_local")
+    os.makedirs(spec["pipeline_root"], exist_ok=True)
+    os.makedirs(spec["nodes"][-1]["args"]["base_directory"], exist_ok=True)
+    started = time.monotonic()
+    out = hook.run_step("tfx.run_pipeline", {"pipeline": spec}, binds=[str(state)])
+    return time.monotonic() - started, out["seconds"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--write", help="append the results to this markdown file")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    home = work / "airflow"
+    migrate(home)
+    rows: dict[str, list[float]] = {k: [] for k in ("a1", "a2", "l1", "l2", "l1_inner", "l2_inner")}
+    tasks1: list[dict[str, float]] = []
+    tasks2: list[dict[str, float]] = []
+    for i in range(args.repeats):
+        for n, tasks in ((1, tasks1), (2, tasks2)):
+            wall, per_task = airflow_run(home, work / f"state-a{i}", "mlops_train_deploy")
+            rows[f"a{n}"].append(wall)
+            tasks.append(per_task)
+        for n in (1, 2):
+            wall, inner = local_dag_runner_run(work / f"state-l{i}")
+            rows[f"l{n}"].append(wall)
+            rows[f"l{n}_inner"].append(inner)
+        print(f"repeat {i + 1}: airflow {rows['a1'][-1]:.1f} s then {rows['a2'][-1]:.1f} s; "
+              f"LocalDagRunner {rows['l1'][-1]:.1f} s then {rows['l2'][-1]:.1f} s; tasks {tasks1[-1]} / {tasks2[-1]}",
+              flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    t1 = {t: statistics.median(d[t] for d in tasks1) for t in tasks1[0]}
+    t2 = {t: statistics.median(d[t] for d in tasks2) for t in tasks2[0]}
+    result = {**{k: round(v, 1) for k, v in med.items()}, "ratio_first": round(med["a1"] / med["l1"], 2),
+              "ratio_next": round(med["a2"] / med["l2"], 2), "tasks_first": t1, "tasks_next": t2}
+    print(json.dumps(result, indent=2))
+    if args.write:
+        lines = [
+            f"\n### Full pipeline: Airflow tasks vs LocalDagRunner ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+            f"{platform.machine()}, median of {args.repeats})\n",
+            "| what | first run (s) | next run (s) |", "| --- | ---: | ---: |",
+            f"| `airflow dags test mlops_train_deploy` (9 tasks) | {med['a1']:.1f} | {med['a2']:.1f} |",
+            *[f"| &nbsp;&nbsp;task {t} | {s:.1f} | {t2.get(t, float('nan')):.1f} |" for t, s in t1.items()],
+            f"| one runtime process, `LocalDagRunner`, same nodes | {med['l1']:.1f} | {med['l2']:.1f} |",
+            f"| &nbsp;&nbsp;of which the pipeline itself (after imports) | {med['l1_inner']:.1f} | {med['l2_inner']:.1f} |",
+            f"| **ratio Airflow / LocalDagRunner** | **{med['a1'] / med['l1']:.2f}×** | **{med['a2'] / med['l2']:.2f}×** |",
+            "",
+        ]
+        with open(args.write, "a") as handle:
+            handle.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
