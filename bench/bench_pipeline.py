@@ -84,6 +84,9 @@ def local_dag_runner_run(state: Path) -> tuple[float, float]:
 
 
 def main() -> int:
+    import logging
+
+    logging.getLogger("airflow.task.hooks").setLevel(logging.WARNING)  # the LocalDagRunner step's log
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--write", help="append the results to this markdown file")
