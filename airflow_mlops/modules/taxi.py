@@ -148,6 +148,9 @@ def run_fn(fn_args):
     hvd.broadcast_variables([v.value for v in model.variables], root_rank=0)
     train = iter(_dataset(fn_args, fn_args.train_files, tf_transform_output, rank, size).repeat())
     every = max(1, steps // 5)
+    # rank 0 writes TensorBoard summaries to the model-run directory: tensorboard --logdir <model_run>
+    writer = tf.summary.create_file_writer(fn_args.model_run_dir) if rank == 0 else tf.summary.create_noop_writer()
+    summary_every = max(1, steps // 100)
     for step in range(start, steps):
         features, labels = next(train)
         with tf.GradientTape() as tape:
@@ -155,6 +158,9 @@ def run_fn(fn_args):
         tape = hvd.DistributedGradientTape(tape)
         grads = tape.gradient(loss, [v.value for v in model.trainable_variables])
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if (step + 1) % summary_every == 0 or step + 1 == steps:
+            with writer.as_default():
+                tf.summary.scalar("train/loss", loss, step=(step + 1) * size)  # x axis: steps of all workers
         if (step + 1) % every == 0 or step + 1 == steps:
             print(f"rank {rank}: step {step + 1}/{steps} loss {float(loss):.4f}", flush=True)
             if rank == 0 and checkpoint_dir:
@@ -174,6 +180,9 @@ def run_fn(fn_args):
     for features, labels in evaluation:
         accuracy.update_state(labels, model(features))
     print(f"rank 0: eval binary accuracy {float(accuracy.result()):.4f}", flush=True)
+    with writer.as_default():
+        tf.summary.scalar("eval/binary_accuracy", accuracy.result(), step=steps * size)
+    writer.flush()
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures={
         "serving_default": _serving_signature(model, tf_transform_output),
         "transform_features": _transform_features_signature(model, tf_transform_output),

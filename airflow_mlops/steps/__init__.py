@@ -15,4 +15,5 @@ STEPS: dict[str, str] = {
     "tfx.sample_data": "airflow_mlops.steps.tfx_node:sample_data",
     "tfx.relax_schema": "airflow_mlops.steps.tfx_schema:relax_schema",
     "mlmd.lineage": "airflow_mlops.steps.mlmd:lineage",
+    "tensorboard.scalars": "airflow_mlops.steps.tensorboard:scalars",
 }

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_mlops.hooks.runtime import RuntimeHook
+
 from ..conftest import BIN, airflow_env
 from .test_ingest_dag import TEST_DAGS, dags_test, lineage, write_slice
 
@@ -41,6 +43,13 @@ def test_two_horovod_workers_train_identical_weights_and_rank_0_exports(state):
     assert [a["id"] for a in trainer["inputs"]["transform_graph"]] == [a["id"] for a in transform["transform_graph"]]
     model = Path(trainer["outputs"]["model"][0]["uri"])
     assert (model / "Format-Serving" / "saved_model.pb").is_file()
+    # rank 0's TensorBoard summaries, read back the way TensorBoard reads them
+    model_run = trainer["outputs"]["model_run"][0]["uri"]
+    hook = RuntimeHook(mlops_conn_id=None, state_dir=str(state["state_dir"]))
+    scalars = hook.run_step("tensorboard.scalars", {"logdir": model_run}, binds=[model_run])["scalars"]
+    assert [step for step, _ in scalars["train/loss"]] == list(range(2, 61, 2))  # 30 steps on each of 2 workers
+    assert all(loss > 0 for _, loss in scalars["train/loss"])
+    assert [step for step, _ in scalars["eval/binary_accuracy"]] == [60]
     run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
     checkpoint = state["state_dir"] / "pipelines" / PIPELINE / "Trainer" / ".checkpoints" / run
     assert (checkpoint / "state.json").read_text() == '{"step": 30}'
