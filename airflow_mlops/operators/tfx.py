@@ -563,7 +563,8 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
     :param schema: the schema operator.
     :param module_file: file with ``run_fn(fn_args)`` (templated); default: the taxi module.
     :param num_workers: Horovod workers (templated).
-    :param gpus_per_worker: GPUs per worker (Kubernetes backend; 0 locally).
+    :param gpus_per_worker: GPUs per worker (Kubernetes backend; locally it must be 0, and a
+        value above 0 fails the task before anything runs).
     :param train_steps: training steps, shared between the workers (templated).
     :param eval_steps: evaluation batches after training (templated).
     """
@@ -618,7 +619,12 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         self._positive_int("num_workers")
         self._positive_int("train_steps")
         self._positive_int("eval_steps")
-        self._positive_int("gpus_per_worker", minimum=0)
+        gpus = self._positive_int("gpus_per_worker", minimum=0)
+        if gpus and self.hook.backend == "local":
+            raise InvalidArgumentError(
+                f"{self.task_id}: gpus_per_worker={gpus} needs the kubernetes backend; the local TFX runtime's "
+                "Horovod is a CPU (Gloo) build: use gpus_per_worker=0 locally"
+            )
         self._validate_module_file()
 
     def execute(self, context: Any) -> dict[str, Any]:

@@ -373,3 +373,12 @@ def test_upstream_nodes_in_the_spec_use_their_rendered_fields_and_defaults(state
     context["params"]["module_file"] = "/srv/my_module.py"
     nodes = {n["id"]: n for n in tr.pipeline_spec(RuntimeHook(mlops_conn_id=None), context)["nodes"]}
     assert nodes["tf"]["args"]["module_file"] == "/srv/my_module.py"
+
+
+def test_trainer_gpus_need_the_kubernetes_backend(state_dir):
+    op = HorovodTrainerOperator(task_id="tr", pipeline_name="p", examples="tf", transform_graph="tf", schema="sc",
+                                gpus_per_worker=1)
+    with pytest.raises(InvalidArgumentError, match="gpus_per_worker=1 needs the kubernetes backend"):
+        op.validate_args()
+    HorovodTrainerOperator(task_id="tr", pipeline_name="p", examples="tf", transform_graph="tf", schema="sc",
+                           gpus_per_worker=0).validate_args()
