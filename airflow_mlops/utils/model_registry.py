@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.runtimes.contract import write_json_atomic
+
 REGISTRY_DIR = ".registry"
 READY = "ready"
 COPYING = "copying"
@@ -64,15 +66,6 @@ class ModelVersion:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def copy_saved_model(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """Copy a SavedModel directory, ``saved_model.pb`` last (readers take it as "complete")."""
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("saved_model.pb"))
@@ -103,6 +96,9 @@ class ModelRegistry:
 
     def _record_path(self, version: int) -> Path:
         return self.records / f"{version}.json"
+
+    def _write(self, entry: ModelVersion) -> None:
+        write_json_atomic(self._record_path(entry.version), json.dumps(asdict(entry), indent=2, sort_keys=True))
 
     def _all(self) -> list[ModelVersion]:
         if not self.records.is_dir():
@@ -160,12 +156,12 @@ class ModelRegistry:
             )
             entry.path = str(self.base / str(entry.version))
             entry.status = COPYING
-            _write_json_atomic(self._record_path(entry.version), asdict(entry))
+            self._write(entry)
             if not Path(entry.path).is_dir():
                 staging = self.base / f".incoming-{entry.version}-{os.getpid()}"
                 shutil.rmtree(staging, ignore_errors=True)
                 copy_saved_model(source, staging)
                 os.rename(staging, entry.path)
             entry.status = READY
-            _write_json_atomic(self._record_path(entry.version), asdict(entry))
+            self._write(entry)
             return entry, existing is None

@@ -1,0 +1,1 @@
+"""Serving: the model server run by seldon-core, local deployments, SeldonDeployment manifests."""

@@ -1,0 +1,1036 @@
+"""SeldonDeployment manifests for the Kubernetes backend of the deploy operator.
+
+Everything here is a plain function on dataclasses and dicts: no Kubernetes client,
+no Airflow. The flow is::
+
+    spec = DeploymentSpec("taxi", "serving", [PredictorSpec("v3", 3, "gs://b/taxi")])
+    manifest = build_manifest(spec)            # machinelearning.seldon.io/v1
+    validate_manifest(manifest, crd_path)      # CRD schema + admission-webhook rules
+    spec = canary(spec, PredictorSpec("v4", 4, "gs://b/taxi"), traffic=10)
+    spec = promote(spec, "v4")
+
+Specs validate themselves when constructed (a :class:`ManifestError` names every
+wrong field), so a spec that exists builds a manifest the controller accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "API_VERSION",
+    "GRAPH_NODE",
+    "KIND",
+    "MANAGED_BY_LABEL",
+    "MODEL_VERSION_LABEL",
+    "DeploymentSpec",
+    "ManifestError",
+    "PredictorSpec",
+    "build_manifest",
+    "canary",
+    "crd_schema",
+    "deployment_state",
+    "is_ready",
+    "openapi_to_jsonschema",
+    "promote",
+    "restore_patch",
+    "schema_errors",
+    "shadow",
+    "to_yaml",
+    "validate_manifest",
+    "webhook_errors",
+]
+
+GROUP = "machinelearning.seldon.io"
+API_VERSION = f"{GROUP}/v1"
+KIND = "SeldonDeployment"
+CRD_FILENAME = "machinelearning.seldon.io_seldondeployments.yaml"
+
+GRAPH_NODE = "model"
+"""Name of the single graph node, and of the container that serves it."""
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "airflow-mlops"
+MODEL_VERSION_LABEL = "mlops.airflow/model-version"
+
+PROTOCOLS = ("seldon", "tensorflow", "v2")
+PREPACKAGED_URI_SCHEMES = ("gs", "s3", "pvc")
+RESERVED_ENV = ("MODEL_URI", "MODEL_VERSION")
+
+# Protocols the well-known prepackaged servers speak; other servers are not checked.
+_SERVER_PROTOCOLS = {
+    "TENSORFLOW_SERVER": ("seldon", "tensorflow"),
+    "TRITON_SERVER": ("v2",),
+}
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_SERVER_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_QUANTITY = re.compile(
+    r"^(?P<num>[+-]?(\d+(\.\d*)?|\.\d+))"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$"
+)
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {
+    "n": -9,
+    "u": -6,
+    "m": -3,
+    "k": 3,
+    "M": 6,
+    "G": 9,
+    "T": 12,
+    "P": 15,
+    "E": 18,
+}
+_STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+class ManifestError(ValueError):
+    """A spec or manifest is invalid; ``errors`` holds one line per problem.
+
+    Each line starts with the path of the offending field (``traffic``,
+    ``predictors[1].name``, ``$.spec.predictors[0].replicas``).
+
+    :param errors: one problem, or a list of them.
+    :param context: what was being checked, put in front of the message.
+    """
+
+    def __init__(self, errors: str | Iterable[str], *, context: str = "") -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        self.context = context
+        if len(self.errors) == 1:
+            message = f"{context}: {self.errors[0]}" if context else self.errors[0]
+        else:
+            head = context or "invalid"
+            lines = "\n".join(f"  - {e}" for e in self.errors)
+            message = f"{head} ({len(self.errors)} problems):\n{lines}"
+        super().__init__(message)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _dns_label_errors(path: str, value: object) -> list[str]:
+    if not isinstance(value, str) or not value:
+        return [f"{path}: must be a non-empty string, got {value!r}"]
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        return [
+            f"{path}: {value!r} is not a DNS-1123 label (at most 63 characters: "
+            "lower-case letters, digits and '-', starting and ending with a letter "
+            "or digit)"
+        ]
+    return []
+
+
+def _qualified_name_errors(path: str, key: object) -> list[str]:
+    """Errors of a label or annotation key: ``[prefix/]name``."""
+    if not isinstance(key, str) or not key:
+        return [f"{path}: key must be a non-empty string, got {key!r}"]
+    prefix, _, name = key.rpartition("/")
+    problems = []
+    if "/" in key and (
+        not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)
+    ):
+        problems.append(
+            f"{path}: prefix {prefix!r} of key {key!r} is not a DNS subdomain"
+        )
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        problems.append(
+            f"{path}: key {key!r} is not a valid Kubernetes label/annotation key "
+            "(name part: at most 63 characters of [A-Za-z0-9-_.], alphanumeric at "
+            "both ends)"
+        )
+    return problems
+
+
+def _label_errors(path: str, labels: object) -> list[str]:
+    if not isinstance(labels, Mapping):
+        return [f"{path}: must be a mapping of strings, got {type(labels).__name__}"]
+    problems: list[str] = []
+    for key, value in labels.items():
+        problems += _qualified_name_errors(f"{path}[{key!r}]", key)
+        if not isinstance(value, str):
+            problems.append(
+                f"{path}[{key!r}]: label values are strings, got {value!r} "
+                f"({type(value).__name__}); quote it"
+            )
+        elif value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+            problems.append(
+                f"{path}[{key!r}]: {value!r} is not a valid label value (at most 63 "
+                "characters of [A-Za-z0-9-_.], alphanumeric at both ends)"
+            )
+    return problems
+
+
+def _annotation_errors(path: str, annotations: object) -> list[str]:
+    if not isinstance(annotations, Mapping):
+        return [
+            f"{path}: must be a mapping of strings, got {type(annotations).__name__}"
+        ]
+    problems: list[str] = []
+    for key, value in annotations.items():
+        problems += _qualified_name_errors(f"{path}[{key!r}]", key)
+        if not isinstance(value, str):
+            problems.append(
+                f"{path}[{key!r}]: annotation values are strings, got {value!r}"
+            )
+    return problems
+
+
+def _parse_quantity(value: int | str) -> Decimal | None:
+    """The value of a Kubernetes quantity (``500m``, ``2Gi``, ``4``), or None."""
+    if _is_int(value):
+        return Decimal(value)
+    if not isinstance(value, str):
+        return None
+    match = _QUANTITY.match(value)
+    if not match:
+        return None
+    try:
+        number = Decimal(match["num"])
+    except InvalidOperation:  # pragma: no cover - the regex admits only decimals
+        return None
+    suffix = match["suffix"] or ""
+    if suffix in _BINARY:
+        return number * _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return number.scaleb(_DECIMAL[suffix])
+    if suffix:
+        return number.scaleb(int(suffix[1:]))
+    return number
+
+
+def _resource_errors(path: str, resources: object) -> list[str]:
+    """Errors of a container ``resources`` block (``requests``/``limits``)."""
+    if not isinstance(resources, Mapping):
+        return [f"{path}: must be a mapping with 'requests' and/or 'limits'"]
+    problems: list[str] = []
+    parsed: dict[str, dict[str, Decimal]] = {}
+    for section, amounts in resources.items():
+        where = f"{path}.{section}"
+        if section not in ("requests", "limits"):
+            problems.append(f"{where}: unknown key, expected 'requests' or 'limits'")
+            continue
+        if not isinstance(amounts, Mapping):
+            problems.append(f"{where}: must be a mapping of resource name to quantity")
+            continue
+        parsed[section] = {}
+        for name, amount in amounts.items():
+            at = f"{where}[{name!r}]"
+            if not isinstance(name, str) or (
+                name not in _STANDARD_RESOURCES
+                and not name.startswith("hugepages-")
+                and "/" not in name
+            ):
+                hint = " (a GPU is 'nvidia.com/gpu')" if "gpu" in str(name) else ""
+                problems.append(
+                    f"{at}: unknown resource; use cpu, memory, ephemeral-storage or "
+                    f"an extended resource like nvidia.com/gpu{hint}"
+                )
+                continue
+            if isinstance(amount, float):
+                problems.append(
+                    f"{at}: {amount!r} is a float; Kubernetes quantities are integers "
+                    f"or strings, write {str(amount)!r}"
+                )
+                continue
+            quantity = _parse_quantity(amount)
+            if quantity is None:
+                problems.append(
+                    f"{at}: {amount!r} is not a Kubernetes quantity "
+                    "(e.g. 2, '500m', '1.5', '4Gi')"
+                )
+                continue
+            if quantity < 0:
+                problems.append(f"{at}: must not be negative, got {amount!r}")
+                continue
+            if "/" in name and quantity != quantity.to_integral_value():
+                problems.append(
+                    f"{at}: extended resources such as {name} are whole units, "
+                    f"got {amount!r}"
+                )
+                continue
+            parsed[section][name] = quantity
+    requests, limits = parsed.get("requests", {}), parsed.get("limits", {})
+    for name, requested in requests.items():
+        limit = limits.get(name)
+        if "/" in name and limit is None:
+            problems.append(
+                f"{path}.limits[{name!r}]: required because {name} is requested; "
+                "extended resources cannot be overcommitted (set limits only, or "
+                "equal requests and limits)"
+            )
+        elif "/" in name and limit != requested:
+            problems.append(
+                f"{path}.requests[{name!r}]: must equal the limit for extended "
+                f"resource {name} ({requested} != {limit})"
+            )
+        elif limit is not None and requested > limit:
+            problems.append(
+                f"{path}.requests[{name!r}]: request {requested} exceeds the "
+                f"limit {limit}"
+            )
+    return problems
+
+
+def _model_uri_errors(path: str, uri: object, prepackaged: bool) -> list[str]:
+    if not isinstance(uri, str) or not uri.strip():
+        return [f"{path}: must be a non-empty string, got {uri!r}"]
+    if not prepackaged:
+        return []  # the custom image reads MODEL_URI itself: any path in it is fine
+    parts = urlsplit(uri)
+    schemes = ", ".join(f"{s}://" for s in PREPACKAGED_URI_SCHEMES)
+    if parts.scheme in ("", "file") or len(parts.scheme) == 1:  # "C:\\..." is a path
+        return [
+            f"{path}: {uri!r} is a local file path; a prepackaged server's storage "
+            "initializer downloads the model inside the pod and cannot see files on "
+            f"the Airflow worker: push the model to object storage ({schemes}) or a "
+            "PersistentVolumeClaim (pvc://<claim>/<path>), or serve it with a custom "
+            "image (implementation=None)"
+        ]
+    if parts.scheme not in PREPACKAGED_URI_SCHEMES:
+        return [
+            f"{path}: scheme {parts.scheme + '://'!r} of {uri!r} is not supported for "
+            f"a prepackaged server; use one of {schemes}"
+        ]
+    if not parts.netloc:
+        what = "claim" if parts.scheme == "pvc" else "bucket"
+        return [f"{path}: {uri!r} names no {what} ({parts.scheme}://<{what}>/<path>)"]
+    return []
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """One predictor of a SeldonDeployment: one model version behind one graph node.
+
+    :param name: predictor name, a DNS-1123 label (e.g. ``v3``).
+    :param model_version: the pushed model version (the predictor label
+        ``mlops.airflow/model-version``).
+    :param model_uri: where the model lies: ``gs://``, ``s3://`` or ``pvc://`` for a
+        prepackaged server; anything the image understands for a custom image.
+    :param replicas: pod replicas (>= 0).
+    :param traffic: percent of requests routed here (0..100); 0 for a shadow.
+    :param shadow: receive a mirrored copy of all requests, responses discarded.
+    :param implementation: prepackaged server (``TENSORFLOW_SERVER``...), or None to
+        run ``image`` as the model server.
+    :param image: the model-server image; only with ``implementation=None``.
+    :param resources: container ``requests``/``limits`` (cpu, memory, nvidia.com/gpu).
+    :param env: extra environment of the model container.
+    :param labels: extra labels of the predictor.
+    """
+
+    name: str
+    model_version: int
+    model_uri: str
+    replicas: int = 1
+    traffic: int = 100
+    shadow: bool = False
+    implementation: str | None = "TENSORFLOW_SERVER"
+    image: str | None = None
+    resources: dict[str, dict[str, int | str]] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = self.errors()
+        if problems:
+            raise ManifestError(
+                problems, context=f"invalid PredictorSpec {self.name!r}"
+            )
+
+    def errors(self, path: str = "") -> list[str]:
+        """Every problem of this predictor, each prefixed by ``path`` + field name.
+
+        :param path: prefix of the field paths (``predictors[1].``).
+        """
+        p = path
+        problems = _dns_label_errors(f"{p}name", self.name)
+        if not _is_int(self.model_version) or self.model_version < 0:
+            problems.append(
+                f"{p}model_version: must be an integer >= 0, got {self.model_version!r}"
+            )
+        if not _is_int(self.replicas) or self.replicas < 0:
+            problems.append(
+                f"{p}replicas: must be an integer >= 0, got {self.replicas!r}"
+            )
+        if not _is_int(self.traffic) or not 0 <= self.traffic <= 100:
+            problems.append(
+                f"{p}traffic: must be an integer percentage 0..100, "
+                f"got {self.traffic!r}"
+            )
+        elif self.shadow and self.traffic != 0:
+            problems.append(
+                f"{p}traffic: a shadow receives a mirrored copy of every request, so "
+                f"its traffic must be 0, got {self.traffic}"
+            )
+        if not isinstance(self.shadow, bool):
+            problems.append(f"{p}shadow: must be a bool, got {self.shadow!r}")
+        prepackaged = self.implementation is not None
+        if prepackaged:
+            if not isinstance(self.implementation, str) or not _SERVER_NAME.match(
+                self.implementation
+            ):
+                problems.append(
+                    f"{p}implementation: {self.implementation!r} is not a prepackaged "
+                    "server name (upper case, e.g. TENSORFLOW_SERVER)"
+                )
+            if self.image is not None:
+                problems.append(
+                    f"{p}image: only used with implementation=None (a custom model "
+                    f"server); {self.implementation} brings its own image"
+                )
+        elif not isinstance(self.image, str) or not self.image.strip():
+            problems.append(
+                f"{p}image: required when implementation is None (the model-server "
+                "image to run)"
+            )
+        elif any(c.isspace() for c in self.image):
+            problems.append(f"{p}image: {self.image!r} contains whitespace")
+        problems += _model_uri_errors(f"{p}model_uri", self.model_uri, prepackaged)
+        if self.resources is not None:
+            problems += _resource_errors(f"{p}resources", self.resources)
+        if not isinstance(self.env, Mapping):
+            problems.append(f"{p}env: must be a mapping of strings")
+        else:
+            for key, value in self.env.items():
+                if not isinstance(key, str) or not _ENV_NAME.match(key):
+                    problems.append(f"{p}env[{key!r}]: not a valid variable name")
+                elif key in RESERVED_ENV:
+                    problems.append(
+                        f"{p}env[{key!r}]: set from model_uri/model_version; "
+                        "do not set it in env"
+                    )
+                if not isinstance(value, str):
+                    problems.append(
+                        f"{p}env[{key!r}]: values are strings, got {value!r}; quote it"
+                    )
+        problems += _label_errors(f"{p}labels", self.labels)
+        if isinstance(self.labels, Mapping):
+            for key in (MANAGED_BY_LABEL, MODEL_VERSION_LABEL):
+                if key in self.labels:
+                    problems.append(
+                        f"{p}labels[{key!r}]: set by airflow-mlops; remove it"
+                    )
+        return problems
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """A SeldonDeployment: its predictors and where it lives.
+
+    :param name: the SeldonDeployment name, a DNS-1123 label.
+    :param namespace: its namespace, a DNS-1123 label.
+    :param predictors: one predictor, or several splitting traffic (plus one shadow).
+    :param annotations: ``metadata.annotations`` (e.g. ``seldon.io/rest-timeout``).
+    :param labels: ``metadata.labels``.
+    :param protocol: ``seldon``, ``tensorflow`` or ``v2``.
+    """
+
+    name: str
+    namespace: str
+    predictors: list[PredictorSpec]
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    protocol: str = "seldon"
+
+    def __post_init__(self) -> None:
+        problems = self.errors()
+        if problems:
+            raise ManifestError(
+                problems, context=f"invalid DeploymentSpec {self.name!r}"
+            )
+
+    def errors(self) -> list[str]:
+        """Every problem of this deployment and its predictors."""
+        problems = _dns_label_errors("name", self.name)
+        problems += _dns_label_errors("namespace", self.namespace)
+        if self.protocol not in PROTOCOLS:
+            problems.append(
+                f"protocol: must be one of {', '.join(PROTOCOLS)}, "
+                f"got {self.protocol!r}"
+            )
+        problems += _annotation_errors("annotations", self.annotations)
+        problems += _label_errors("labels", self.labels)
+        if isinstance(self.labels, Mapping) and MANAGED_BY_LABEL in self.labels:
+            problems.append(
+                f"labels[{MANAGED_BY_LABEL!r}]: set by airflow-mlops; remove it"
+            )
+        if not isinstance(self.predictors, list | tuple) or not self.predictors:
+            problems.append("predictors: at least one PredictorSpec is required")
+            return problems
+        rows = []
+        for i, predictor in enumerate(self.predictors):
+            path = f"predictors[{i}]"
+            if not isinstance(predictor, PredictorSpec):
+                problems.append(f"{path}: must be a PredictorSpec, got {predictor!r}")
+                continue
+            problems += predictor.errors(f"{path}.")  # specs are mutable inside
+            rows.append((path, predictor.name, predictor.traffic, predictor.shadow))
+            allowed = _SERVER_PROTOCOLS.get(predictor.implementation or "")
+            if allowed and self.protocol not in allowed:
+                problems.append(
+                    f"{path}.implementation: {predictor.implementation} does not speak "
+                    f"protocol {self.protocol!r} (it speaks {', '.join(allowed)})"
+                )
+        problems += _traffic_rule_errors(rows, require_total=True)
+        return problems
+
+
+def _traffic_rule_errors(
+    rows: list[tuple[str, object, object, object]], *, require_total: bool = False
+) -> list[str]:
+    """The admission-webhook rules on ``(path, name, traffic, shadow)`` rows.
+
+    :param require_total: also require a single serving predictor to take 100%
+        (a spec rule; the webhook leaves a lone predictor's traffic alone).
+    """
+    problems: list[str] = []
+    seen: dict[object, str] = {}
+    for path, name, _, _ in rows:
+        if name in seen:
+            problems.append(
+                f"{path}.name: duplicate predictor name {name!r} ({seen[name]})"
+            )
+        else:
+            seen[name] = path
+    serving = [r for r in rows if r[3] is not True]
+    shadows = [r for r in rows if r[3] is True]
+    if len(shadows) > 1:
+        names = ", ".join(f"{r[1]!r} ({r[0]})" for r in shadows)
+        problems.append(
+            f"predictors: at most one predictor may be a shadow, found {len(shadows)}: "
+            f"{names}"
+        )
+    if shadows and not serving:
+        problems.append(
+            f"{shadows[0][0]}.shadow: a shadow cannot be the only predictor; it "
+            "mirrors the traffic of a predictor that serves it"
+        )
+    traffics = [r[2] if r[2] is not None else 0 for r in serving]
+    if (len(serving) > 1 or (require_total and serving)) and all(
+        _is_int(t) for t in traffics
+    ):
+        total = sum(traffics)  # type: ignore[arg-type]
+        if total != 100:
+            split = " + ".join(
+                f"{r[1]}={t}" for r, t in zip(serving, traffics, strict=True)
+            )
+            problems.append(
+                f"predictors: traffic of the non-shadow predictors must sum to 100, "
+                f"got {split} = {total}"
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _predictor_manifest(predictor: PredictorSpec) -> dict[str, Any]:
+    labels = {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        MODEL_VERSION_LABEL: str(predictor.model_version),
+        **predictor.labels,
+    }
+    graph: dict[str, Any] = {"name": GRAPH_NODE, "type": "MODEL"}
+    container: dict[str, Any] = {"name": GRAPH_NODE}
+    env = dict(predictor.env)
+    if predictor.implementation is not None:
+        graph["implementation"] = predictor.implementation
+        graph["modelUri"] = predictor.model_uri
+    else:
+        container["image"] = predictor.image
+        env = {
+            "MODEL_URI": predictor.model_uri,
+            "MODEL_VERSION": str(predictor.model_version),
+            **env,
+        }
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    if predictor.resources:
+        container["resources"] = copy.deepcopy(predictor.resources)
+    out: dict[str, Any] = {
+        "name": predictor.name,
+        "replicas": predictor.replicas,
+        "traffic": predictor.traffic,
+    }
+    if predictor.shadow:
+        out["shadow"] = True
+    out["labels"] = labels
+    out["graph"] = graph
+    # A prepackaged server needs a container only to receive env or resources: the
+    # controller merges a container named after the graph node into the server's.
+    if len(container) > 1:
+        out["componentSpecs"] = [{"spec": {"containers": [container]}}]
+    return out
+
+
+def build_manifest(spec: DeploymentSpec) -> dict[str, Any]:
+    """The SeldonDeployment (``machinelearning.seldon.io/v1``) resource of ``spec``.
+
+    :param spec: the deployment; validated again (its dicts and lists are mutable).
+    """
+    problems = spec.errors()
+    if problems:
+        raise ManifestError(problems, context=f"invalid DeploymentSpec {spec.name!r}")
+    metadata: dict[str, Any] = {
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY, **spec.labels},
+    }
+    if spec.annotations:
+        metadata["annotations"] = dict(spec.annotations)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "protocol": spec.protocol,
+            "predictors": [_predictor_manifest(p) for p in spec.predictors],
+        },
+    }
+
+
+def to_yaml(manifest: Mapping[str, Any]) -> str:
+    """``manifest`` as a YAML document, keys in build order (``kubectl apply -f``-able).
+
+    :param manifest: a manifest dict.
+    """
+    import yaml
+
+    return yaml.safe_dump(dict(manifest), sort_keys=False, default_flow_style=False)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def openapi_to_jsonschema(schema: Mapping[str, Any], *, strict: bool = True) -> dict:
+    """Translate a CRD's OpenAPI v3 schema into a JSON Schema (Draft 7) document.
+
+    * ``nullable: true`` also admits ``null``;
+    * ``x-kubernetes-int-or-string: true`` admits an integer or a string;
+    * ``x-kubernetes-preserve-unknown-fields: true`` keeps unknown fields; other
+      ``x-kubernetes-*`` keys are dropped (they drive server-side merging, not
+      validation);
+    * boolean ``exclusiveMinimum``/``exclusiveMaximum`` (OpenAPI 3.0) become numbers.
+
+    :param schema: the ``openAPIV3Schema`` of one CRD version.
+    :param strict: reject fields the schema does not declare. The API server prunes
+        them silently, so a misspelt field would be lost without a word.
+    """
+
+    def convert(node: Any) -> Any:
+        if not isinstance(node, Mapping):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key.startswith("x-kubernetes-") or key == "nullable":
+                continue
+            if key in ("properties", "patternProperties", "definitions"):
+                out[key] = {name: convert(sub) for name, sub in value.items()}
+            elif key in ("items", "additionalProperties", "not"):
+                out[key] = (
+                    [convert(sub) for sub in value]
+                    if isinstance(value, list)
+                    else convert(value)
+                )
+            elif key in ("anyOf", "allOf", "oneOf"):
+                out[key] = [convert(sub) for sub in value]
+            elif key in ("exclusiveMinimum", "exclusiveMaximum") and isinstance(
+                value, bool
+            ):
+                bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+                if value and bound in node:
+                    out[key] = node[bound]
+            else:
+                out[key] = value
+        for key, bound in (
+            ("exclusiveMinimum", "minimum"),
+            ("exclusiveMaximum", "maximum"),
+        ):
+            if node.get(key) is True and bound in node:
+                out.pop(bound, None)
+        if node.get("x-kubernetes-int-or-string") is True:
+            out["type"] = ["integer", "string"]
+            if _is_int_or_string_anyof(out.get("anyOf")):
+                del out["anyOf"]
+        preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+        if strict and not preserve and "properties" in out:
+            out.setdefault("additionalProperties", False)
+        if node.get("nullable") is True:
+            kind = out.get("type")
+            if any(k in out for k in ("anyOf", "allOf", "oneOf", "not")):
+                out = {"anyOf": [{"type": "null"}, out]}
+            else:
+                if isinstance(kind, str):
+                    out["type"] = [kind, "null"]
+                elif isinstance(kind, list) and "null" not in kind:
+                    out["type"] = [*kind, "null"]
+                if "enum" in out and None not in out["enum"]:
+                    out["enum"] = [*out["enum"], None]
+        return out
+
+    return convert(schema)
+
+
+def _is_int_or_string_anyof(any_of: object) -> bool:
+    if not isinstance(any_of, list):
+        return False
+    types = sorted(
+        sub.get("type") for sub in any_of if isinstance(sub, Mapping) and len(sub) == 1
+    )
+    return len(types) == len(any_of) and types == ["integer", "string"]
+
+
+@functools.lru_cache(maxsize=1)
+def _format_checker() -> Any:
+    """Range checks of the ``int32``/``int64`` formats (the operator's Go types)."""
+    from jsonschema import FormatChecker
+
+    checker = FormatChecker(formats=())
+    for name, bits in (("int32", 32), ("int64", 64)):
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+        def check(value: object, low: int = low, high: int = high) -> bool:
+            return not _is_int(value) or low <= value <= high  # type: ignore[operator]
+
+        checker.checks(name)(check)
+    return checker
+
+
+def schema_errors(
+    instance: object, openapi_schema: Mapping[str, Any], *, strict: bool = True
+) -> list[str]:
+    """Every error of ``instance`` against an OpenAPI v3 schema, as ``$.path: message``.
+
+    :param instance: the document to check.
+    :param openapi_schema: an ``openAPIV3Schema`` (converted here).
+    :param strict: see :func:`openapi_to_jsonschema`.
+    """
+    return _errors(instance, openapi_to_jsonschema(openapi_schema, strict=strict))
+
+
+def _errors(instance: object, jsonschema_doc: Mapping[str, Any]) -> list[str]:
+    from jsonschema import Draft7Validator
+
+    validator = Draft7Validator(jsonschema_doc, format_checker=_format_checker())
+    found = sorted(
+        validator.iter_errors(instance),
+        key=lambda e: ([(isinstance(p, str), p) for p in e.absolute_path], e.message),
+    )
+    lines = []
+    for error in found:
+        message = error.message
+        if len(message) > 300:
+            message = message[:297] + "..."
+        lines.append(f"{error.json_path}: {message}")
+    return lines
+
+
+def _crd_file(crd_path: str | os.PathLike[str]) -> Path:
+    path = Path(crd_path)
+    return path / CRD_FILENAME if path.is_dir() else path
+
+
+@functools.lru_cache(maxsize=8)
+def _load_crd(path: str, mtime_ns: int, size: int) -> dict:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(path, encoding="utf-8") as stream:
+        for document in yaml.load_all(stream, Loader=loader):
+            if (
+                isinstance(document, dict)
+                and document.get("kind") == "CustomResourceDefinition"
+                and document.get("spec", {}).get("names", {}).get("kind") == KIND
+            ):
+                return document
+    raise ManifestError(f"{path}: no CustomResourceDefinition of kind {KIND}")
+
+
+def _crd(crd_path: str | os.PathLike[str]) -> dict:
+    path = _crd_file(crd_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SeldonDeployment CRD not found at {path}")
+    stat = path.stat()
+    return _load_crd(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _converted(path: str, mtime_ns: int, size: int, version: str, strict: bool) -> dict:
+    crd = _load_crd(path, mtime_ns, size)
+    return openapi_to_jsonschema(_version_schema(crd, version, path), strict=strict)
+
+
+def _version_schema(crd: Mapping[str, Any], version: str, where: str) -> dict:
+    versions = crd.get("spec", {}).get("versions") or []
+    for entry in versions:
+        if entry.get("name") == version:
+            return entry["schema"]["openAPIV3Schema"]
+    names = ", ".join(str(v.get("name")) for v in versions)
+    raise ManifestError(f"{where}: CRD has no version {version!r} (it has: {names})")
+
+
+def crd_schema(crd_path: str | os.PathLike[str], version: str = "v1") -> dict:
+    """The ``openAPIV3Schema`` of ``version`` in the SeldonDeployment CRD (a copy).
+
+    :param crd_path: the CRD YAML file, or the folder that holds it.
+    :param version: the CRD version.
+    """
+    path = _crd_file(crd_path)
+    return copy.deepcopy(_version_schema(_crd(crd_path), version, str(path)))
+
+
+def webhook_errors(manifest: Mapping[str, Any]) -> list[str]:
+    """The rules Seldon's admission webhook enforces and the CRD schema cannot express.
+
+    Predictor names are unique; with more than one non-shadow predictor their
+    ``traffic`` sums to 100; at most one predictor is a shadow; a shadow is never
+    the only predictor. Malformed parts are skipped (the schema reports them).
+
+    :param manifest: a SeldonDeployment manifest.
+    """
+    spec = manifest.get("spec") if isinstance(manifest, Mapping) else None
+    predictors = spec.get("predictors") if isinstance(spec, Mapping) else None
+    if not isinstance(predictors, list):
+        return []
+    rows = [
+        (f"$.spec.predictors[{i}]", p.get("name"), p.get("traffic"), p.get("shadow"))
+        for i, p in enumerate(predictors)
+        if isinstance(p, Mapping)
+    ]
+    return [
+        line if line.startswith("$.") else f"$.spec.{line}"
+        for line in _traffic_rule_errors(rows)
+    ]
+
+
+def _envelope_errors(manifest: Mapping[str, Any], version: str) -> list[str]:
+    problems = []
+    if manifest.get("apiVersion") != f"{GROUP}/{version}":
+        problems.append(
+            f"$.apiVersion: must be {GROUP}/{version}, "
+            f"got {manifest.get('apiVersion')!r}"
+        )
+    if manifest.get("kind") != KIND:
+        problems.append(f"$.kind: must be {KIND}, got {manifest.get('kind')!r}")
+    metadata = manifest.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    if name is None:
+        problems.append("$.metadata.name: is required")
+    else:
+        problems += _dns_label_errors("$.metadata.name", name)
+    return problems
+
+
+def validate_manifest(
+    manifest: Mapping[str, Any],
+    crd_path: str | os.PathLike[str],
+    *,
+    version: str = "v1",
+    strict: bool = True,
+) -> None:
+    """Check ``manifest`` as the API server and Seldon's webhook would; raise on errors.
+
+    Checks ``apiVersion``/``kind``/``metadata.name``, the CRD's
+    ``openAPIV3Schema`` of ``version``, and :func:`webhook_errors`.
+
+    :param manifest: a SeldonDeployment manifest.
+    :param crd_path: the CRD YAML file, or the folder that holds it.
+    :param version: the CRD version to validate against.
+    :param strict: also reject fields the schema does not declare.
+    :raises ManifestError: listing every error with its JSON path.
+    :raises FileNotFoundError: when the CRD is not at ``crd_path``.
+    """
+    if not isinstance(manifest, Mapping):
+        raise ManifestError(
+            f"$: a manifest is a mapping, got {type(manifest).__name__}"
+        )
+    _crd(crd_path)  # FileNotFoundError naming the path when absent
+    path = _crd_file(crd_path)
+    stat = path.stat()
+    schema = _converted(
+        str(path.resolve()), stat.st_mtime_ns, stat.st_size, version, strict
+    )
+    problems = _envelope_errors(manifest, version)
+    problems += _errors(manifest, schema)
+    problems += webhook_errors(manifest)
+    if problems:
+        metadata = manifest.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        raise ManifestError(problems, context=f"invalid {KIND} {name!r}")
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+def canary(current: DeploymentSpec, new: PredictorSpec, traffic: int) -> DeploymentSpec:
+    """Route ``traffic`` percent to ``new``; the serving predictor keeps the rest.
+
+    The serving predictor is the non-shadow predictor with the most traffic (the
+    first on a tie) other than ``new``. The result has exactly those two predictors:
+    an earlier canary or a shadow is dropped; a canary or shadow named like ``new``
+    is replaced by it (a shadow graduating to canary, or a canary stepping up).
+
+    :param current: the deployment now running.
+    :param new: the predictor to try.
+    :param traffic: percent for ``new``, 1..99 (for 0 see :func:`shadow`, for 100
+        :func:`promote`).
+    """
+    if not _is_int(traffic) or not 1 <= traffic <= 99:
+        raise ManifestError(
+            f"traffic: a canary takes 1..99 percent, got {traffic!r} (use shadow() "
+            "for 0 and promote() for 100)"
+        )
+    stable = _serving(current, excluding=new.name)
+    if stable is None:
+        raise ManifestError(
+            f"predictors: no predictor other than {new.name!r} serves traffic in "
+            f"{current.name!r}; deploy one before a canary"
+        )
+    return replace(
+        current,
+        predictors=[
+            replace(stable, traffic=100 - traffic, shadow=False),
+            replace(new, traffic=traffic, shadow=False),
+        ],
+    )
+
+
+def shadow(current: DeploymentSpec, new: PredictorSpec) -> DeploymentSpec:
+    """Add ``new`` as the shadow: it sees every request, its answers are discarded.
+
+    Serving predictors are kept as they are; an earlier shadow is replaced.
+
+    :param current: the deployment now running.
+    :param new: the predictor to shadow; its name must not be a serving predictor's.
+    """
+    serving = [p for p in current.predictors if not p.shadow]
+    if any(p.name == new.name for p in serving):
+        raise ManifestError(
+            f"name: {new.name!r} already serves traffic in {current.name!r}; a shadow "
+            "needs a name of its own"
+        )
+    return replace(current, predictors=[*serving, replace(new, traffic=0, shadow=True)])
+
+
+def promote(spec: DeploymentSpec, predictor_name: str) -> DeploymentSpec:
+    """Give ``predictor_name`` all the traffic and remove every other predictor.
+
+    :param spec: the deployment (e.g. a canary or a shadow).
+    :param predictor_name: the predictor to keep.
+    """
+    for predictor in spec.predictors:
+        if predictor.name == predictor_name:
+            chosen = replace(predictor, traffic=100, shadow=False)
+            return replace(spec, predictors=[chosen])
+    names = ", ".join(repr(p.name) for p in spec.predictors)
+    raise ManifestError(
+        f"predictor_name: {spec.name!r} has no predictor {predictor_name!r} "
+        f"(it has: {names})"
+    )
+
+
+def _serving(spec: DeploymentSpec, *, excluding: str) -> PredictorSpec | None:
+    candidates = [p for p in spec.predictors if not p.shadow and p.name != excluding]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: p.traffic)  # max keeps the first on a tie
+
+
+def restore_patch(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
+    """The body that puts ``previous``'s ``.spec`` back in place of ``current``'s.
+
+    Send it as a full replace (``PUT``, ``replace_namespaced_custom_object``), not as
+    a merge patch: a merge patch would keep map keys that only ``current`` has.
+    ``metadata`` is ``current``'s identity (name, namespace, labels, annotations) with
+    its ``resourceVersion``, so a change made meanwhile fails with a conflict rather
+    than being overwritten. ``status`` is left out (the controller owns it).
+
+    :param previous: the manifest (or object) to go back to.
+    :param current: the object now in the cluster.
+    """
+    for label, obj in (("previous", previous), ("current", current)):
+        if not isinstance(obj, Mapping) or not isinstance(obj.get("metadata"), Mapping):
+            raise ManifestError(f"{label}: not a Kubernetes object (no metadata)")
+    if not isinstance(previous.get("spec"), Mapping):
+        raise ManifestError("previous.spec: missing; nothing to restore")
+    before, now = previous["metadata"], current["metadata"]
+    for key in ("name", "namespace"):
+        if before.get(key) and now.get(key) and before[key] != now[key]:
+            raise ManifestError(
+                f"previous.metadata.{key}: {before[key]!r} is not the current object's "
+                f"{now[key]!r}"
+            )
+    if previous.get("kind", KIND) != current.get("kind", KIND):
+        raise ManifestError(
+            f"previous.kind: {previous.get('kind')!r} != {current.get('kind')!r}"
+        )
+    metadata: dict[str, Any] = {}
+    for key in ("name", "namespace", "resourceVersion", "labels", "annotations"):
+        value = now.get(key, before.get(key) if key in ("name", "namespace") else None)
+        if value is not None:
+            metadata[key] = copy.deepcopy(value)
+    return {
+        "apiVersion": current.get("apiVersion")
+        or previous.get("apiVersion")
+        or API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": copy.deepcopy(dict(previous["spec"])),
+    }
+
+
+def deployment_state(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """``(status.state, status.description)`` of a SeldonDeployment object.
+
+    The state is ``Available``, ``Creating`` or ``Failed`` as the controller writes
+    it, or ``Unknown`` before it has written any; the description is ``""`` if absent.
+
+    :param obj: the object as read from the cluster.
+    """
+    status = obj.get("status") if isinstance(obj, Mapping) else None
+    if not isinstance(status, Mapping):
+        return "Unknown", ""
+    state = status.get("state")
+    description = status.get("description")
+    return (
+        state if isinstance(state, str) and state else "Unknown",
+        description if isinstance(description, str) else "",
+    )
+
+
+def is_ready(obj: Mapping[str, Any]) -> bool:
+    """Whether the controller reports the object ``Available`` for its latest spec.
+
+    A status older than the spec (``status.observedGeneration`` below
+    ``metadata.generation``) describes the previous rollout, so it is not ready.
+
+    :param obj: the object as read from the cluster.
+    """
+    if deployment_state(obj)[0] != "Available":
+        return False
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if _is_int(generation) and _is_int(observed):
+        return observed >= generation
+    return True
