@@ -106,6 +106,24 @@ def _serving_signature(model, tf_transform_output):
     return serve
 
 
+def _write_feature_spec(tf_transform_output, serving_model_dir):
+    """``assets.extra/feature_spec.json``: the raw features the serving signature reads, so the model
+    server can name a missing or mistyped feature in its 400 answer."""
+    import json
+    import os
+
+    kinds = {tf.float32: "float", tf.int64: "int", tf.string: "string"}
+    spec = {}
+    for name, feature in tf_transform_output.raw_feature_spec().items():
+        if name in RAW_LABEL_KEYS:
+            continue
+        required = isinstance(feature, tf.io.FixedLenFeature) and feature.default_value is None
+        spec[name] = {"dtype": kinds.get(feature.dtype, "string"), "required": required}
+    os.makedirs(os.path.join(serving_model_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(serving_model_dir, "assets.extra", "feature_spec.json"), "w") as handle:
+        json.dump(spec, handle, indent=2, sort_keys=True)
+
+
 def _transform_features_signature(model, tf_transform_output):
     """Raw serialized examples (label included) → transformed features: TFMA reads the label here."""
 
@@ -183,6 +201,7 @@ def run_fn(fn_args):
     with writer.as_default():
         tf.summary.scalar("eval/binary_accuracy", accuracy.result(), step=steps * size)
     writer.flush()
+    _write_feature_spec(tf_transform_output, fn_args.serving_model_dir)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures={
         "serving_default": _serving_signature(model, tf_transform_output),
         "transform_features": _transform_features_signature(model, tf_transform_output),

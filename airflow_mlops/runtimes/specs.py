@@ -121,6 +121,15 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "airflow_mlops.steps.tfx_node",
         ),
     ),
+    "serving": RuntimeSpec(
+        name="serving",
+        # seldon-core >= 1.18 is under the Business Source License 1.1: see the README.
+        description="seldon-core 1.18.2 model server (TensorFlow 2.19.1 CPU, protobuf 3.20, Flask 2.2); "
+        "Python of the Airflow environment (3.11)",
+        lock_file="seldon.txt",
+        probe="import seldon_core.wrapper, tensorflow",
+        preload=("tensorflow", "seldon_core.seldon_client"),
+    ),
 }
 
 

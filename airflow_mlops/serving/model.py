@@ -1,0 +1,312 @@
+"""The model class the seldon-core wrapper serves (runs in the ``serving`` runtime, never in Airflow).
+
+It serves the SavedModel version named by the deployment's ``current.json`` and swaps
+versions without a restart: a watcher thread notices a new pointer, loads that version
+in the background, runs it once on an empty batch, and only then makes it the served
+one, so requests never wait for a load and never see a half-loaded model. A version that
+fails to load or to run is reported by ``/health/status`` and never served; the old one
+keeps serving.
+
+Requests (Seldon protocol, ``POST /api/v1.0/predictions``):
+
+* ``{"data": {"names": [...], "ndarray": [[...], ...]}}``: one row per example;
+* ``{"jsonData": {"instances": [{feature: value, ...}, ...]}}`` (or a list of records,
+  or one record): raw features by name.
+
+Each row becomes a ``tf.Example`` for the model's ``serving_default`` signature. When the
+model ships ``assets.extra/feature_spec.json`` (the taxi module writes it), a missing
+required feature or a value of the wrong type is a 400 naming the feature and the row.
+Every request and its predictions, with the time and the model version, are appended to
+the prediction log (``<dir>/<YYYY-MM-DD>.jsonl``) that monitoring reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+log = logging.getLogger("airflow_mlops.serving")
+
+FEATURE_SPEC = os.path.join("assets.extra", "feature_spec.json")
+#: Rows per request above which the request is refused (413).
+DEFAULT_MAX_ROWS = 10_000
+
+
+class BadRequest(Exception):
+    """A request the model cannot answer; turned into an HTTP 4xx naming what is wrong."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def rows_from_request(request: Any, max_rows: int = DEFAULT_MAX_ROWS) -> list[dict[str, Any]]:
+    """The request's examples as ``{feature: value}`` records (pure: tested without TensorFlow)."""
+    if not isinstance(request, dict):
+        raise BadRequest("the request must be a JSON object with 'data' or 'jsonData'")
+    if "jsonData" in request:
+        body = request["jsonData"]
+        if isinstance(body, dict) and "instances" in body:
+            body = body["instances"]
+        records = [body] if isinstance(body, dict) else body
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise BadRequest("jsonData must be a record, a list of records, or {'instances': [records]}")
+    elif "data" in request:
+        data = request["data"]
+        if not isinstance(data, dict) or "ndarray" not in data:
+            raise BadRequest("data must hold 'ndarray' (rows of feature values) and 'names'")
+        names, rows = data.get("names"), data["ndarray"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise BadRequest("data.names must list the feature name of each column")
+        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+            raise BadRequest("data.ndarray must be a list of rows (lists of values)")
+        for i, row in enumerate(rows):
+            if len(row) != len(names):
+                raise BadRequest(f"row {i} has {len(row)} values, data.names has {len(names)}")
+        records = [dict(zip(names, row, strict=True)) for row in rows]
+    else:
+        raise BadRequest("the request has neither 'data' nor 'jsonData'")
+    if not records:
+        raise BadRequest("the request has no rows (empty batch)")
+    if len(records) > max_rows:
+        raise BadRequest(f"the request has {len(records)} rows; at most {max_rows} are accepted", status_code=413)
+    return records
+
+
+def check_types(records: list[dict[str, Any]], spec: dict[str, dict[str, Any]] | None) -> None:
+    """Missing required features and wrongly typed values, by name and row (``spec``: feature_spec.json)."""
+    if not spec:
+        return
+    for i, record in enumerate(records):
+        for name, feature in spec.items():
+            value = record.get(name)
+            if value is None:
+                if feature.get("required"):
+                    raise BadRequest(f"row {i}: feature {name!r} is missing (the model requires it)")
+                continue
+            kind = feature["dtype"]
+            ok = (
+                (kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool)
+                 and math.isfinite(value))
+                or (kind == "int" and isinstance(value, int) and not isinstance(value, bool))
+                or (kind == "string" and isinstance(value, str))
+            )
+            if not ok:
+                raise BadRequest(f"row {i}: feature {name!r} must be {kind}, got {type(value).__name__} {value!r}")
+
+
+def tf_error_summary(message: str) -> str:
+    """The informative line of a TensorFlow error (which feature, which key), not its graph trace."""
+    import re
+
+    for pattern in (r"Feature: [^\n]*", r"Key: [^\n]*", r"Name: [^\n]*"):
+        found = re.search(pattern, message)
+        if found:
+            return found.group(0).strip()
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[-1] if lines else "invalid input"
+
+
+def _example(record: dict[str, Any], spec: dict[str, dict[str, Any]] | None):
+    import tensorflow as tf
+
+    features = {}
+    for name, value in record.items():
+        if value is None:
+            continue
+        kind = (spec or {}).get(name, {}).get("dtype")
+        if spec is not None and kind is None:
+            continue  # not a model input (a label, an id): ignored
+        if kind == "float" or (kind is None and isinstance(value, float)):
+            features[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+        elif kind == "int" or (kind is None and isinstance(value, int) and not isinstance(value, bool)):
+            features[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        elif isinstance(value, str):
+            features[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+        else:
+            raise BadRequest(f"feature {name!r}: unsupported value {value!r}")
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+class _Loaded:
+    def __init__(self, version: int, path: str, signature: Any, spec: dict[str, Any] | None) -> None:
+        self.version, self.path, self.signature, self.spec = version, path, signature, spec
+        self.loaded_at = time.time()
+
+
+def load_version(version: int, path: str) -> _Loaded:
+    """Load a SavedModel and run its serving signature once on an empty batch (a broken model fails here)."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(path)
+    signature = model.signatures["serving_default"]
+    signature._airflow_mlops_owner = model  # keep the loaded object (and its variables) alive
+    spec_path = os.path.join(path, FEATURE_SPEC)
+    spec = None
+    if os.path.exists(spec_path):
+        with open(spec_path) as handle:
+            spec = json.load(handle)
+    signature(examples=tf.constant([], dtype=tf.string))
+    return _Loaded(version, path, signature, spec)
+
+
+class TfxSavedModel:
+    """Seldon user model: serves the version ``current.json`` names, swaps versions live.
+
+    :param deployment_dir: the deployment's directory (holds ``current.json``).
+    :param deployment: the deployment's name (in responses, metrics and the prediction log).
+    :param prediction_log: directory of the prediction log; empty: no log.
+    :param max_rows: largest accepted batch.
+    :param poll_seconds: how often the pointer file is checked.
+    """
+
+    def __init__(self, deployment_dir: str, deployment: str = "", prediction_log: str = "",
+                 max_rows: int = DEFAULT_MAX_ROWS, poll_seconds: float = 0.2) -> None:
+        self.deployment_dir = deployment_dir
+        self.deployment = deployment or os.path.basename(deployment_dir.rstrip("/"))
+        self.prediction_log = prediction_log
+        self.max_rows = int(max_rows)
+        self.poll_seconds = float(poll_seconds)
+        self._active: _Loaded | None = None
+        self._error: dict[str, Any] | None = None
+        self._pending: int | None = None
+        self._lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._watcher_pid: int | None = None
+        self._seen_pointer: tuple[Any, Any] | None = None
+
+    # -- version management -------------------------------------------------------------
+    def _pointer(self) -> dict[str, Any] | None:
+        try:
+            with open(os.path.join(self.deployment_dir, "current.json")) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def _check_pointer(self) -> None:
+        pointer = self._pointer()
+        if not pointer:
+            return
+        key = (pointer.get("version"), pointer.get("path"))
+        if key == self._seen_pointer:
+            return
+        self._seen_pointer = key
+        version, path = int(pointer["version"]), str(pointer["path"])
+        active = self._active
+        if active is not None and (active.version, active.path) == (version, path):
+            self._error = None  # pointed back at what is served (a failed deploy was undone)
+            return
+        self._pending = version
+        log.info("loading model version %s from %s", version, path)
+        try:
+            loaded = load_version(version, path)
+        except Exception as err:  # noqa: BLE001 - any failure keeps the old version serving
+            self._error = {"version": version, "path": path, "message": f"{type(err).__name__}: {err}"[:2000]}
+            log.error("model version %s could not be loaded; still serving %s: %s", version,
+                      self._active.version if self._active else "nothing", self._error["message"])
+        else:
+            with self._lock:
+                previous, self._active, self._error = self._active, loaded, None
+            log.info("now serving model version %s (was %s)", version, previous.version if previous else "none")
+        finally:
+            self._pending = None
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                self._check_pointer()
+            except Exception:  # noqa: BLE001 - the watcher must never die
+                log.exception("model watcher")
+            time.sleep(self.poll_seconds)
+
+    def load(self) -> None:
+        """Called by gunicorn in each worker: load the current version, then watch for new ones."""
+        self._check_pointer()
+        if self._watcher_pid != os.getpid():
+            self._watcher_pid = os.getpid()
+            threading.Thread(target=self._watch, name="model-watcher", daemon=True).start()
+
+    # -- seldon hooks -------------------------------------------------------------------
+    def health_status(self) -> dict[str, Any]:
+        from seldon_core.flask_utils import SeldonMicroserviceException
+
+        active = self._active
+        status = {"deployment": self.deployment, "version": active.version if active else None,
+                  "path": active.path if active else None, "pending": self._pending, "error": self._error,
+                  "pid": os.getpid()}
+        if active is None:
+            raise SeldonMicroserviceException(json.dumps(status), status_code=503, reason="MODEL_NOT_READY")
+        return status
+
+    def predict_raw(self, request: Any) -> dict[str, Any]:
+        from seldon_core.flask_utils import SeldonMicroserviceException
+
+        started = time.perf_counter()
+        active = self._active
+        if active is None:
+            raise SeldonMicroserviceException("no model version is loaded yet", status_code=503,
+                                              reason="MODEL_NOT_READY")
+        try:
+            records = rows_from_request(request, self.max_rows)
+            check_types(records, active.spec)
+            outputs = self._run(active, records)
+        except BadRequest as err:
+            raise SeldonMicroserviceException(str(err), status_code=err.status_code, reason="BAD_REQUEST") from None
+        names = sorted(outputs)
+        rows = [[outputs[name][i] for name in names] for i in range(len(records))]
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self._log(active.version, records, names, rows)
+        return {
+            "data": {"names": names, "ndarray": rows},
+            "meta": {
+                "tags": {"model_version": active.version, "deployment": self.deployment},
+                "metrics": [
+                    {"type": "COUNTER", "key": "mlops_predictions", "value": len(records)},
+                    {"type": "COUNTER", "key": "mlops_requests", "value": 1},
+                    {"type": "TIMER", "key": "mlops_prediction_ms", "value": elapsed_ms},
+                    {"type": "GAUGE", "key": "mlops_model_version", "value": active.version},
+                ],
+            },
+        }
+
+    def _run(self, active: _Loaded, records: list[dict[str, Any]]) -> dict[str, list[float]]:
+        import tensorflow as tf
+
+        examples = [_example(r, active.spec) for r in records]
+        try:
+            result = active.signature(examples=tf.constant(examples, dtype=tf.string))
+        except tf.errors.InvalidArgumentError as err:  # e.g. a feature the model requires is missing
+            raise BadRequest(f"the model rejected the input: {tf_error_summary(err.message)}") from None
+        outputs: dict[str, list[float]] = {}
+        for key, tensor in result.items():
+            values = tensor.numpy().reshape(len(records), -1)
+            if values.shape[1] == 1:
+                outputs[key] = [float(v) for v in values[:, 0]]
+            else:
+                for j in range(values.shape[1]):
+                    outputs[f"{key}_{j}"] = [float(v) for v in values[:, j]]
+        return outputs
+
+    def _log(self, version: int, records: list[dict[str, Any]], names: list[str], rows: list[list[float]]) -> None:
+        if not self.prediction_log:
+            return
+        now = datetime.now(timezone.utc)
+        line = json.dumps({"ts": now.isoformat(), "deployment": self.deployment, "model_version": version,
+                           "instances": records, "names": names, "predictions": rows}, default=str)
+        path = os.path.join(self.prediction_log, f"{now:%Y-%m-%d}.jsonl")
+        try:
+            os.makedirs(self.prediction_log, exist_ok=True)
+            with self._log_lock:  # one write() per line in append mode: lines of workers never interleave
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, (line + "\n").encode())
+                finally:
+                    os.close(fd)
+        except OSError as err:
+            log.error("could not append to the prediction log %s: %s", path, err)

@@ -1,0 +1,66 @@
+"""Request parsing and checking of the model server (pure parts; the server itself: tests/integration)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_mlops.serving.model import BadRequest, check_types, rows_from_request, tf_error_summary
+
+SPEC = {"fare": {"dtype": "float", "required": True}, "company": {"dtype": "string", "required": False},
+        "trip_seconds": {"dtype": "int", "required": True}}
+
+
+@pytest.mark.parametrize("request_body", [
+    {"data": {"names": ["fare", "trip_seconds"], "ndarray": [[1.5, 60], [2, 120]]}},
+    {"jsonData": {"instances": [{"fare": 1.5, "trip_seconds": 60}, {"fare": 2, "trip_seconds": 120}]}},
+    {"jsonData": [{"fare": 1.5, "trip_seconds": 60}, {"fare": 2, "trip_seconds": 120}]},
+])
+def test_both_request_forms_give_records(request_body):
+    records = rows_from_request(request_body)
+    assert records == [{"fare": 1.5, "trip_seconds": 60}, {"fare": 2, "trip_seconds": 120}]
+    check_types(records, SPEC)
+
+
+def test_one_record():
+    assert rows_from_request({"jsonData": {"fare": 1.0, "trip_seconds": 1}}) == [{"fare": 1.0, "trip_seconds": 1}]
+
+
+@pytest.mark.parametrize("request_body, message, status", [
+    ([1, 2], "must be a JSON object", 400),
+    ({"strData": "x"}, "neither 'data' nor 'jsonData'", 400),
+    ({"data": {"ndarray": [[1]]}}, "data.names must list", 400),
+    ({"data": {"names": ["a"], "tensor": {}}}, "must hold 'ndarray'", 400),
+    ({"data": {"names": ["a", "b"], "ndarray": [[1, 2], [3]]}}, "row 1 has 1 values, data.names has 2", 400),
+    ({"data": {"names": ["a"], "ndarray": [1, 2]}}, "list of rows", 400),
+    ({"jsonData": {"instances": []}}, "empty batch", 400),
+    ({"jsonData": "fare=1"}, "jsonData must be a record", 400),
+    ({"jsonData": {"instances": [{"a": 1}] * 11}}, "11 rows; at most 10", 413),
+])
+def test_malformed_requests_are_named(request_body, message, status):
+    with pytest.raises(BadRequest, match=message) as info:
+        rows_from_request(request_body, max_rows=10)
+    assert info.value.status_code == status
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"trip_seconds": 60}, "row 0: feature 'fare' is missing"),
+    ({"fare": "cheap", "trip_seconds": 60}, "row 0: feature 'fare' must be float, got str 'cheap'"),
+    ({"fare": 1.0, "trip_seconds": 60.5}, "feature 'trip_seconds' must be int, got float"),
+    ({"fare": 1.0, "trip_seconds": True}, "feature 'trip_seconds' must be int, got bool"),
+    ({"fare": float("nan"), "trip_seconds": 1}, "feature 'fare' must be float"),
+    ({"fare": 1.0, "trip_seconds": 1, "company": 7}, "feature 'company' must be string, got int 7"),
+])
+def test_type_errors_name_the_feature_and_row(record, message):
+    with pytest.raises(BadRequest, match=message):
+        check_types([record], SPEC)
+
+
+def test_optional_missing_and_unknown_features_pass():
+    check_types([{"fare": 1, "trip_seconds": 2, "company": None, "tips": 0.5}], SPEC)
+    check_types([{"anything": "goes"}], None)  # a model without a feature spec: TensorFlow decides
+
+
+def test_tf_error_summary_keeps_the_feature_line():
+    message = "Graph execution error:\n\nDetected at node ParseExample\n  File ...\nName: <unknown>, Feature: fare (data type: float) is required but could not be found.\n\t [[{{node ParseExample}}]]"
+    assert tf_error_summary(message) == "Feature: fare (data type: float) is required but could not be found."
+    assert tf_error_summary("one\ntwo") == "two"
