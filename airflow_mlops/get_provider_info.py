@@ -17,10 +17,12 @@ def get_provider_info() -> dict[str, Any]:
         "Alibi Detect) from Airflow, each ML library in its own isolated runtime.",
         "versions": [__version__],
         "integrations": [{"integration-name": integration, "tags": ["software"]}],
-        "operators": [{"integration-name": integration, "python-modules": ["airflow_mlops.operators.tfx"]}],
-        "sensors": [],
-        "hooks": [{"integration-name": integration, "python-modules": ["airflow_mlops.hooks.runtime"]}],
-        "triggers": [],
+        "operators": [{"integration-name": integration,
+                       "python-modules": ["airflow_mlops.operators.tfx", "airflow_mlops.operators.seldon"]}],
+        "sensors": [{"integration-name": integration, "python-modules": ["airflow_mlops.sensors.seldon"]}],
+        "hooks": [{"integration-name": integration,
+                   "python-modules": ["airflow_mlops.hooks.runtime", "airflow_mlops.hooks.seldon"]}],
+        "triggers": [{"integration-name": integration, "python-modules": ["airflow_mlops.triggers.seldon"]}],
         "connection-types": [
             {"connection-type": "mlops", "hook-class-name": "airflow_mlops.hooks.runtime.RuntimeHook"}
         ],

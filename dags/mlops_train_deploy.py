@@ -16,6 +16,10 @@ back to the data span. Copy this file into your DAGs folder and edit it.
   ``{state_dir}/models/<pipeline>/`` (TF Serving's layout) with a record of its run and
   metrics. An unblessed model is not pushed: Pusher and every task after it (deploy) are
   skipped, and Pusher's log says why (metric, value, threshold).
+* **deploy / wait_for_serving**: the pushed version is served by the seldon-core model server
+  as deployment ``deployment_name`` (locally: a long-lived server on 127.0.0.1 whose URL the
+  deploy task logs); a running deployment switches to the new version without a restart or a
+  failed request, and a version that fails its health check is never served.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
+from airflow_mlops.operators.seldon import SeldonDeployOperator
 from airflow_mlops.operators.tfx import (
     GATE_METRICS,
     CsvExampleGenOperator,
@@ -35,6 +40,7 @@ from airflow_mlops.operators.tfx import (
     StatisticsGenOperator,
     TransformOperator,
 )
+from airflow_mlops.sensors.seldon import SeldonDeploymentSensor
 
 with DAG(
     dag_id="mlops_train_deploy",
@@ -61,6 +67,8 @@ with DAG(
         "eval_threshold": Param(0.6, type="number", minimum=0, maximum=1, title="Lowest acceptable metric value"),
         "max_regression": Param(0.0, type="number", minimum=0, maximum=1,
                                 title="Allowed drop against the blessed model"),
+        "deployment_name": Param("chicago-taxi", type="string", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+                                 title="Deployment", description="Name of the model deployment to update."),
     },
     default_args={
         "pipeline_name": "{{ params.pipeline_name }}",
@@ -87,4 +95,13 @@ with DAG(
         threshold="{{ params.eval_threshold }}", max_regression="{{ params.max_regression }}",
     )
     pusher = PusherOperator(task_id="Pusher", model=trainer, model_blessing=evaluator)
+    deploy = SeldonDeployOperator(
+        task_id="deploy", deployment_name="{{ params.deployment_name }}", pipeline_name="{{ params.pipeline_name }}",
+        model_version="{{ ti.xcom_pull(task_ids='Pusher')['model_version'] }}",
+    )
+    wait_for_serving = SeldonDeploymentSensor(
+        task_id="wait_for_serving", deployment_name="{{ params.deployment_name }}",
+        model_version="{{ ti.xcom_pull(task_ids='deploy')['version'] }}", poke_interval=5, timeout=600,
+    )
     example_validator >> transform  # train only on data that passed validation
+    pusher >> deploy >> wait_for_serving

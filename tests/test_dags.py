@@ -44,12 +44,20 @@ def test_ingest_dag_shape(dagbag):
 def test_train_deploy_dag_shape(dagbag):
     dag = dagbag.dags["mlops_train_deploy"]
     order = [t.task_id for t in dag.topological_sort()]
-    assert order[-4:] == ["Transform", "Trainer", "Evaluator", "Pusher"]
+    assert order[-6:] == ["Transform", "Trainer", "Evaluator", "Pusher", "deploy", "wait_for_serving"]
     assert order.index("ExampleValidator") < order.index("Transform")
     kinds = {t.task_id: type(t).__name__ for t in dag.tasks}
     assert kinds["Trainer"] == "HorovodTrainerOperator" and kinds["Evaluator"] == "EvaluatorOperator"
-    assert kinds["Pusher"] == "PusherOperator"
+    assert kinds["Pusher"] == "PusherOperator" and kinds["deploy"] == "SeldonDeployOperator"
+    assert kinds["wait_for_serving"] == "SeldonDeploymentSensor"
     assert set(dag.params.keys()) >= {"num_workers", "train_steps", "eval_metric", "eval_threshold", "max_regression"}
+
+
+def test_rollback_dag_shape(dagbag):
+    dag = dagbag.dags["mlops_rollback"]
+    assert dag.get_task("choose").downstream_task_ids == {"rollback", "undeploy"}
+    assert dag.get_task("rollback").downstream_task_ids == {"wait_for_serving"}
+    assert {t.task_id: type(t).__name__ for t in dag.tasks}["rollback"] == "SeldonRollbackOperator"
 
 
 def test_bad_param_is_rejected_by_the_trigger_form_schema(dagbag):

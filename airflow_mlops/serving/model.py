@@ -94,7 +94,9 @@ def check_types(records: list[dict[str, Any]], spec: dict[str, dict[str, Any]] |
             ok = (
                 (kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool)
                  and math.isfinite(value))
-                or (kind == "int" and isinstance(value, int) and not isinstance(value, bool))
+                # JSON numbers that went through a protobuf (SeldonClient's ndarray) arrive as 60.0
+                or (kind == "int" and not isinstance(value, bool)
+                    and (isinstance(value, int) or (isinstance(value, float) and value.is_integer())))
                 or (kind == "string" and isinstance(value, str))
             )
             if not ok:
@@ -154,6 +156,26 @@ def load_version(version: int, path: str) -> _Loaded:
             spec = json.load(handle)
     signature(examples=tf.constant([], dtype=tf.string))
     return _Loaded(version, path, signature, spec)
+
+
+def predict_records(active: _Loaded, records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Run the served signature on records; outputs by name, one value per record (the server and tests)."""
+    import tensorflow as tf
+
+    examples = [_example(r, active.spec) for r in records]
+    try:
+        result = active.signature(examples=tf.constant(examples, dtype=tf.string))
+    except tf.errors.InvalidArgumentError as err:  # e.g. a feature the model requires is missing
+        raise BadRequest(f"the model rejected the input: {tf_error_summary(err.message)}") from None
+    outputs: dict[str, list[float]] = {}
+    for key, tensor in result.items():
+        values = tensor.numpy().reshape(len(records), -1)
+        if values.shape[1] == 1:
+            outputs[key] = [float(v) for v in values[:, 0]]
+        else:
+            for j in range(values.shape[1]):
+                outputs[f"{key}_{j}"] = [float(v) for v in values[:, j]]
+    return outputs
 
 
 class TfxSavedModel:
@@ -255,7 +277,7 @@ class TfxSavedModel:
         try:
             records = rows_from_request(request, self.max_rows)
             check_types(records, active.spec)
-            outputs = self._run(active, records)
+            outputs = predict_records(active, records)
         except BadRequest as err:
             raise SeldonMicroserviceException(str(err), status_code=err.status_code, reason="BAD_REQUEST") from None
         names = sorted(outputs)
@@ -274,24 +296,6 @@ class TfxSavedModel:
                 ],
             },
         }
-
-    def _run(self, active: _Loaded, records: list[dict[str, Any]]) -> dict[str, list[float]]:
-        import tensorflow as tf
-
-        examples = [_example(r, active.spec) for r in records]
-        try:
-            result = active.signature(examples=tf.constant(examples, dtype=tf.string))
-        except tf.errors.InvalidArgumentError as err:  # e.g. a feature the model requires is missing
-            raise BadRequest(f"the model rejected the input: {tf_error_summary(err.message)}") from None
-        outputs: dict[str, list[float]] = {}
-        for key, tensor in result.items():
-            values = tensor.numpy().reshape(len(records), -1)
-            if values.shape[1] == 1:
-                outputs[key] = [float(v) for v in values[:, 0]]
-            else:
-                for j in range(values.shape[1]):
-                    outputs[f"{key}_{j}"] = [float(v) for v in values[:, j]]
-        return outputs
 
     def _log(self, version: int, records: list[dict[str, Any]], names: list[str], rows: list[list[float]]) -> None:
         if not self.prediction_log:

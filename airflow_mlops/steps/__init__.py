@@ -16,4 +16,6 @@ STEPS: dict[str, str] = {
     "tfx.relax_schema": "airflow_mlops.steps.tfx_schema:relax_schema",
     "mlmd.lineage": "airflow_mlops.steps.mlmd:lineage",
     "tensorboard.scalars": "airflow_mlops.steps.tensorboard:scalars",
+    "serving.direct_predict": "airflow_mlops.steps.serving:direct_predict",
+    "serving.client_predict": "airflow_mlops.steps.serving:client_predict",
 }

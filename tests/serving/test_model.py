@@ -57,6 +57,7 @@ def test_type_errors_name_the_feature_and_row(record, message):
 
 def test_optional_missing_and_unknown_features_pass():
     check_types([{"fare": 1, "trip_seconds": 2, "company": None, "tips": 0.5}], SPEC)
+    check_types([{"fare": 1.0, "trip_seconds": 60.0}], SPEC)  # an integral float is an int (SeldonClient sends those)
     check_types([{"anything": "goes"}], None)  # a model without a feature spec: TensorFlow decides
 
 

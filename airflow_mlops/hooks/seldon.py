@@ -1,0 +1,124 @@
+"""SeldonHook: deploy, roll back and stop model servers (local backend; Kubernetes in a later release)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.bases.hook import BaseHook
+
+import airflow_mlops
+from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
+from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.runtimes.local import runtime_command
+from airflow_mlops.serving.local import DeployFailed, LocalServing
+from airflow_mlops.serving.registry import DeploymentError, DeploymentRegistry, LocalDeployment
+from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError, ModelVersion
+
+
+class SeldonDeployError(MlopsException):
+    """A model version could not be deployed; the deployment keeps serving what it served before."""
+
+
+class SeldonHook(BaseHook):
+    """Deployments of pushed model versions with the seldon-core model server.
+
+    Settings (state directory, runtime cache, …) are read like :class:`RuntimeHook`'s:
+    argument → extra of the ``mlops`` connection → ``[mlops]`` → default.
+
+    :param mlops_conn_id: connection with provider settings.
+    :param runtime: the runtime the model server runs in (``serving``).
+    """
+
+    conn_name_attr = "mlops_conn_id"
+    default_conn_name = "mlops_default"
+    conn_type = "mlops"
+    hook_name = "MLOps (Seldon deployments)"
+
+    def __init__(self, mlops_conn_id: str | None = default_conn_name, runtime: str = "serving", **settings: Any) -> None:
+        super().__init__()
+        self.mlops_conn_id = mlops_conn_id
+        self.runtime = runtime
+        self._settings = settings
+
+    @cached_property
+    def runtime_hook(self) -> RuntimeHook:
+        return RuntimeHook(runtime=self.runtime, mlops_conn_id=self.mlops_conn_id, **self._settings)
+
+    @cached_property
+    def registry(self) -> DeploymentRegistry:
+        return DeploymentRegistry(self.runtime_hook.state_dir / "deployments")
+
+    @cached_property
+    def local(self) -> LocalServing:
+        if self.runtime_hook.backend != "local":
+            raise MlopsException(f"backend {self.runtime_hook.backend!r}: Seldon deployments on Kubernetes come in a "
+                                 "later release of airflow-mlops; set [mlops] backend = local")
+        return LocalServing(registry=self.registry, command=self._server_command,
+                            prediction_log_root=self.runtime_hook.state_dir / "predictions")
+
+    def _server_command(self, deployment_dir: str, name: str, host: str, port: int, prediction_log: str):
+        install = self.runtime_hook.get_runtime()
+        package_parent = str(Path(airflow_mlops.__file__).resolve().parent.parent)
+        env = {
+            "PYTHONPATH": package_parent,
+            "PYTHONUNBUFFERED": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "1",
+            "SELDON_DEPLOYMENT_ID": name,  # labels of seldon-core's Prometheus metrics
+            "PREDICTOR_ID": "local",
+            "PREDICTIVE_UNIT_ID": "model",
+            "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false",
+        }
+        argv = ["python", "-m", "airflow_mlops.serving.server", deployment_dir, "--name", name, "--host", host,
+                "--port", str(port), "--prediction-log", prediction_log]
+        return runtime_command(install, argv, env=env, binds=[package_parent, str(self.runtime_hook.state_dir)])
+
+    # -- versions -----------------------------------------------------------------------
+    def model_root(self, pipeline_name: str, override: str | None = None) -> str:
+        return self.runtime_hook.model_root(pipeline_name, override)
+
+    def resolve_version(self, model_root: str, version: int | str) -> ModelVersion:
+        try:
+            return ModelRegistry(model_root).get(version)
+        except ModelRegistryError as err:
+            raise InvalidArgumentError(str(err)) from None
+
+    # -- operations ---------------------------------------------------------------------
+    def deploy(self, name: str, model_root: str, version: int | str = "latest", *, host: str = "127.0.0.1",
+               port: int | None = None, action: str = "deploy") -> tuple[LocalDeployment, bool]:
+        """Serve ``version`` of the models in ``model_root`` as ``name``; (record, changed)."""
+        model = self.resolve_version(model_root, version)
+        try:
+            return self.local.deploy(name, model, host=host, port=port, model_root=model_root, action=action)
+        except DeploymentError as err:
+            raise InvalidArgumentError(str(err)) from None
+        except DeployFailed as err:
+            raise SeldonDeployError(str(err)) from None
+
+    def rollback(self, name: str, version: int | str | None = None) -> tuple[LocalDeployment, bool]:
+        """Serve an earlier version again: ``version``, or the one served before the current one."""
+        dep = self.get_deployment(name)
+        if dep.model_root is None:
+            raise SeldonDeployError(f"deployment {name!r} has no model root recorded")
+        try:
+            target = version if version not in (None, "", "previous") else self.local.previous_version(name)
+        except DeployFailed as err:
+            raise InvalidArgumentError(str(err)) from None
+        return self.deploy(name, dep.model_root, target, host=dep.host, port=dep.port, action="rollback")
+
+    def undeploy(self, name: str) -> bool:
+        self.get_deployment(name)
+        return self.local.undeploy(name)
+
+    def get_deployment(self, name: str) -> LocalDeployment:
+        try:
+            dep = self.registry.get(name)
+        except DeploymentError as err:
+            raise InvalidArgumentError(str(err)) from None
+        if dep is None:
+            raise InvalidArgumentError(f"deployment {name!r} does not exist (known: {self.registry.names() or 'none'})")
+        return dep
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.local.status(name)

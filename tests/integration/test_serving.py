@@ -1,0 +1,203 @@
+"""Local deployments with the real seldon-core model server, real Airflow and a model trained here.
+
+The tests of this module share one state directory and run in order: a model is trained and
+pushed (version 1); copies become version 2 and a corrupt version 3; then deploy, re-deploy,
+switch under load, a broken version, malformed requests, rollback and undeploy.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import shutil
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.utils.model_registry import ModelRegistry
+
+from .test_ingest_dag import TEST_DAGS, dags_test, write_slice
+
+pytestmark = pytest.mark.integration
+PIPELINE, NAME = "it_serve", "it-serve"
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory, airflow_home, taxi_csv):
+    root = tmp_path_factory.mktemp("serve")
+    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
+    st = {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "csv": taxi_csv}
+    code, log, _ = dags_test(st, {"pipeline_name": PIPELINE, "data_root": str(st["data"]), "eval_threshold": 0.5},
+                             dag_id="test_train_push", dags_folder=TEST_DAGS)
+    assert code == 0, log[-4000:]
+    registry = ModelRegistry(st["state_dir"] / "models" / PIPELINE)
+    v1 = registry.get(1)
+    registry.publish(v1.path, model_uri=v1.model_uri + "#copy", run_id="copy")  # version 2: same weights
+    broken = root / "broken"
+    shutil.copytree(v1.path, broken)
+    (broken / "saved_model.pb").write_bytes(b"\x08not a graph")
+    registry.publish(broken, model_uri="corrupt", run_id="corrupt")  # version 3: does not load
+    st["hook"] = SeldonHook(mlops_conn_id=None, state_dir=str(st["state_dir"]))
+    yield st
+    for name in st["hook"].registry.names():  # the servers outlive tasks by design: stop them here
+        st["hook"].undeploy(name)
+
+
+def records(state, start=0, count=5) -> list[dict]:
+    spec = json.loads((Path(ModelRegistry(state["state_dir"] / "models" / PIPELINE).get(1).path)
+                       / "assets.extra" / "feature_spec.json").read_text())
+    with open(state["csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))[start:start + count]
+    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
+    return [{k: (cast[spec[k]["dtype"]](v) if v != "" else None) for k, v in row.items() if k in spec} for row in rows]
+
+
+def post(url: str, body, raw: bytes | None = None) -> tuple[int, dict]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", "/api/v1.0/predictions", body=raw if raw is not None else json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+def deploy(state, version, **extra):
+    return dags_test(state, {"pipeline_name": PIPELINE, "deployment_name": NAME, "model_version": version, **extra},
+                     dag_id="test_serve", dags_folder=TEST_DAGS)
+
+
+class Load:
+    """Steady 1-row requests from a thread; counts failures and the versions that answered."""
+
+    def __init__(self, url: str, record: dict) -> None:
+        self.url, self.record = url, record
+        self.ok, self.failed, self.versions, self.errors = 0, 0, [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, body = post(self.url, {"jsonData": {"instances": [self.record]}})
+            except OSError as err:
+                status, body = 0, {"error": str(err)}
+            if status == 200:
+                self.ok += 1
+                version = body["meta"]["tags"]["model_version"]
+                if not self.versions or self.versions[-1] != version:
+                    self.versions.append(version)
+            else:
+                self.failed += 1
+                self.errors.append((status, body))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_deploy_serves_the_pushed_model_like_the_savedmodel_itself(state):
+    code, log, _ = deploy(state, 1)
+    assert code == 0, log[-4000:]
+    dep = state["hook"].get_deployment(NAME)
+    assert dep.version == 1 and dep.host == "127.0.0.1" and dep.status == "available"
+    rows = records(state)
+    direct = RuntimeHook(runtime="serving", mlops_conn_id=None, state_dir=str(state["state_dir"])).run_step(
+        "serving.direct_predict", {"model_path": dep.model_path, "records": rows})["outputs"]["probabilities"]
+    status, body = post(dep.url, {"jsonData": {"instances": rows}})
+    assert status == 200 and body["data"]["names"] == ["probabilities"]
+    assert [r[0] for r in body["data"]["ndarray"]] == pytest.approx(direct, abs=1e-6)
+    assert body["meta"]["tags"] == {"model_version": 1, "deployment": NAME}
+    # the same through seldon-core's own client, in both request forms
+    names = sorted(rows[0])
+    serving = RuntimeHook(runtime="serving", mlops_conn_id=None, state_dir=str(state["state_dir"]))
+    for form in ("ndarray", "json"):
+        result = serving.run_step("serving.client_predict", {"endpoint": f"{dep.host}:{dep.port}", "records": rows,
+                                                             "names": names, "form": form})
+        assert result["success"], result
+        assert [r[0] for r in result["response"]["data"]["ndarray"]] == pytest.approx(direct, abs=1e-6)
+    # every request and its predictions are in the prediction log, with the version
+    lines = [json.loads(line) for f in sorted(Path(dep.prediction_log).glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert len(lines) >= 3 and all(entry["model_version"] == 1 and entry["deployment"] == NAME for entry in lines)
+    assert lines[0]["instances"] == rows and len(lines[0]["predictions"]) == len(rows)
+    with urllib.request.urlopen(f"{dep.url}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert f'mlops_predictions_total{{deployment_name="{NAME}"' in metrics
+
+
+def test_deploying_the_served_version_again_changes_nothing(state):
+    before = state["hook"].get_deployment(NAME)
+    code, log, _ = deploy(state, 1)
+    assert code == 0 and "already serves model version 1" in log
+    after = state["hook"].get_deployment(NAME)
+    assert after.pid == before.pid and after.history == before.history
+
+
+def test_new_version_under_steady_load_without_a_failed_request(state):
+    dep = state["hook"].get_deployment(NAME)
+    with Load(dep.url, records(state, 10, 1)[0]) as load:
+        time.sleep(1)
+        code, log, _ = deploy(state, 2)
+        time.sleep(1)
+    assert code == 0, log[-4000:]
+    assert load.failed == 0, load.errors[:3]
+    assert load.ok > 20 and load.versions == [1, 2]
+    assert state["hook"].get_deployment(NAME).pid == dep.pid  # swapped inside the server, no restart
+
+
+def test_broken_version_fails_the_task_and_the_old_one_keeps_serving(state):
+    dep = state["hook"].get_deployment(NAME)
+    with Load(dep.url, records(state, 20, 1)[0]) as load:
+        code, log, _ = deploy(state, 3)
+        time.sleep(1)
+    assert code != 0
+    assert "model version 3 failed its health check" in log and "still serving 2" in log
+    assert "last lines of" in log  # the server's log excerpt
+    assert load.failed == 0 and load.versions == [2]
+    after = state["hook"].get_deployment(NAME)
+    assert after.version == 2 and after.history == dep.history  # the record is unchanged
+    assert state["hook"].status(NAME)["serving"] == 2
+
+
+@pytest.mark.parametrize("raw, body, status, message", [
+    (b"{not json", None, 400, ""),
+    (None, {"jsonData": {"instances": [{"fare": 1.0}]}}, 400, "is missing"),
+    (None, {"jsonData": {"instances": [{"fare": "cheap"}]}}, 400, "feature 'fare' must be float"),
+    (None, {"jsonData": {"instances": []}}, 400, "empty batch"),
+    (None, {"data": {"names": ["fare"], "ndarray": [[1.0]] * 20000}}, 413, "at most 10000"),
+    (None, {"data": {"ndarray": [[1.0]]}}, 400, "data.names"),
+])
+def test_malformed_requests_get_4xx_and_the_server_stays_up(state, raw, body, status, message):
+    dep = state["hook"].get_deployment(NAME)
+    got, answer = post(dep.url, body, raw)
+    assert got == status, answer
+    assert message in json.dumps(answer)
+    ok, _ = post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
+    assert ok == 200
+
+
+def test_rollback_then_undeploy_with_the_template_dag(state):
+    code, log, _ = dags_test(state, {"deployment_name": NAME, "model_version": "previous", "undeploy": False},
+                             dag_id="mlops_rollback")
+    assert code == 0, log[-4000:]
+    dep = state["hook"].get_deployment(NAME)
+    assert dep.version == 1 and dep.history[-1]["action"] == "rollback"
+    status, body = post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
+    assert status == 200 and body["meta"]["tags"]["model_version"] == 1
+    code, log, _ = dags_test(state, {"deployment_name": NAME, "undeploy": True}, dag_id="mlops_rollback")
+    assert code == 0, log[-4000:]
+    assert state["hook"].status(NAME)["running"] is False
+    with pytest.raises(OSError):
+        post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
