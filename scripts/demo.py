@@ -6,8 +6,9 @@ runtime and real Horovod workers:
 
 1. the Chicago taxi sample shipped with TFX, with no arguments: ingested, validated (on the
    first run its schema is kept as the pipeline's reference schema), transformed, trained
-   by 2 Horovod workers, evaluated with TFMA against the latest blessed model, and pushed
-   as the next model version when blessed;
+   by 2 Horovod workers, evaluated with TFMA against the latest blessed model, pushed as the
+   next model version when blessed, and served by the seldon-core model server as
+   deployment ``chicago-taxi`` on 127.0.0.1 (which keeps running after the demo);
 2. a broken span (a column dropped, text in a number column, an unknown payment type):
    rejected by ExampleValidator, every anomaly listed; nothing after it runs.
 
@@ -48,6 +49,7 @@ def say(message: str) -> None:
 
 DAG_ID = "mlops_train_deploy"
 ECHO = ("reference schema", "split train:", "split eval:", "  - split", "metrics:", "BLESSED", "NOT blessed",
+        "serves model version", "nothing to do",
         "model version", "not pushing", "baseline:", "eval binary accuracy")
 
 
@@ -131,6 +133,39 @@ def summary(run_id: str) -> None:
         print(f"  {v.version:>3}  {metrics}  run {v.run_id}")
     if not versions:
         print("  none (no model was blessed yet)")
+    deployment(hook)
+
+
+def deployment(hook) -> None:
+    """Where the model is served, and two predictions from it."""
+    import urllib.request
+
+    from airflow_mlops.hooks.seldon import SeldonHook
+
+    seldon = SeldonHook(mlops_conn_id=None)
+    dep = seldon.registry.get("chicago-taxi")
+    if dep is None or not seldon.status("chicago-taxi")["running"]:
+        print("\nno running deployment")
+        return
+    spec = json.loads((Path(dep.model_path) / "assets.extra" / "feature_spec.json").read_text())
+    sample = HOME / "demo-data" / "sample.csv"
+    hook.run_step("tfx.sample_data", {"dest": str(sample), "rows": 2}, binds=[str(sample.parent)])
+    with open(sample, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
+    instances = [{k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""} for row in rows]
+    body = json.dumps({"jsonData": {"instances": instances}}).encode()
+    request = urllib.request.Request(f"{dep.url}/api/v1.0/predictions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    print(f"\ndeployment chicago-taxi: model version {dep.version} served at {dep.url} (pid {dep.pid}, "
+          f"log {seldon.registry.log_file('chicago-taxi')})")
+    print(f"  POST {dep.url}/api/v1.0/predictions with 2 taxi trips -> {answer['data']['names']} "
+          f"{[round(r[0], 4) for r in answer['data']['ndarray']]} (model version {answer['meta']['tags']['model_version']})")
+    print(f"  prediction log: {dep.prediction_log}")
+    print("  it keeps serving after the demo; stop it with: airflow dags test mlops_rollback "
+          "-c '{\"deployment_name\": \"chicago-taxi\", \"undeploy\": true}'")
 
 
 def main() -> int:

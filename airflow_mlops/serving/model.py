@@ -222,8 +222,7 @@ class TfxSavedModel:
         version, path = int(pointer["version"]), str(pointer["path"])
         active = self._active
         if active is not None and (active.version, active.path) == (version, path):
-            self._error = None  # pointed back at what is served (a failed deploy was undone)
-            return
+            return  # pointed back at what is served (a failed deploy was undone); its error stays reported
         self._pending = version
         log.info("loading model version %s from %s", version, path)
         try:

@@ -171,6 +171,29 @@ def test_broken_version_fails_the_task_and_the_old_one_keeps_serving(state):
     assert state["hook"].status(NAME)["serving"] == 2
 
 
+def test_trigger_reports_served_and_failed_versions(state):
+    """The deferrable sensor's trigger, against the real server (run after the broken-version test)."""
+    import asyncio
+
+    from airflow_mlops.triggers.seldon import SeldonDeploymentTrigger
+
+    dep = state["hook"].get_deployment(NAME)
+
+    async def first_event(trigger):
+        async for event in trigger.run():
+            return event.payload
+
+    served = asyncio.run(first_event(SeldonDeploymentTrigger(dep.url, version=dep.version, poll_interval=0.2, timeout=30)))
+    assert served == {"status": "success", "version": dep.version, "url": dep.url}
+    failed = asyncio.run(first_event(SeldonDeploymentTrigger(dep.url, version=3, poll_interval=0.2, timeout=30)))
+    assert failed["status"] == "failed" and "saved_model.pb" in failed["message"]
+    timeout = asyncio.run(first_event(SeldonDeploymentTrigger(dep.url, version=99, poll_interval=0.2, timeout=1)))
+    assert timeout["status"] == "timeout"
+    classpath, kwargs = SeldonDeploymentTrigger(dep.url, version=2).serialize()
+    assert classpath == "airflow_mlops.triggers.seldon.SeldonDeploymentTrigger"
+    assert SeldonDeploymentTrigger(**kwargs).url == dep.url
+
+
 @pytest.mark.parametrize("raw, body, status, message", [
     (b"{not json", None, 400, ""),
     (None, {"jsonData": {"instances": [{"fare": 1.0}]}}, 400, "is missing"),
@@ -201,3 +224,4 @@ def test_rollback_then_undeploy_with_the_template_dag(state):
     assert state["hook"].status(NAME)["running"] is False
     with pytest.raises(OSError):
         post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
+
