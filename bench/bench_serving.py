@@ -125,7 +125,7 @@ def main() -> int:
                  f"{platform.machine()}, taxi model, `jsonData` requests)\n",
                  "| request | path | p50 (ms) | p99 (ms) | requests/s |", "| --- | --- | ---: | ---: | ---: |"]
         for key, r in result.items():
-            label = key.replace("_", " ")
+            label = key.replace("_rows", " row" if key.startswith("1_") else " rows")
             lines += [
                 f"| {label} | HTTP, one kept-alive connection ({r['requests']} requests) | {r['kept_alive_p50_ms']} | "
                 f"{r['kept_alive_p99_ms']} | {r['kept_alive_rps']} |",
