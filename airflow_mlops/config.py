@@ -47,6 +47,13 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
     "warm_runtime_idle_timeout": ("600", "Seconds a warm runtime waits for work before it exits."),
     "debian_mirror": ("http://deb.debian.org/debian", "Debian mirror used to build root-filesystem runtimes."),
+    "kubernetes_conn_id": ("kubernetes_default", "Kubernetes connection used when backend = kubernetes."),
+    "kubernetes_namespace": ("", "Namespace of SeldonDeployments; empty: the connection's namespace, else 'default'."),
+    "seldon_crd_path": (
+        "",
+        "SeldonDeployment CRD YAML to validate manifests against before they are applied; "
+        "empty: only Seldon's admission-webhook rules are checked here.",
+    ),
 }
 
 

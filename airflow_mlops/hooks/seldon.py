@@ -24,6 +24,11 @@ class SeldonDeployError(MlopsException):
 class SeldonHook(BaseHook):
     """Deployments of pushed model versions with the seldon-core model server.
 
+    With ``backend = local`` a deployment is a model server on this machine
+    (:class:`~airflow_mlops.serving.local.LocalServing`); with ``backend = kubernetes`` it is a
+    ``SeldonDeployment`` applied through the Kubernetes connection ``kubernetes_conn_id``
+    (:class:`~airflow_mlops.serving.kubernetes.SeldonKubernetesController`).
+
     Settings (state directory, runtime cache, …) are read like :class:`RuntimeHook`'s:
     argument → extra of the ``mlops`` connection → ``[mlops]`` → default.
 
@@ -49,6 +54,31 @@ class SeldonHook(BaseHook):
     @cached_property
     def registry(self) -> DeploymentRegistry:
         return DeploymentRegistry(self.runtime_hook.state_dir / "deployments")
+
+    @property
+    def on_kubernetes(self) -> bool:
+        return self.runtime_hook.backend == "kubernetes"
+
+    @cached_property
+    def kubernetes_hook(self):
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        return KubernetesHook(conn_id=self.runtime_hook.setting("kubernetes_conn_id"))
+
+    @cached_property
+    def kube(self):
+        from airflow_mlops.serving.kubernetes import SeldonKubernetesController
+
+        return SeldonKubernetesController(self.kubernetes_hook.api_client)
+
+    @property
+    def namespace(self) -> str:
+        return (self.runtime_hook.setting("kubernetes_namespace") or self.kubernetes_hook.get_namespace()
+                or "default")
+
+    @property
+    def crd_path(self) -> str | None:
+        return self.runtime_hook.setting("seldon_crd_path") or None
 
     @cached_property
     def local(self) -> LocalServing:
@@ -85,6 +115,58 @@ class SeldonHook(BaseHook):
             raise InvalidArgumentError(str(err)) from None
 
     # -- operations ---------------------------------------------------------------------
+    # -- Kubernetes ---------------------------------------------------------------------
+    def kube_deploy(self, name: str, model_root: str, version: int, *, replicas: int = 1,
+                    resources: dict[str, Any] | None = None, canary_traffic: int | None = None,
+                    image: str | None = None, timeout: float = 600.0, poll_interval: float = 5.0) -> dict[str, Any]:
+        """Apply a SeldonDeployment serving ``{model_root}/{version}`` (or a canary of it) and wait for it.
+
+        On ``Failed`` or a timeout the previous spec is restored and :class:`SeldonDeployError` raised.
+        """
+        from airflow_mlops.serving.kubernetes import SeldonKubernetesError
+        from airflow_mlops.serving.manifest import DeploymentSpec, ManifestError, PredictorSpec
+
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise InvalidArgumentError(f"on Kubernetes model_version must be a version number, got {version!r}")
+        try:
+            predictor = PredictorSpec(
+                name=f"v{version}", model_version=version, model_uri=f"{model_root.rstrip('/')}/{version}",
+                replicas=replicas, resources=resources,
+                **({"implementation": None, "image": image} if image else {}),
+            )
+            if canary_traffic:
+                return self.kube.canary(name, self.namespace, predictor, canary_traffic, crd_path=self.crd_path,
+                                        timeout=timeout, poll_interval=poll_interval)
+            spec = DeploymentSpec(name=name, namespace=self.namespace, predictors=[predictor])
+            return self.kube.deploy(spec, crd_path=self.crd_path, timeout=timeout, poll_interval=poll_interval)
+        except ManifestError as err:
+            raise InvalidArgumentError(str(err)) from None
+        except SeldonKubernetesError as err:
+            raise SeldonDeployError(str(err)) from None
+
+    def kube_promote(self, name: str, version: int, *, timeout: float = 600.0,
+                     poll_interval: float = 5.0) -> dict[str, Any]:
+        """Send all traffic to the predictor of ``version`` and remove the others."""
+        from airflow_mlops.serving.kubernetes import SeldonKubernetesError
+        from airflow_mlops.serving.manifest import ManifestError
+
+        try:
+            return self.kube.promote(name, self.namespace, f"v{version}", crd_path=self.crd_path, timeout=timeout,
+                                     poll_interval=poll_interval)
+        except ManifestError as err:
+            raise InvalidArgumentError(str(err)) from None
+        except SeldonKubernetesError as err:
+            raise SeldonDeployError(str(err)) from None
+
+    def kube_delete(self, name: str) -> bool:
+        from airflow_mlops.serving.kubernetes import SeldonKubernetesError
+
+        try:
+            return self.kube.delete(name, self.namespace)
+        except SeldonKubernetesError as err:
+            raise SeldonDeployError(str(err)) from None
+
+    # -- local --------------------------------------------------------------------------
     def deploy(self, name: str, model_root: str, version: int | str = "latest", *, host: str = "127.0.0.1",
                port: int | None = None, action: str = "deploy") -> tuple[LocalDeployment, bool]:
         """Serve ``version`` of the models in ``model_root`` as ``name``; (record, changed)."""

@@ -1,8 +1,13 @@
-"""Deploy, roll back and undeploy pushed model versions with the seldon-core model server.
+"""Deploy, roll back, promote and undeploy pushed model versions with Seldon Core.
 
 Locally (the embedded default) a deployment is a long-lived model server on
 127.0.0.1 that outlives the task; a new version is swapped in without a restart and
 without a failed request, and a version that fails its health check is never served.
+With ``backend = kubernetes`` a deployment is a ``SeldonDeployment`` (prepackaged
+``TENSORFLOW_SERVER`` reading ``{model_root}/{version}``, or your model-server image),
+applied and awaited until ``Available``; on ``Failed`` or a timeout the previous spec is
+restored. A canary (``canary_traffic``) runs the new version beside the old one;
+:class:`SeldonPromoteOperator` then moves all traffic to it.
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ class SeldonDeployOperator(_SeldonOperator):
 
     def __init__(self, *, pipeline_name: str | None = None, model_root: str | None = None,
                  model_version: int | str = "latest", replicas: int = 1, resources: dict[str, Any] | None = None,
-                 host: str = "127.0.0.1", port: int | None = None, **kwargs: Any) -> None:
+                 host: str = "127.0.0.1", port: int | None = None, canary_traffic: int | None = None,
+                 image: str | None = None, timeout: float = 600.0, poll_interval: float = 5.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pipeline_name = pipeline_name
         self.model_root = model_root
@@ -80,11 +87,22 @@ class SeldonDeployOperator(_SeldonOperator):
         self.resources = resources
         self.host = host
         self.port = port
+        self.canary_traffic = canary_traffic
+        self.image = image
+        self.timeout = timeout
+        self.poll_interval = poll_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.model_root and not self.pipeline_name:
             raise InvalidArgumentError(f"{self.task_id}: give pipeline_name or model_root")
         version = _version(self.task_id, self.model_version, allow=("latest",))
+        if self.hook.on_kubernetes:
+            return self._execute_on_kubernetes(version)
+        if self.canary_traffic:
+            raise InvalidArgumentError(
+                f"{self.task_id}: canary_traffic needs backend = kubernetes; locally a new version replaces the "
+                "old one atomically (no failed request), and a rollback is one task away"
+            )
         if self.replicas != 1 or self.resources:
             self.log.warning("replicas and resources apply on Kubernetes; locally one model server serves")
         root = self.hook.model_root(self.pipeline_name or "", self.model_root)
@@ -93,6 +111,49 @@ class SeldonDeployOperator(_SeldonOperator):
             self.log.info("deployment %s serves model version %s at %s/api/v1.0/predictions", dep.name, dep.version,
                           dep.url)
         return self._result(dep, changed)
+
+    def _execute_on_kubernetes(self, version: int | str) -> dict[str, Any]:
+        if not self.model_root:
+            raise InvalidArgumentError(f"{self.task_id}: on Kubernetes give model_root, the object-storage prefix of "
+                                       "the model versions (e.g. gs://bucket/models/taxi)")
+        if version == "latest":
+            raise InvalidArgumentError(f"{self.task_id}: on Kubernetes model_version must be a number")
+        applied = self.hook.kube_deploy(self.deployment_name, self.model_root, int(version), replicas=self.replicas,
+                                        resources=self.resources, canary_traffic=self.canary_traffic,
+                                        image=self.image, timeout=self.timeout, poll_interval=self.poll_interval)
+        traffic = {p["name"]: p.get("traffic", 0) for p in applied.get("spec", {}).get("predictors", [])}
+        self.log.info("SeldonDeployment %s/%s is Available; traffic %s", self.hook.namespace, self.deployment_name,
+                      traffic)
+        return {"name": self.deployment_name, "namespace": self.hook.namespace, "version": int(version),
+                "traffic": traffic}
+
+
+class SeldonPromoteOperator(_SeldonOperator):
+    """Kubernetes: send all traffic of a canary deployment to ``model_version`` and remove the other predictors.
+
+    :param deployment_name: the deployment (templated).
+    :param model_version: the version whose predictor takes 100 % (templated).
+    :param timeout: seconds to wait for ``Available`` before the previous spec is restored.
+    """
+
+    template_fields: Sequence[str] = ("deployment_name", "model_version")
+
+    def __init__(self, *, model_version: int | str, timeout: float = 600.0, poll_interval: float = 5.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_version = model_version
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        version = int(_version(self.task_id, self.model_version, allow=()))
+        if not self.hook.on_kubernetes:
+            raise InvalidArgumentError(f"{self.task_id}: promote is for canaries on Kubernetes (backend = kubernetes)")
+        applied = self.hook.kube_promote(self.deployment_name, version, timeout=self.timeout,
+                                         poll_interval=self.poll_interval)
+        traffic = {p["name"]: p.get("traffic", 0) for p in applied.get("spec", {}).get("predictors", [])}
+        self.log.info("SeldonDeployment %s promoted: traffic %s", self.deployment_name, traffic)
+        return {"name": self.deployment_name, "version": version, "traffic": traffic}
 
 
 class SeldonRollbackOperator(_SeldonOperator):
@@ -110,6 +171,11 @@ class SeldonRollbackOperator(_SeldonOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         version = _version(self.task_id, self.model_version, allow=("previous",))
+        if self.hook.on_kubernetes:
+            raise InvalidArgumentError(
+                f"{self.task_id}: on Kubernetes roll back by deploying the earlier version with SeldonDeployOperator "
+                "(a failed rollout is restored automatically)"
+            )
         dep, changed = self.hook.rollback(self.deployment_name, None if version == "previous" else version)
         self.log.info("deployment %s rolled back to model version %s", dep.name, dep.version)
         return self._result(dep, changed)
@@ -122,6 +188,10 @@ class SeldonUndeployOperator(_SeldonOperator):
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
+        if self.hook.on_kubernetes:
+            deleted = self.hook.kube_delete(self.deployment_name)
+            self.log.info("SeldonDeployment %s %s", self.deployment_name, "deleted" if deleted else "did not exist")
+            return {"name": self.deployment_name, "stopped": deleted}
         was_running = self.hook.undeploy(self.deployment_name)
         self.log.info("deployment %s %s", self.deployment_name, "stopped" if was_running else "was not running")
         return {"name": self.deployment_name, "stopped": was_running}

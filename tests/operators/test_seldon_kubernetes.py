@@ -1,0 +1,105 @@
+"""The Seldon operators with backend = kubernetes: Airflow connection → KubernetesHook → real client.
+
+The Kubernetes API is FAKE here (tests/serving/fake_kube_api.py: an HTTP server speaking the
+custom-objects API, with a scripted Seldon controller); everything on this side of HTTP is real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.exceptions import InvalidArgumentError
+from airflow_mlops.hooks.seldon import SeldonDeployError
+from airflow_mlops.operators.seldon import (
+    SeldonDeployOperator,
+    SeldonPromoteOperator,
+    SeldonRollbackOperator,
+    SeldonUndeployOperator,
+)
+from tests.serving.fake_kube_api import FakeKubeAPI
+
+CRDS = Path(__file__).resolve().parents[2].parent / "shared" / "k8s-crds"
+ROOT = "gs://models/taxi"
+
+
+@pytest.fixture
+def cluster(clean_mlops_env, tmp_path):
+    """A FAKE API server, an Airflow Kubernetes connection to it, and backend = kubernetes."""
+    with FakeKubeAPI(stale_polls=0, creating_polls=1) as server:
+        kube_config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "robot", "namespace": "mlops"}}],
+            "users": [{"name": "robot", "user": {"token": "not-a-secret"}}],
+        }
+        conn = {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kube_config), "namespace": "mlops"}}
+        clean_mlops_env.setenv("AIRFLOW_CONN_K8S_FAKE", json.dumps(conn))
+        clean_mlops_env.setenv("AIRFLOW__MLOPS__BACKEND", "kubernetes")
+        clean_mlops_env.setenv("AIRFLOW__MLOPS__KUBERNETES_CONN_ID", "k8s_fake")
+        clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path / "state"))
+        if CRDS.is_dir():
+            clean_mlops_env.setenv("AIRFLOW__MLOPS__SELDON_CRD_PATH", str(CRDS))
+        yield server
+
+
+def deploy(version, **kwargs):
+    return SeldonDeployOperator(task_id="deploy", deployment_name="taxi", model_root=kwargs.pop("root", ROOT),
+                                model_version=version, poll_interval=0.01, timeout=5, **kwargs).execute({})
+
+
+def test_deploy_creates_a_seldondeployment_and_waits_for_available(cluster):
+    result = deploy(3)
+    assert result == {"name": "taxi", "namespace": "mlops", "version": 3, "traffic": {"v3": 100}}
+    posts = cluster.requests_of("POST")
+    assert len(posts) == 1 and posts[0].path == "/apis/machinelearning.seldon.io/v1/namespaces/mlops/seldondeployments"
+    predictor = posts[0].body["spec"]["predictors"][0]
+    assert predictor["graph"]["implementation"] == "TENSORFLOW_SERVER"
+    assert predictor["graph"]["modelUri"] == "gs://models/taxi/3"
+
+
+def test_canary_then_promote(cluster):
+    deploy(3)
+    assert deploy(4, canary_traffic=10)["traffic"] == {"v3": 90, "v4": 10}
+    promoted = SeldonPromoteOperator(task_id="promote", deployment_name="taxi", model_version=4, poll_interval=0.01,
+                                     timeout=5).execute({})
+    assert promoted["traffic"] == {"v4": 100}
+    last_put = cluster.requests_of("PUT")[-1].body
+    assert [p["name"] for p in last_put["spec"]["predictors"]] == ["v4"]
+
+
+def test_failed_rollout_restores_the_previous_spec_and_fails_the_task(cluster):
+    deploy(3)
+    before = cluster.requests_of("POST")[0].body["spec"]
+    with pytest.raises(SeldonDeployError, match="Failed") as info:
+        deploy(5, root="gs://models/broken")
+    assert "restored the previous spec" in str(info.value)
+    assert cluster.requests_of("PUT")[-1].body["spec"] == before
+
+
+def test_undeploy_deletes_it(cluster):
+    deploy(3)
+    assert SeldonUndeployOperator(task_id="u", deployment_name="taxi").execute({}) == {"name": "taxi", "stopped": True}
+    assert [r.method for r in cluster.requests_of("DELETE")] == ["DELETE"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", pipeline_name="taxi"), "give model_root"),
+    (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=ROOT), "must be a number"),
+    (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root="/srv/models", model_version=1),
+     "model_uri"),
+    (lambda: SeldonRollbackOperator(task_id="r", deployment_name="taxi"), "roll back by deploying"),
+])
+def test_kubernetes_argument_errors_before_any_request(cluster, make, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        make().execute({})
+    assert cluster.requests_of("POST") == [] and cluster.requests_of("PUT") == []
+
+
+def test_canary_is_refused_locally(clean_mlops_env, tmp_path):
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path))
+    with pytest.raises(InvalidArgumentError, match="canary_traffic needs backend = kubernetes"):
+        SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=str(tmp_path), model_version=1,
+                             canary_traffic=10).execute({})
