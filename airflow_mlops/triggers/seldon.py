@@ -55,3 +55,63 @@ class SeldonDeploymentTrigger(BaseTrigger):
                                     "message": f"no answer serving version {self.version} within {self.timeout:.0f} s"})
                 return
             await asyncio.sleep(self.poll_interval)
+
+
+class SeldonDeploymentKubernetesTrigger(BaseTrigger):
+    """Poll a ``SeldonDeployment`` until it is ``Available`` (and has observed its latest spec) or ``Failed``.
+
+    Yields one event: ``status`` is ``success``, ``failed`` (with ``message``: the resource's
+    status description) or ``timeout``. The Kubernetes calls run in a thread, off the event loop.
+
+    :param name: the SeldonDeployment.
+    :param namespace: its namespace.
+    :param kubernetes_conn_id: the Airflow Kubernetes connection.
+    :param poll_interval: seconds between polls.
+    :param timeout: seconds before giving up.
+    """
+
+    def __init__(self, name: str, namespace: str, kubernetes_conn_id: str, poll_interval: float = 5.0,
+                 timeout: float = 600.0) -> None:
+        super().__init__()
+        self.name = name
+        self.namespace = namespace
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("airflow_mlops.triggers.seldon.SeldonDeploymentKubernetesTrigger",
+                {"name": self.name, "namespace": self.namespace, "kubernetes_conn_id": self.kubernetes_conn_id,
+                 "poll_interval": self.poll_interval, "timeout": self.timeout})
+
+    def _controller(self):
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        from airflow_mlops.serving.kubernetes import SeldonKubernetesController
+
+        return SeldonKubernetesController(KubernetesHook(conn_id=self.kubernetes_conn_id).api_client)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_mlops.serving.manifest import deployment_state, is_ready
+
+        controller = await asyncio.to_thread(self._controller)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                obj = await asyncio.to_thread(controller.get, self.name, self.namespace)
+            except Exception as err:  # noqa: BLE001 - reported as the event, the task decides
+                yield TriggerEvent({"status": "failed", "message": str(err)})
+                return
+            if obj is not None:
+                state, description = deployment_state(obj)
+                if is_ready(obj):
+                    yield TriggerEvent({"status": "success", "state": state, "message": description})
+                    return
+                if state == "Failed":
+                    yield TriggerEvent({"status": "failed", "state": state, "message": description})
+                    return
+            if time.monotonic() >= deadline:
+                yield TriggerEvent({"status": "timeout", "message": f"SeldonDeployment {self.namespace}/{self.name} "
+                                    f"not Available within {self.timeout:.0f} s"})
+                return
+            await asyncio.sleep(self.poll_interval)

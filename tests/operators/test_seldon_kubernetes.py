@@ -103,3 +103,26 @@ def test_canary_is_refused_locally(clean_mlops_env, tmp_path):
     with pytest.raises(InvalidArgumentError, match="canary_traffic needs backend = kubernetes"):
         SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=str(tmp_path), model_version=1,
                              canary_traffic=10).execute({})
+
+
+def test_sensor_and_its_trigger_on_kubernetes(cluster):
+    import asyncio
+
+    from airflow_mlops.sensors.seldon import SeldonDeploymentSensor
+    from airflow_mlops.triggers.seldon import SeldonDeploymentKubernetesTrigger
+
+    deploy(3)
+    assert SeldonDeploymentSensor(task_id="s", deployment_name="taxi").poke({}) is True
+
+    async def first_event(trigger):
+        async for event in trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event(SeldonDeploymentKubernetesTrigger("taxi", "mlops", "k8s_fake", poll_interval=0.01,
+                                                                       timeout=5)))
+    assert event["status"] == "success" and event["state"] == "Available"
+    missing = asyncio.run(first_event(SeldonDeploymentKubernetesTrigger("ghost", "mlops", "k8s_fake",
+                                                                         poll_interval=0.01, timeout=0.2)))
+    assert missing["status"] == "timeout"
+    classpath, kwargs = SeldonDeploymentKubernetesTrigger("taxi", "mlops", "k8s_fake").serialize()
+    assert SeldonDeploymentKubernetesTrigger(**kwargs).name == "taxi"
