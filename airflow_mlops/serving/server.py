@@ -9,6 +9,11 @@ factory (:func:`seldon_core.wrapper.get_rest_microservice`) and runs it with sel
 gunicorn application, bound to ``--host`` (127.0.0.1 by default), with the Prometheus
 metrics on the same port (``/metrics``) and no gRPC. Endpoints: ``/api/v1.0/predictions``,
 ``/health/ping``, ``/health/status`` (the served version), ``/metrics``.
+
+In a container (the project's model-server image, ``docker/serving/Dockerfile``) there is no
+deployment directory: ``--model-uri`` (default ``$MODEL_URI``, as the SeldonDeployment sets it)
+and ``--model-version`` (``$MODEL_VERSION``) name the SavedModel, local or on object storage
+TensorFlow reads (``gs://``, ``s3://`` with its filesystem plugins).
 """
 
 from __future__ import annotations
@@ -18,6 +23,17 @@ import logging
 import os
 import sys
 from functools import partial
+
+
+def fixed_model_dir(model_uri: str, version: int) -> str:
+    """A deployment directory whose ``current.json`` names one model (the container case)."""
+    import json
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="model-")
+    with open(os.path.join(directory, "current.json"), "w") as handle:
+        json.dump({"version": version, "path": model_uri}, handle)
+    return directory
 
 
 def build_app(user_object, seldon_metrics):
@@ -36,15 +52,22 @@ def build_app(user_object, seldon_metrics):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("deployment_dir")
+    parser.add_argument("deployment_dir", nargs="?", default="",
+                        help="the deployment's directory (holds current.json); empty: use --model-uri")
+    parser.add_argument("--model-uri", default=os.environ.get("MODEL_URI", ""))
+    parser.add_argument("--model-version", type=int, default=int(os.environ.get("MODEL_VERSION") or 1))
     parser.add_argument("--name", default="")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PREDICTIVE_UNIT_HTTP_SERVICE_PORT") or 9000))
     parser.add_argument("--prediction-log", default="")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4, help=">1 keeps HTTP connections alive")
     parser.add_argument("--max-rows", type=int, default=10_000)
     args = parser.parse_args(argv)
+    if not args.deployment_dir:
+        if not args.model_uri:
+            parser.error("give a deployment directory, or --model-uri (or MODEL_URI)")
+        args.deployment_dir = fixed_model_dir(args.model_uri, args.model_version)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
                         force=True)
     from seldon_core.gunicorn_utils import UserModelApplication, post_worker_init, worker_exit

@@ -225,3 +225,36 @@ def test_rollback_then_undeploy_with_the_template_dag(state):
     with pytest.raises(OSError):
         post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
 
+
+
+def test_container_entrypoint_serves_model_uri_from_the_environment(state):
+    """What docker/serving/Dockerfile runs: the model named by MODEL_URI / MODEL_VERSION, no deployment dir."""
+    import os
+    import signal
+    import subprocess
+
+    from airflow_mlops.runtimes.local import runtime_command
+    from airflow_mlops.serving.local import free_port, server_status
+
+    hook = RuntimeHook(runtime="serving", mlops_conn_id=None, state_dir=str(state["state_dir"]))
+    model = ModelRegistry(state["state_dir"] / "models" / PIPELINE).get(1)
+    port = free_port()
+    package_parent = str(Path(__file__).resolve().parents[2])
+    argv, env = runtime_command(hook.get_runtime(), ["python", "-m", "airflow_mlops.serving.server", "--port", str(port)],
+                                env={"PYTHONPATH": package_parent, "MODEL_URI": model.path, "MODEL_VERSION": "7"})
+    proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            status = server_status(url)
+            if status and status.get("version") == 7:
+                break
+            assert proc.poll() is None, "the model server exited"
+            time.sleep(0.25)
+        else:
+            pytest.fail("the container entrypoint never served MODEL_URI")
+        code, body = post(url, {"jsonData": {"instances": records(state, 0, 2)}})
+        assert code == 200 and body["meta"]["tags"]["model_version"] == 7 and len(body["data"]["ndarray"]) == 2
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
