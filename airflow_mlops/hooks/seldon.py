@@ -118,7 +118,8 @@ class SeldonHook(BaseHook):
     # -- Kubernetes ---------------------------------------------------------------------
     def kube_deploy(self, name: str, model_root: str, version: int, *, replicas: int = 1,
                     resources: dict[str, Any] | None = None, canary_traffic: int | None = None,
-                    image: str | None = None, timeout: float = 600.0, poll_interval: float = 5.0) -> dict[str, Any]:
+                    shadow: bool = False, image: str | None = None, timeout: float = 600.0,
+                    poll_interval: float = 5.0) -> dict[str, Any]:
         """Apply a SeldonDeployment serving ``{model_root}/{version}`` (or a canary of it) and wait for it.
 
         On ``Failed`` or a timeout the previous spec is restored and :class:`SeldonDeployError` raised.
@@ -134,6 +135,15 @@ class SeldonHook(BaseHook):
                 replicas=replicas, resources=resources,
                 **({"implementation": None, "image": image} if image else {}),
             )
+            if shadow:  # the new version gets a copy of the traffic; its answers are not returned
+                from airflow_mlops.serving.kubernetes import spec_from_manifest
+                from airflow_mlops.serving.manifest import shadow as with_shadow
+
+                current = self.kube.get(name, self.namespace)
+                if current is None:
+                    raise InvalidArgumentError(f"a shadow needs an existing deployment; {name!r} does not exist")
+                spec = with_shadow(spec_from_manifest(current), predictor)
+                return self.kube.deploy(spec, crd_path=self.crd_path, timeout=timeout, poll_interval=poll_interval)
             if canary_traffic:
                 return self.kube.canary(name, self.namespace, predictor, canary_traffic, crd_path=self.crd_path,
                                         timeout=timeout, poll_interval=poll_interval)

@@ -65,11 +65,16 @@ class SeldonDeployOperator(_SeldonOperator):
     :param deployment_name: the deployment (templated; lower-case letters, digits, ``-``).
     :param pipeline_name: whose pushed models to deploy (templated); or give ``model_root``.
     :param model_root: the directory of numbered versions (templated; default from the pipeline).
-    :param model_version: a version number or ``latest`` (templated).
+    :param model_version: a version number, or ``latest`` (= ``latest_blessed``: only blessed models are
+        pushed) (templated).
     :param replicas: model server replicas (Kubernetes; one server locally).
     :param resources: container resources (Kubernetes only).
     :param host: address a local server listens on (127.0.0.1; ``0.0.0.0`` exposes it).
     :param port: port of a new local server (default: a free one, kept for the deployment).
+    :param canary_traffic: Kubernetes: percent of traffic for the new version beside the current one.
+    :param shadow: Kubernetes: run the new version as a shadow (a copy of the traffic, answers dropped).
+    :param image: Kubernetes: a model-server image instead of the prepackaged TENSORFLOW_SERVER.
+    :param timeout: Kubernetes: seconds to wait for ``Available`` before the previous spec is restored.
     """
 
     template_fields: Sequence[str] = ("deployment_name", "pipeline_name", "model_root", "model_version")
@@ -77,7 +82,7 @@ class SeldonDeployOperator(_SeldonOperator):
     def __init__(self, *, pipeline_name: str | None = None, model_root: str | None = None,
                  model_version: int | str = "latest", replicas: int = 1, resources: dict[str, Any] | None = None,
                  host: str = "127.0.0.1", port: int | None = None, canary_traffic: int | None = None,
-                 image: str | None = None, timeout: float = 600.0, poll_interval: float = 5.0,
+                 shadow: bool = False, image: str | None = None, timeout: float = 600.0, poll_interval: float = 5.0,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pipeline_name = pipeline_name
@@ -88,6 +93,7 @@ class SeldonDeployOperator(_SeldonOperator):
         self.host = host
         self.port = port
         self.canary_traffic = canary_traffic
+        self.shadow = shadow
         self.image = image
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -95,12 +101,13 @@ class SeldonDeployOperator(_SeldonOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.model_root and not self.pipeline_name:
             raise InvalidArgumentError(f"{self.task_id}: give pipeline_name or model_root")
-        version = _version(self.task_id, self.model_version, allow=("latest",))
+        version = _version(self.task_id, self.model_version, allow=("latest", "latest_blessed"))
+        version = "latest" if version == "latest_blessed" else version  # only blessed models are pushed
         if self.hook.on_kubernetes:
             return self._execute_on_kubernetes(version)
-        if self.canary_traffic:
+        if self.canary_traffic or self.shadow:
             raise InvalidArgumentError(
-                f"{self.task_id}: canary_traffic needs backend = kubernetes; locally a new version replaces the "
+                f"{self.task_id}: canary_traffic and shadow need backend = kubernetes; locally a new version replaces the "
                 "old one atomically (no failed request), and a rollback is one task away"
             )
         if self.replicas != 1 or self.resources:
@@ -120,7 +127,7 @@ class SeldonDeployOperator(_SeldonOperator):
             raise InvalidArgumentError(f"{self.task_id}: on Kubernetes model_version must be a number")
         applied = self.hook.kube_deploy(self.deployment_name, self.model_root, int(version), replicas=self.replicas,
                                         resources=self.resources, canary_traffic=self.canary_traffic,
-                                        image=self.image, timeout=self.timeout, poll_interval=self.poll_interval)
+                                        shadow=self.shadow, image=self.image, timeout=self.timeout, poll_interval=self.poll_interval)
         traffic = {p["name"]: p.get("traffic", 0) for p in applied.get("spec", {}).get("predictors", [])}
         self.log.info("SeldonDeployment %s/%s is Available; traffic %s", self.hook.namespace, self.deployment_name,
                       traffic)

@@ -100,7 +100,7 @@ def test_kubernetes_argument_errors_before_any_request(cluster, make, message):
 
 def test_canary_is_refused_locally(clean_mlops_env, tmp_path):
     clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path))
-    with pytest.raises(InvalidArgumentError, match="canary_traffic needs backend = kubernetes"):
+    with pytest.raises(InvalidArgumentError, match="canary_traffic and shadow need backend = kubernetes"):
         SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=str(tmp_path), model_version=1,
                              canary_traffic=10).execute({})
 
@@ -126,3 +126,11 @@ def test_sensor_and_its_trigger_on_kubernetes(cluster):
     assert missing["status"] == "timeout"
     classpath, kwargs = SeldonDeploymentKubernetesTrigger("taxi", "mlops", "k8s_fake").serialize()
     assert SeldonDeploymentKubernetesTrigger(**kwargs).name == "taxi"
+
+
+def test_shadow_adds_the_new_version_without_traffic(cluster):
+    deploy(3)
+    result = deploy(4, shadow=True)
+    assert result["traffic"] == {"v3": 100, "v4": 0}
+    predictors = cluster.requests_of("PUT")[-1].body["spec"]["predictors"]
+    assert [(p["name"], p.get("shadow", False)) for p in predictors] == [("v3", False), ("v4", True)]
