@@ -47,6 +47,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
     "warm_runtime_idle_timeout": ("600", "Seconds a warm runtime waits for work before it exits."),
     "debian_mirror": ("http://deb.debian.org/debian", "Debian mirror used to build root-filesystem runtimes."),
+    "prediction_log": (
+        "",
+        "Where model servers log every request and prediction (monitoring reads it): a directory or any "
+        "fsspec URL (s3://…, gs://… with s3fs/gcsfs in the serving runtime). Empty means {state_dir}/predictions.",
+    ),
     "kubernetes_conn_id": ("kubernetes_default", "Kubernetes connection used when backend = kubernetes."),
     "kubernetes_namespace": ("", "Namespace of SeldonDeployments; empty: the connection's namespace, else 'default'."),
     "seldon_crd_path": (

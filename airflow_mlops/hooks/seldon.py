@@ -85,8 +85,8 @@ class SeldonHook(BaseHook):
         if self.runtime_hook.backend != "local":
             raise MlopsException(f"backend {self.runtime_hook.backend!r}: Seldon deployments on Kubernetes come in a "
                                  "later release of airflow-mlops; set [mlops] backend = local")
-        return LocalServing(registry=self.registry, command=self._server_command,
-                            prediction_log_root=self.runtime_hook.state_dir / "predictions")
+        root = self.runtime_hook.setting("prediction_log") or str(self.runtime_hook.state_dir / "predictions")
+        return LocalServing(registry=self.registry, command=self._server_command, prediction_log_root=root)
 
     def _server_command(self, deployment_dir: str, name: str, host: str, port: int, prediction_log: str):
         install = self.runtime_hook.get_runtime()
@@ -102,7 +102,11 @@ class SeldonHook(BaseHook):
         }
         argv = ["python", "-m", "airflow_mlops.serving.server", deployment_dir, "--name", name, "--host", host,
                 "--port", str(port), "--prediction-log", prediction_log]
-        return runtime_command(install, argv, env=env, binds=[package_parent, str(self.runtime_hook.state_dir)])
+        binds = [package_parent, str(self.runtime_hook.state_dir)]
+        if "://" not in prediction_log:
+            Path(prediction_log).mkdir(parents=True, exist_ok=True)
+            binds.append(prediction_log)
+        return runtime_command(install, argv, env=env, binds=binds)
 
     # -- versions -----------------------------------------------------------------------
     def model_root(self, pipeline_name: str, override: str | None = None) -> str:

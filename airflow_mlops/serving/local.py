@@ -96,12 +96,12 @@ class LocalServing:
 
     :param registry: where deployments are recorded.
     :param command: builds the command that starts a server (the hook runs it in the serving runtime).
-    :param prediction_log_root: each deployment logs its predictions to ``<root>/<name>/``.
+    :param prediction_log_root: each deployment logs its predictions to ``<root>/<name>/`` (a path or URL).
     """
 
     registry: DeploymentRegistry
     command: CommandFactory
-    prediction_log_root: Path
+    prediction_log_root: str
     start_timeout: float = 180.0
     switch_timeout: float = 180.0
 
@@ -186,9 +186,9 @@ class LocalServing:
 
     # -- processes ----------------------------------------------------------------------
     def _start(self, dep: LocalDeployment) -> None:
-        log_dir = self.prediction_log_root / dep.name
-        dep.prediction_log = str(log_dir)
-        argv, env = self.command(str(self.registry.dir(dep.name)), dep.name, dep.host, dep.port, str(log_dir))
+        log_dir = f"{str(self.prediction_log_root).rstrip('/')}/{dep.name}"
+        dep.prediction_log = log_dir
+        argv, env = self.command(str(self.registry.dir(dep.name)), dep.name, dep.host, dep.port, log_dir)
         logfile = self.registry.log_file(dep.name)
         with open(logfile, "ab") as out:
             out.write(f"\n--- starting model server on {dep.url} ---\n".encode())

@@ -17,7 +17,8 @@ Each row becomes a ``tf.Example`` for the model's ``serving_default`` signature.
 model ships ``assets.extra/feature_spec.json`` (the taxi module writes it), a missing
 required feature or a value of the wrong type is a 400 naming the feature and the row.
 Every request and its predictions, with the time and the model version, are appended to
-the prediction log (``<dir>/<YYYY-MM-DD>.jsonl``) that monitoring reads.
+the prediction log that monitoring reads: ``<dir>/<YYYY-MM-DD>.jsonl`` for a local
+directory, or objects ``<url>/<YYYY-MM-DD>/<host>-<pid>-<n>.jsonl`` on any fsspec location.
 """
 
 from __future__ import annotations
@@ -178,6 +179,62 @@ def predict_records(active: _Loaded, records: list[dict[str, Any]]) -> dict[str,
     return outputs
 
 
+class RemotePredictionLog:
+    """The prediction log on any fsspec location (``s3://…``, ``gs://…``, ``file://…``).
+
+    Object stores cannot append, so each server process buffers its lines and writes them
+    as a new object ``<url>/<YYYY-MM-DD>/<host>-<pid>-<n>.jsonl`` every ``flush_seconds``,
+    every ``max_lines`` lines, and when it exits. Read the log with ``**/*.jsonl``.
+    """
+
+    def __init__(self, url: str, flush_seconds: float = 5.0, max_lines: int = 1000) -> None:
+        import atexit
+        import socket
+
+        self.url = url.rstrip("/")
+        self.flush_seconds = flush_seconds
+        self.max_lines = max_lines
+        self.pid = os.getpid()
+        self._prefix = f"{socket.gethostname()}-{self.pid}"
+        self._lines: list[tuple[datetime, str]] = []
+        self._count = 0
+        self._lock = threading.Lock()
+        self._last = time.monotonic()
+        threading.Thread(target=self._loop, name="prediction-log", daemon=True).start()
+        atexit.register(self.flush)
+
+    def add(self, at: datetime, line: str) -> None:
+        with self._lock:
+            self._lines.append((at, line))
+            full = len(self._lines) >= self.max_lines
+        if full:
+            self.flush()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.flush_seconds)
+            self.flush()
+
+    def flush(self) -> None:
+        import fsspec
+
+        with self._lock:
+            lines, self._lines = self._lines, []
+        if not lines:
+            return
+        by_day: dict[str, list[str]] = {}
+        for at, line in lines:
+            by_day.setdefault(f"{at:%Y-%m-%d}", []).append(line)
+        for day, day_lines in by_day.items():
+            self._count += 1
+            target = f"{self.url}/{day}/{self._prefix}-{self._count:06d}.jsonl"
+            try:
+                with fsspec.open(target, "w", auto_mkdir=True) as handle:
+                    handle.write("\n".join(day_lines) + "\n")
+            except Exception as err:  # noqa: BLE001 - a log outage must not fail predictions
+                log.error("could not write %d prediction log lines to %s: %s", len(day_lines), target, err)
+
+
 class TfxSavedModel:
     """Seldon user model: serves the version ``current.json`` names, swaps versions live.
 
@@ -253,6 +310,12 @@ class TfxSavedModel:
             self._watcher_pid = os.getpid()
             threading.Thread(target=self._watch, name="model-watcher", daemon=True).start()
 
+    @property
+    def _remote_log(self) -> RemotePredictionLog:
+        if getattr(self, "_remote", None) is None or self._remote.pid != os.getpid():
+            self._remote = RemotePredictionLog(self.prediction_log)
+        return self._remote
+
     # -- seldon hooks -------------------------------------------------------------------
     def health_status(self) -> dict[str, Any]:
         from seldon_core.flask_utils import SeldonMicroserviceException
@@ -302,6 +365,9 @@ class TfxSavedModel:
         now = datetime.now(timezone.utc)
         line = json.dumps({"ts": now.isoformat(), "deployment": self.deployment, "model_version": version,
                            "instances": records, "names": names, "predictions": rows}, default=str)
+        if "://" in self.prediction_log:
+            self._remote_log.add(now, line)
+            return
         path = os.path.join(self.prediction_log, f"{now:%Y-%m-%d}.jsonl")
         try:
             os.makedirs(self.prediction_log, exist_ok=True)

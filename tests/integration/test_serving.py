@@ -258,3 +258,22 @@ def test_container_entrypoint_serves_model_uri_from_the_environment(state):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_prediction_log_on_an_fsspec_location(state, tmp_path, monkeypatch):
+    """prediction_log as a URL: each server process writes objects (no appends), flushed on exit too."""
+    monkeypatch.setenv("AIRFLOW__MLOPS__PREDICTION_LOG", f"file://{tmp_path}/plog")
+    hook = SeldonHook(mlops_conn_id=None, state_dir=str(state["state_dir"]))
+    root = str(state["state_dir"] / "models" / PIPELINE)
+    dep, _ = hook.deploy("it-remote-log", root, 1)
+    try:
+        assert dep.prediction_log == f"file://{tmp_path}/plog/it-remote-log"
+        for start in range(3):
+            code, _ = post(dep.url, {"jsonData": {"instances": records(state, start, 1)}})
+            assert code == 200
+    finally:
+        hook.undeploy("it-remote-log")  # SIGTERM: the server writes what it still buffers
+    objects = sorted((tmp_path / "plog" / "it-remote-log").glob("*/*.jsonl"))
+    lines = [json.loads(line) for f in objects for line in f.read_text().splitlines()]
+    assert len(lines) == 3 and {entry["model_version"] for entry in lines} == {1}
+    assert objects[0].parent.name == time.strftime("%Y-%m-%d", time.gmtime())
