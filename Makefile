@@ -1,6 +1,6 @@
 # airflow-mlops: the two commands of the README are `make demo` and `make test`.
 # Both install what they need: a virtualenv with Airflow and this provider, the host tools
-# for root-filesystem runtimes, and the TFX and serving runtimes (cached outside the repository).
+# for root-filesystem runtimes, and the TFX, serving and drift runtimes (cached outside the repository).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -35,6 +35,7 @@ host-tools:
 runtimes: venv
 	$(VENV)/bin/airflow-mlops runtime build tfx
 	$(VENV)/bin/airflow-mlops runtime build serving
+	$(VENV)/bin/airflow-mlops runtime build drift
 	$(VENV)/bin/airflow-mlops runtime list
 
 # Airflow's UI with the template DAGs, for triggering runs by hand (http://127.0.0.1:8080).

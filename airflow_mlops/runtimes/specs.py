@@ -130,6 +130,14 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         probe="import seldon_core.wrapper, tensorflow",
         preload=("tensorflow", "seldon_core.seldon_client"),
     ),
+    "drift": RuntimeSpec(
+        name="drift",
+        # alibi-detect >= 0.11.5 is under the Business Source License 1.1: see the README.
+        description="Alibi Detect 0.13.0 (PyTorch 2.13 CPU backend, numpy 1.26); Python of the Airflow environment",
+        lock_file="drift.txt",
+        probe="import alibi_detect.cd, alibi_detect.saving, torch",
+        preload=("numpy", "scipy.stats", "alibi_detect.cd"),
+    ),
 }
 
 

@@ -18,4 +18,5 @@ STEPS: dict[str, str] = {
     "tensorboard.scalars": "airflow_mlops.steps.tensorboard:scalars",
     "serving.direct_predict": "airflow_mlops.steps.serving:direct_predict",
     "serving.client_predict": "airflow_mlops.steps.serving:client_predict",
+    "drift.detect": "airflow_mlops.steps.drift:detect",
 }

@@ -41,7 +41,7 @@ def test_packaged_tfx_lock_pins_every_package():
 
 
 def test_unknown_runtime_names_the_known_ones():
-    with pytest.raises(KeyError, match="known runtimes: serving, tfx"):
+    with pytest.raises(KeyError, match="known runtimes: drift, serving, tfx"):
         get_runtime_spec("nope")
 
 

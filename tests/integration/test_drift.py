@@ -1,0 +1,84 @@
+"""Drift detection with the real Alibi Detect in the drift runtime (fixed seeds)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from airflow_mlops.exceptions import RuntimeStepFailed
+from airflow_mlops.hooks.runtime import RuntimeHook
+
+pytestmark = pytest.mark.integration
+FEATURES = {"fare": "numeric", "trip_miles": "numeric", "payment_type": "categorical"}
+
+
+def sample(n: int, seed: int, fare_shift: float = 0.0, cash: float = 0.5) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"fare": rng.gauss(12 + fare_shift, 4), "trip_miles": rng.expovariate(1 / 3),
+             "payment_type": "Cash" if rng.random() < cash else "Credit Card"} for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def drift(tmp_path_factory):
+    hook = RuntimeHook(runtime="drift", mlops_conn_id=None, state_dir=str(tmp_path_factory.mktemp("drift")))
+    return lambda **params: hook.run_step("drift.detect", {"features": FEATURES, **params})
+
+
+REFERENCE = sample(2000, seed=1)
+
+
+def test_same_distribution_is_no_drift(drift):
+    result = drift(reference=REFERENCE, window=sample(500, seed=2))
+    assert result["status"] == "ok" and result["is_drift"] is False and result["drifted_features"] == []
+    assert set(result["features"]) == set(FEATURES) and all(0 <= f["p_val"] <= 1 for f in result["features"].values())
+
+
+@pytest.mark.parametrize("window, drifted", [
+    (sample(500, seed=3, fare_shift=4), ["fare"]),
+    (sample(500, seed=4, cash=0.9), ["payment_type"]),
+])
+def test_shifted_features_and_only_those_drift(drift, window, drifted):
+    result = drift(reference=REFERENCE, window=window)
+    assert result["is_drift"] is True and result["drifted_features"] == drifted
+
+
+@pytest.mark.parametrize("detector", ["KSDrift", "CVMDrift"])
+def test_other_univariate_detectors(drift, detector):
+    result = drift(reference=REFERENCE, window=sample(500, seed=3, fare_shift=4), detector=detector)
+    assert result["is_drift"] and "fare" in result["drifted_features"]
+
+
+def test_small_window_is_insufficient_data_not_a_failure(drift):
+    result = drift(reference=REFERENCE, window=sample(10, seed=5), min_window=50)
+    assert result["status"] == "insufficient_data" and result["is_drift"] is False
+    assert "10 requests in the window; at least 50" in result["message"]
+
+
+def test_dirty_window_is_encoded_and_reported(drift):
+    window = sample(200, seed=6)
+    window[0]["fare"] = float("nan")
+    window[1]["fare"] = "free"
+    del window[2]["trip_miles"]
+    window[3]["payment_type"] = "Bitcoin"
+    result = drift(reference=REFERENCE, window=window)
+    assert result["status"] == "ok"
+    assert result["data_issues"] == {"fare": {"not_a_number": 2}, "trip_miles": {"missing": 1},
+                                     "payment_type": {"unseen_category": 1}}
+
+
+def test_detector_is_saved_once_per_version_and_reused(drift, tmp_path):
+    first = drift(reference=REFERENCE, window=sample(500, seed=3, fare_shift=4), detector_dir=str(tmp_path / "v1"))
+    assert first["detector_reused"] is False and (tmp_path / "v1" / "encoding.json").exists()
+    again = drift(reference=[], window=sample(500, seed=3, fare_shift=4), detector_dir=str(tmp_path / "v1"))
+    assert again["detector_reused"] is True and again["drifted_features"] == first["drifted_features"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"detector": "Magic"}, "detector must be one of"),
+    ({"correction": "none"}, "correction must be one of"),
+    ({"p_val": 2}, r"p_val must be in \(0, 1\)"),
+])
+def test_bad_options_are_named(drift, params, message):
+    with pytest.raises(RuntimeStepFailed, match=message):
+        drift(reference=REFERENCE, window=sample(100, seed=7), **params)
