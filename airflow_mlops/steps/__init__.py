@@ -15,6 +15,7 @@ STEPS: dict[str, str] = {
     "tfx.sample_data": "airflow_mlops.steps.tfx_node:sample_data",
     "tfx.relax_schema": "airflow_mlops.steps.tfx_schema:relax_schema",
     "mlmd.lineage": "airflow_mlops.steps.mlmd:lineage",
+    "mlmd.training_examples": "airflow_mlops.steps.mlmd:training_examples",
     "tensorboard.scalars": "airflow_mlops.steps.tensorboard:scalars",
     "serving.direct_predict": "airflow_mlops.steps.serving:direct_predict",
     "serving.client_predict": "airflow_mlops.steps.serving:client_predict",

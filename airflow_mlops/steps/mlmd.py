@@ -37,3 +37,76 @@ def lineage(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
              **execution_artifacts(store, execution.id)}
         )
     return {"pipeline_name": pipeline_name, "run_id": run_id, "executions": executions}
+
+
+def _producer(store, artifact_id: int):
+    """The execution that output ``artifact_id``, or None."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    for event in store.get_events_by_artifact_ids([artifact_id]):
+        if event.type == metadata_store_pb2.Event.OUTPUT:
+            return event.execution_id
+    return None
+
+
+def _inputs(store, execution_id: int, key: str) -> list:
+    from ml_metadata.proto import metadata_store_pb2
+
+    ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution_id])
+           if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == key]
+    return store.get_artifacts_by_id(ids) if ids else []
+
+
+def training_examples(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """The raw training records of a model, found through lineage: model → Trainer → Transform → examples.
+
+    Params: ``metadata``, ``model_artifact_id``, ``features`` (names to keep), ``max_rows``
+    (default 20,000), ``split`` (``train``), ``dest`` (a JSONL file written with the records).
+    Returns the examples artifact (id, uri, span) and the number of records written.
+    """
+    import glob
+    import json
+    import os
+
+    import tensorflow as tf
+    from ml_metadata.metadata_store import metadata_store
+
+    store = metadata_store.MetadataStore(metadata_connection_config(params["metadata"]))
+    model_id = int(params["model_artifact_id"])
+    trainer = _producer(store, model_id)
+    if trainer is None:
+        raise StepError(f"ML Metadata has no execution that produced model artifact {model_id}")
+    examples = _inputs(store, trainer, "examples")
+    if not examples:
+        raise StepError(f"the Trainer execution {trainer} of model {model_id} has no input examples")
+    artifact = examples[0]
+    transform = _producer(store, artifact.id)
+    raw = _inputs(store, transform, "examples") if transform is not None else []
+    if raw:  # the Trainer read Transform's output: go one step further back, to the raw data
+        artifact = raw[0]
+    split = params.get("split") or "train"
+    files = sorted(glob.glob(os.path.join(artifact.uri, f"Split-{split}", "*")))
+    if not files:
+        raise StepError(f"examples artifact {artifact.id} has no split {split!r} at {artifact.uri}")
+    keep = set(params.get("features") or [])
+    max_rows = int(params.get("max_rows") or 20000)
+    written = 0
+    os.makedirs(os.path.dirname(params["dest"]) or ".", exist_ok=True)
+    tmp = params["dest"] + ".tmp"
+    with open(tmp, "w") as out:
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(max_rows):
+            example = tf.train.Example.FromString(record.numpy())
+            row: dict[str, Any] = {}
+            for name, feature in example.features.feature.items():
+                if keep and name not in keep:
+                    continue
+                kind = feature.WhichOneof("kind")
+                values = list(getattr(feature, kind).value) if kind else []
+                value = values[0] if values else None
+                row[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            out.write(json.dumps(row) + "\n")
+            written += 1
+    os.replace(tmp, params["dest"])
+    span = artifact.custom_properties["span"].int_value if "span" in artifact.custom_properties else None
+    return {"examples_artifact_id": artifact.id, "uri": artifact.uri, "span": span, "records": written,
+            "trainer_execution_id": trainer, "dest": params["dest"]}

@@ -1,0 +1,128 @@
+"""Drift detection on the traffic a deployment served, against the training data of the model it serves."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
+from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.serving.prediction_log import read_window
+from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
+
+DETECTORS = ("TabularDrift", "KSDrift", "CVMDrift", "ChiSquareDrift", "MMDDrift", "LSDDDrift")
+
+
+class DriftDetectionOperator(BaseOperator):
+    """Compare the last requests a deployment served with the training data of the model version it serves.
+
+    The reference is found through ML Metadata lineage (pushed model → Trainer → Transform →
+    the raw examples of its training split) and cached per model version; the window is read
+    from the deployment's prediction log. Alibi Detect runs in the ``drift`` runtime; the
+    fitted detector is saved per model version and reused. The result (``is_drift``, per-feature
+    p-values and distances, window size and time range, model version) is returned (XCom) and
+    written to ``{state_dir}/drift/<deployment>/reports/<run>.json``. A window smaller than
+    ``min_window`` gives ``status: insufficient_data``: not drift, not a failure.
+
+    :param deployment_name: the deployment whose traffic is checked (templated).
+    :param window_size: the last N served records (templated).
+    :param window_minutes: or the records of the last T minutes (templated).
+    :param detector: one of :data:`DETECTORS` (templated).
+    :param p_val: significance level (templated).
+    :param correction: ``bonferroni`` or ``fdr`` (templated).
+    :param min_window: fewer records than this is ``insufficient_data``.
+    :param features: ``{name: "numeric" | "categorical"}``; default: from the model's feature spec.
+    :param reference_rows: at most this many training records form the reference.
+    """
+
+    template_fields: Sequence[str] = ("deployment_name", "window_size", "window_minutes", "detector", "p_val",
+                                      "correction")
+    ui_color = "#e8dff5"
+
+    def __init__(self, *, deployment_name: str, window_size: int | str | None = 1000,
+                 window_minutes: float | str | None = None, detector: str = "TabularDrift",
+                 p_val: float | str = 0.05, correction: str = "bonferroni", min_window: int = 50,
+                 features: dict[str, str] | None = None, reference_rows: int = 20000,
+                 mlops_conn_id: str = RuntimeHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deployment_name = deployment_name
+        self.window_size = window_size
+        self.window_minutes = window_minutes
+        self.detector = detector
+        self.p_val = p_val
+        self.correction = correction
+        self.min_window = min_window
+        self.features = features
+        self.reference_rows = reference_rows
+        self.mlops_conn_id = mlops_conn_id
+
+    @cached_property
+    def seldon(self) -> SeldonHook:
+        return SeldonHook(mlops_conn_id=self.mlops_conn_id)
+
+    def _features(self, model_path: str) -> dict[str, str]:
+        if self.features:
+            return dict(self.features)
+        spec_file = Path(model_path) / "assets.extra" / "feature_spec.json"
+        if not spec_file.exists():
+            raise InvalidArgumentError(f"{self.task_id}: the model at {model_path} has no assets.extra/"
+                                       "feature_spec.json; pass features={name: 'numeric'|'categorical'}")
+        spec = json.loads(spec_file.read_text())
+        return {name: "categorical" if f["dtype"] == "string" else "numeric" for name, f in spec.items()}
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        if self.detector not in DETECTORS:
+            raise InvalidArgumentError(f"{self.task_id}: detector must be one of {DETECTORS}, got {self.detector!r}")
+        dep = self.seldon.get_deployment(self.deployment_name)
+        if dep.version is None or dep.model_root is None or dep.model_path is None:
+            raise MlopsException(f"{self.task_id}: deployment {dep.name} serves no model version yet")
+        try:
+            version = ModelRegistry(dep.model_root).get(dep.version)
+        except ModelRegistryError as err:
+            raise MlopsException(f"{self.task_id}: {err}") from None
+        features = self._features(dep.model_path)
+        tfx = RuntimeHook(runtime="tfx", mlops_conn_id=self.mlops_conn_id)
+        work = tfx.state_dir / "drift" / dep.name / f"v{dep.version}"
+        reference_file = work / "reference.jsonl"
+        if not reference_file.exists():
+            if version.model_artifact_id is None:
+                raise MlopsException(f"{self.task_id}: model version {dep.version} has no model artifact recorded")
+            found = tfx.run_step("mlmd.training_examples", {
+                "metadata": tfx.metadata, "model_artifact_id": version.model_artifact_id, "features": list(features),
+                "max_rows": self.reference_rows, "dest": str(reference_file)}, binds=[str(tfx.state_dir)])
+            self.log.info("reference: %s training records of model version %s, from examples artifact %s (span %s)",
+                          found["records"], dep.version, found["examples_artifact_id"], found["span"])
+        reference = [json.loads(line) for line in reference_file.read_text().splitlines()]
+        window = read_window(dep.prediction_log or "", last_n=int(self.window_size) if self.window_size else None,
+                             minutes=float(self.window_minutes) if self.window_minutes else None,
+                             model_version=dep.version)
+        self.log.info("window: %d records of model version %s (%s .. %s) from %s", len(window["records"]),
+                      dep.version, window["first"], window["last"], dep.prediction_log)
+        drift = RuntimeHook(runtime="drift", mlops_conn_id=self.mlops_conn_id)
+        result = drift.run_step("drift.detect", {
+            "reference": reference, "window": window["records"], "features": features, "detector": self.detector,
+            "p_val": float(self.p_val), "correction": self.correction, "min_window": self.min_window,
+            "detector_dir": str(work / self.detector), "model_version": dep.version,
+        }, binds=[str(work)])
+        result.update({"deployment": dep.name, "window_first": window["first"], "window_last": window["last"],
+                       "reference_size": len(reference)})
+        report_dir = tfx.state_dir / "drift" / dep.name / "reports"
+        report_dir.mkdir(parents=True, exist_ok=True)
+        report = report_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', context['run_id'])}.json"
+        report.write_text(json.dumps(result, indent=2, sort_keys=True))
+        result["report"] = str(report)
+        if result["status"] == "insufficient_data":
+            self.log.warning("not enough traffic to check drift: %s", result["message"])
+        elif result["is_drift"]:
+            self.log.warning("DRIFT in %s: %s", dep.name, ", ".join(
+                f"{n} (p={result['features'][n]['p_val']:.2g})" for n in result["drifted_features"]) or "joint test")
+        else:
+            self.log.info("no drift in %s (threshold %.3g)", dep.name, result["threshold"])
+        return result
