@@ -38,13 +38,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def typed_records(hook, model_path: str, count: int, work: Path) -> list[dict]:
+    from airflow_mlops.serving.model import typed_record
+
     spec = json.loads((Path(model_path) / "assets.extra" / "feature_spec.json").read_text())
     sample = work / "sample.csv"
     hook.run_step("tfx.sample_data", {"dest": str(sample), "rows": count}, binds=[str(work)])
-    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
     with open(sample, newline="") as handle:
-        return [{k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""}
-                for row in csv.DictReader(handle)]
+        return [typed_record(row, spec) for row in csv.DictReader(handle)]
 
 
 def timed_requests(host: str, port: int, body: bytes, n: int, keep_alive: bool) -> list[float]:

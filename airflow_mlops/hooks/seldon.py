@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,19 @@ class SeldonHook(BaseHook):
 
     # -- operations ---------------------------------------------------------------------
     # -- Kubernetes ---------------------------------------------------------------------
+    @contextmanager
+    def _kube_errors(self) -> Iterator[None]:
+        """A bad spec is an :class:`InvalidArgumentError`; a failed API call or rollout a :class:`SeldonDeployError`."""
+        from airflow_mlops.serving.kubernetes import SeldonKubernetesError
+        from airflow_mlops.serving.manifest import ManifestError
+
+        try:
+            yield
+        except ManifestError as err:
+            raise InvalidArgumentError(str(err)) from None
+        except SeldonKubernetesError as err:
+            raise SeldonDeployError(str(err)) from None
+
     def kube_deploy(self, name: str, model_root: str, version: int, *, replicas: int = 1,
                     resources: dict[str, Any] | None = None, canary_traffic: int | None = None,
                     shadow: bool = False, image: str | None = None, timeout: float = 600.0,
@@ -128,12 +143,11 @@ class SeldonHook(BaseHook):
 
         On ``Failed`` or a timeout the previous spec is restored and :class:`SeldonDeployError` raised.
         """
-        from airflow_mlops.serving.kubernetes import SeldonKubernetesError
-        from airflow_mlops.serving.manifest import DeploymentSpec, ManifestError, PredictorSpec
+        from airflow_mlops.serving.manifest import DeploymentSpec, PredictorSpec
 
         if not isinstance(version, int) or isinstance(version, bool):
             raise InvalidArgumentError(f"on Kubernetes model_version must be a version number, got {version!r}")
-        try:
+        with self._kube_errors():
             predictor = PredictorSpec(
                 name=f"v{version}", model_version=version, model_uri=f"{model_root.rstrip('/')}/{version}",
                 replicas=replicas, resources=resources,
@@ -153,32 +167,17 @@ class SeldonHook(BaseHook):
                                         timeout=timeout, poll_interval=poll_interval)
             spec = DeploymentSpec(name=name, namespace=self.namespace, predictors=[predictor])
             return self.kube.deploy(spec, crd_path=self.crd_path, timeout=timeout, poll_interval=poll_interval)
-        except ManifestError as err:
-            raise InvalidArgumentError(str(err)) from None
-        except SeldonKubernetesError as err:
-            raise SeldonDeployError(str(err)) from None
 
     def kube_promote(self, name: str, version: int, *, timeout: float = 600.0,
                      poll_interval: float = 5.0) -> dict[str, Any]:
         """Send all traffic to the predictor of ``version`` and remove the others."""
-        from airflow_mlops.serving.kubernetes import SeldonKubernetesError
-        from airflow_mlops.serving.manifest import ManifestError
-
-        try:
+        with self._kube_errors():
             return self.kube.promote(name, self.namespace, f"v{version}", crd_path=self.crd_path, timeout=timeout,
                                      poll_interval=poll_interval)
-        except ManifestError as err:
-            raise InvalidArgumentError(str(err)) from None
-        except SeldonKubernetesError as err:
-            raise SeldonDeployError(str(err)) from None
 
     def kube_delete(self, name: str) -> bool:
-        from airflow_mlops.serving.kubernetes import SeldonKubernetesError
-
-        try:
+        with self._kube_errors():
             return self.kube.delete(name, self.namespace)
-        except SeldonKubernetesError as err:
-            raise SeldonDeployError(str(err)) from None
 
     # -- local --------------------------------------------------------------------------
     def deploy(self, name: str, model_root: str, version: int | str = "latest", *, host: str = "127.0.0.1",
@@ -218,3 +217,15 @@ class SeldonHook(BaseHook):
 
     def status(self, name: str) -> dict[str, Any]:
         return self.local.status(name)
+
+    def server_metrics(self, name: str, timeout: float = 5.0) -> str | None:
+        """The Prometheus text of a local deployment's ``/metrics``; None when the server does not answer."""
+        import urllib.error
+        import urllib.request
+
+        dep = self.get_deployment(name)
+        try:
+            with urllib.request.urlopen(f"{dep.url}/metrics", timeout=timeout) as response:
+                return response.read().decode()
+        except (OSError, urllib.error.URLError):
+            return None

@@ -22,6 +22,11 @@ from airflow_mlops.exceptions import InvalidArgumentError
 from airflow_mlops.hooks.seldon import SeldonHook
 
 
+def _traffic(applied: dict[str, Any]) -> dict[str, int]:
+    """Predictor name → traffic share of an applied SeldonDeployment."""
+    return {p["name"]: p.get("traffic", 0) for p in applied.get("spec", {}).get("predictors", [])}
+
+
 def _version(task_id: str, value: Any, *, allow: tuple[str, ...]) -> int | str:
     if isinstance(value, str) and value.strip() in allow:
         return value.strip()
@@ -128,7 +133,7 @@ class SeldonDeployOperator(_SeldonOperator):
         applied = self.hook.kube_deploy(self.deployment_name, self.model_root, int(version), replicas=self.replicas,
                                         resources=self.resources, canary_traffic=self.canary_traffic,
                                         shadow=self.shadow, image=self.image, timeout=self.timeout, poll_interval=self.poll_interval)
-        traffic = {p["name"]: p.get("traffic", 0) for p in applied.get("spec", {}).get("predictors", [])}
+        traffic = _traffic(applied)
         self.log.info("SeldonDeployment %s/%s is Available; traffic %s", self.hook.namespace, self.deployment_name,
                       traffic)
         return {"name": self.deployment_name, "namespace": self.hook.namespace, "version": int(version),
@@ -158,7 +163,7 @@ class SeldonPromoteOperator(_SeldonOperator):
             raise InvalidArgumentError(f"{self.task_id}: promote is for canaries on Kubernetes (backend = kubernetes)")
         applied = self.hook.kube_promote(self.deployment_name, version, timeout=self.timeout,
                                          poll_interval=self.poll_interval)
-        traffic = {p["name"]: p.get("traffic", 0) for p in applied.get("spec", {}).get("predictors", [])}
+        traffic = _traffic(applied)
         self.log.info("SeldonDeployment %s promoted: traffic %s", self.deployment_name, traffic)
         return {"name": self.deployment_name, "version": version, "traffic": traffic}
 
@@ -202,3 +207,81 @@ class SeldonUndeployOperator(_SeldonOperator):
         was_running = self.hook.undeploy(self.deployment_name)
         self.log.info("deployment %s %s", self.deployment_name, "stopped" if was_running else "was not running")
         return {"name": self.deployment_name, "stopped": was_running}
+
+
+class SeldonHealthCheckOperator(_SeldonOperator):
+    """Check a deployment's health: it answers, and its error rate and p99 latency are within bounds.
+
+    The figures come from the prediction log over the last ``window_minutes`` (failed requests
+    are logged with their status, answered ones with their latency) and from the server's
+    ``/metrics`` (its totals since it started); thresholds apply to the window when it has at
+    least ``min_requests`` requests, else to the server's totals. A breach fails the task
+    (``on_breach="fail"``) or is logged as a warning with ``healthy: false`` in the result
+    (``"warn"``, for a DAG that branches or alerts on it). A server that does not answer always fails.
+
+    :param deployment_name: the deployment (templated).
+    :param window_minutes: the prediction-log window (templated).
+    :param max_error_rate: highest acceptable share of failed requests, 0..1 (templated).
+    :param max_p99_ms: highest acceptable p99 latency in ms (templated).
+    :param min_requests: fewer requests in the window: judge by the server's totals.
+    :param on_breach: ``fail`` or ``warn``.
+    """
+
+    template_fields: Sequence[str] = ("deployment_name", "window_minutes", "max_error_rate", "max_p99_ms")
+
+    def __init__(self, *, deployment_name: str, window_minutes: float | str = 15, max_error_rate: float | str = 0.01,
+                 max_p99_ms: float | str = 200.0, min_requests: int = 20, on_breach: str = "fail",
+                 **kwargs: Any) -> None:
+        super().__init__(deployment_name=deployment_name, **kwargs)
+        self.window_minutes = window_minutes
+        self.max_error_rate = max_error_rate
+        self.max_p99_ms = max_p99_ms
+        self.min_requests = min_requests
+        self.on_breach = on_breach
+
+    def _number(self, name: str, low: float, high: float | None = None) -> float:
+        value = getattr(self, name)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"{self.task_id}: {name} must be a number, got {value!r}") from None
+        if number < low or (high is not None and number > high):
+            raise InvalidArgumentError(f"{self.task_id}: {name} must be in [{low}, {high if high is not None else 'inf'}]"
+                                       f", got {number}")
+        return number
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops.exceptions import MlopsException
+        from airflow_mlops.serving.health import breaches, parse_metrics, window_health
+
+        if self.on_breach not in ("fail", "warn"):
+            raise InvalidArgumentError(f"{self.task_id}: on_breach must be 'fail' or 'warn', got {self.on_breach!r}")
+        minutes = self._number("window_minutes", 0.01)
+        max_error_rate, max_p99_ms = self._number("max_error_rate", 0, 1), self._number("max_p99_ms", 0)
+        if self.hook.on_kubernetes:
+            raise MlopsException(f"{self.task_id}: the health check reads a local server's /metrics and prediction "
+                                 "log; on Kubernetes use Seldon's Prometheus metrics (not supported yet)")
+        dep = self.hook.get_deployment(self.deployment_name)
+        status = self.hook.status(self.deployment_name)
+        if not status.get("running") or status.get("serving") is None:
+            raise MlopsException(f"deployment {dep.name} is not serving (running={status.get('running')}, "
+                                 f"server: {status.get('server')}); its log: {self.hook.registry.log_file(dep.name)}")
+        text = self.hook.server_metrics(dep.name)
+        if text is None:
+            raise MlopsException(f"deployment {dep.name}: {dep.url}/metrics does not answer")
+        server = parse_metrics(text)
+        window = window_health(dep.prediction_log, minutes) if dep.prediction_log else None
+        judged = window if window and window["requests"] >= self.min_requests else server
+        found = breaches(judged, max_error_rate, max_p99_ms)
+        result = {"deployment": dep.name, "version": status["serving"], "url": dep.url, "window": window,
+                  "server": server, "judged_by": judged["source"], "healthy": not found, "breaches": found}
+        self.log.info("deployment %s (version %s): window %s; server totals %s", dep.name, status["serving"],
+                      window, server)
+        if found and self.on_breach == "fail":
+            raise MlopsException(f"deployment {dep.name} is unhealthy: " + "; ".join(found))
+        if found:
+            self.log.warning("deployment %s is unhealthy: %s", dep.name, "; ".join(found))
+        else:
+            self.log.info("deployment %s is healthy (error rate <= %.1f%%, p99 <= %g ms, judged by the %s)", dep.name,
+                          max_error_rate * 100, max_p99_ms, judged["source"])
+        return result

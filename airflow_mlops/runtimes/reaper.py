@@ -42,6 +42,16 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     return True
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"
+
+
 def descendants(root: int) -> list[int]:
     """Pids of every living descendant of ``root`` (children first), read from ``/proc``."""
     children: dict[int, list[int]] = {}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.runtimes import reaper
 from airflow_mlops.serving.registry import AVAILABLE, STOPPED, DeploymentRegistry, LocalDeployment, check_name
 from airflow_mlops.utils.model_registry import ModelVersion
 
@@ -56,15 +57,7 @@ def alive(pid: int | None) -> bool:
                 return False
     except OSError:
         return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie is not a server
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return True
+    return reaper.alive(pid)
 
 
 def server_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -125,8 +118,9 @@ class LocalServing:
         check_name(name)
         with self.registry.locked(name):
             dep = self.registry.get(name) or LocalDeployment(name=name, host=host)
-            running = alive(dep.pid) and server_status(dep.url) is not None
-            if running and dep.version == version.version and (server_status(dep.url) or {}).get("version") == version.version:
+            live = server_status(dep.url) if alive(dep.pid) else None
+            running = live is not None
+            if running and dep.version == version.version and live.get("version") == version.version:
                 log.info("deployment %s already serves model version %s at %s: nothing to do", name, version.version,
                          dep.url)
                 return dep, False

@@ -80,6 +80,13 @@ def rows_from_request(request: Any, max_rows: int = DEFAULT_MAX_ROWS) -> list[di
     return records
 
 
+def typed_record(row: dict[str, str], spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A CSV row (all strings) as the request record the model expects: features of ``spec`` only,
+    cast to their dtype, empty values left out (for replaying CSV data to a deployment)."""
+    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
+    return {k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""}
+
+
 def check_types(records: list[dict[str, Any]], spec: dict[str, dict[str, Any]] | None) -> None:
     """Missing required features and wrongly typed values, by name and row (``spec``: feature_spec.json)."""
     if not spec:
@@ -341,11 +348,15 @@ class TfxSavedModel:
             check_types(records, active.spec)
             outputs = predict_records(active, records)
         except BadRequest as err:
+            self._log_error(active.version, err.status_code, str(err), started)
             raise SeldonMicroserviceException(str(err), status_code=err.status_code, reason="BAD_REQUEST") from None
+        except Exception as err:  # the model failed: a 500, logged for the health check
+            self._log_error(active.version, 500, f"{type(err).__name__}: {err}", started)
+            raise
         names = sorted(outputs)
         rows = [[outputs[name][i] for name in names] for i in range(len(records))]
         elapsed_ms = (time.perf_counter() - started) * 1000
-        self._log(active.version, records, names, rows)
+        self._log(active.version, records, names, rows, elapsed_ms)
         return {
             "data": {"names": names, "ndarray": rows},
             "meta": {
@@ -359,12 +370,21 @@ class TfxSavedModel:
             },
         }
 
-    def _log(self, version: int, records: list[dict[str, Any]], names: list[str], rows: list[list[float]]) -> None:
+    def _log(self, version: int, records: list[dict[str, Any]], names: list[str], rows: list[list[float]],
+             elapsed_ms: float) -> None:
+        self._write_log({"model_version": version, "instances": records, "names": names, "predictions": rows,
+                         "ms": round(elapsed_ms, 3)})
+
+    def _log_error(self, version: int, status: int, message: str, started: float) -> None:
+        """A failed request: its status and reason, no instances (the health check counts these)."""
+        self._write_log({"model_version": version, "status": status, "error": message[:500],
+                         "ms": round((time.perf_counter() - started) * 1000, 3)})
+
+    def _write_log(self, entry: dict[str, Any]) -> None:
         if not self.prediction_log:
             return
         now = datetime.now(timezone.utc)
-        line = json.dumps({"ts": now.isoformat(), "deployment": self.deployment, "model_version": version,
-                           "instances": records, "names": names, "predictions": rows}, default=str)
+        line = json.dumps({"ts": now.isoformat(), "deployment": self.deployment, **entry}, default=str)
         if "://" in self.prediction_log:
             self._remote_log.add(now, line)
             return

@@ -27,8 +27,8 @@ def read_window(log_dir: str | Path, *, last_n: int | None = None, minutes: floa
             except (ValueError, KeyError, TypeError):
                 skipped += 1
                 continue
-            if model_version is not None and entry.get("model_version") != model_version:
-                continue
+            if "error" in entry or (model_version is not None and entry.get("model_version") != model_version):
+                continue  # failed requests (the health check reads those) and other versions' traffic
             entries.append(entry)
     entries.sort(key=lambda e: e["_at"])
     if minutes is not None:

@@ -37,7 +37,7 @@ def fixed_model_dir(model_uri: str, version: int) -> str:
 
 
 def build_app(user_object, seldon_metrics):
-    from flask import Response
+    from flask import Response, request
     from seldon_core.wrapper import get_rest_microservice
 
     app = get_rest_microservice(user_object, seldon_metrics)
@@ -47,6 +47,14 @@ def build_app(user_object, seldon_metrics):
         return Response(body, mimetype=mimetype)
 
     app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])
+
+    @app.after_request
+    def count_errors(response):  # failed prediction requests, by status, as mlops_request_errors_total
+        if response.status_code >= 400 and request.path.startswith("/api/"):
+            seldon_metrics.update([{"type": "COUNTER", "key": "mlops_request_errors", "value": 1,
+                                    "tags": {"status": str(response.status_code)}}], "predict")
+        return response
+
     return app
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.serving.model import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
 from .test_ingest_dag import TEST_DAGS, dags_test, write_slice
@@ -54,8 +55,7 @@ def records(state, start=0, count=5) -> list[dict]:
                        / "assets.extra" / "feature_spec.json").read_text())
     with open(state["csv"], newline="") as handle:
         rows = list(csv.DictReader(handle))[start:start + count]
-    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
-    return [{k: (cast[spec[k]["dtype"]](v) if v != "" else None) for k, v in row.items() if k in spec} for row in rows]
+    return [{k: r.get(k) for k in spec} for r in map(lambda row: typed_record(row, spec), rows)]  # empty: None
 
 
 def post(url: str, body, raw: bytes | None = None) -> tuple[int, dict]:

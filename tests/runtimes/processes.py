@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_mlops.runtimes.reaper import alive
+
 
 def wait_for_pid_file(path: Path, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
@@ -15,15 +17,6 @@ def wait_for_pid_file(path: Path, timeout: float = 30) -> int:
             return int(path.read_text())
         time.sleep(0.05)
     pytest.fail(f"{path} was never written")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            state = handle.read().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
 
 
 def wait_until_dead(pid: int, timeout: float = 15) -> bool:
