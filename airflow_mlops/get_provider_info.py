@@ -20,10 +20,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [{"integration-name": integration,
                        "python-modules": ["airflow_mlops.operators.tfx", "airflow_mlops.operators.seldon",
                                           "airflow_mlops.operators.drift"]}],
-        "sensors": [{"integration-name": integration, "python-modules": ["airflow_mlops.sensors.seldon"]}],
+        "sensors": [{"integration-name": integration,
+                     "python-modules": ["airflow_mlops.sensors.seldon", "airflow_mlops.sensors.drift"]}],
         "hooks": [{"integration-name": integration,
                    "python-modules": ["airflow_mlops.hooks.runtime", "airflow_mlops.hooks.seldon"]}],
-        "triggers": [{"integration-name": integration, "python-modules": ["airflow_mlops.triggers.seldon"]}],
+        "triggers": [{"integration-name": integration,
+                      "python-modules": ["airflow_mlops.triggers.seldon", "airflow_mlops.triggers.drift"]}],
         "connection-types": [
             {"connection-type": "mlops", "hook-class-name": "airflow_mlops.hooks.runtime.RuntimeHook"}
         ],

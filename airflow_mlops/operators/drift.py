@@ -14,33 +14,12 @@ from airflow.sdk import BaseOperator
 from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.hooks.seldon import SeldonHook
-from airflow_mlops.serving.prediction_log import read_window
+from airflow_mlops.steps.drift import DETECTORS
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
 
-DETECTORS = ("TabularDrift", "KSDrift", "CVMDrift", "ChiSquareDrift", "MMDDrift", "LSDDDrift")
 
-
-class DriftDetectionOperator(BaseOperator):
-    """Compare the last requests a deployment served with the training data of the model version it serves.
-
-    The reference is found through ML Metadata lineage (pushed model → Trainer → Transform →
-    the raw examples of its training split) and cached per model version; the window is read
-    from the deployment's prediction log. Alibi Detect runs in the ``drift`` runtime; the
-    fitted detector is saved per model version and reused. The result (``is_drift``, per-feature
-    p-values and distances, window size and time range, model version) is returned (XCom) and
-    written to ``{state_dir}/drift/<deployment>/reports/<run>.json``. A window smaller than
-    ``min_window`` gives ``status: insufficient_data``: not drift, not a failure.
-
-    :param deployment_name: the deployment whose traffic is checked (templated).
-    :param window_size: the last N served records (templated).
-    :param window_minutes: or the records of the last T minutes (templated).
-    :param detector: one of :data:`DETECTORS` (templated).
-    :param p_val: significance level (templated).
-    :param correction: ``bonferroni`` or ``fdr`` (templated).
-    :param min_window: fewer records than this is ``insufficient_data``.
-    :param features: ``{name: "numeric" | "categorical"}``; default: from the model's feature spec.
-    :param reference_rows: at most this many training records form the reference.
-    """
+class BaseDriftCheckOperator(BaseOperator):
+    """The drift check shared by :class:`DriftDetectionOperator` and ``DriftSensor`` (see those)."""
 
     template_fields: Sequence[str] = ("deployment_name", "window_size", "window_minutes", "detector", "p_val",
                                       "correction")
@@ -77,7 +56,8 @@ class DriftDetectionOperator(BaseOperator):
         spec = json.loads(spec_file.read_text())
         return {name: "categorical" if f["dtype"] == "string" else "numeric" for name, f in spec.items()}
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def check_drift(self, context: Any) -> dict[str, Any]:
+        """Run one drift check (reference via lineage, window from the prediction log) and write its report."""
         if self.detector not in DETECTORS:
             raise InvalidArgumentError(f"{self.task_id}: detector must be one of {DETECTORS}, got {self.detector!r}")
         dep = self.seldon.get_deployment(self.deployment_name)
@@ -99,25 +79,23 @@ class DriftDetectionOperator(BaseOperator):
                 "max_rows": self.reference_rows, "dest": str(reference_file)}, binds=[str(tfx.state_dir)])
             self.log.info("reference: %s training records of model version %s, from examples artifact %s (span %s)",
                           found["records"], dep.version, found["examples_artifact_id"], found["span"])
-        reference = [json.loads(line) for line in reference_file.read_text().splitlines()]
-        window = read_window(dep.prediction_log or "", last_n=int(self.window_size) if self.window_size else None,
-                             minutes=float(self.window_minutes) if self.window_minutes else None,
-                             model_version=dep.version)
-        self.log.info("window: %d records of model version %s (%s .. %s) from %s", len(window["records"]),
-                      dep.version, window["first"], window["last"], dep.prediction_log)
+        report_dir = tfx.state_dir / "drift" / dep.name / "reports"
+        report = report_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
         drift = RuntimeHook(runtime="drift", mlops_conn_id=self.mlops_conn_id)
         result = drift.run_step("drift.detect", {
-            "reference": reference, "window": window["records"], "features": features, "detector": self.detector,
-            "p_val": float(self.p_val), "correction": self.correction, "min_window": self.min_window,
-            "detector_dir": str(work / self.detector), "model_version": dep.version,
-        }, binds=[str(work)])
-        result.update({"deployment": dep.name, "window_first": window["first"], "window_last": window["last"],
-                       "reference_size": len(reference)})
-        report_dir = tfx.state_dir / "drift" / dep.name / "reports"
+            "reference_file": str(reference_file), "prediction_log": dep.prediction_log or "",
+            "window_size": int(self.window_size) if self.window_size else None,
+            "window_minutes": float(self.window_minutes) if self.window_minutes else None,
+            "features": features, "detector": self.detector, "p_val": float(self.p_val),
+            "correction": self.correction, "min_window": self.min_window, "detector_dir": str(work / self.detector),
+            "model_version": dep.version, "report_png": f"{report}.png",
+        }, binds=[str(work), str(report_dir), *([dep.prediction_log] if dep.prediction_log else [])])
+        self.log.info("window: %d records of model version %s (%s .. %s) from %s", result["window_size"],
+                      dep.version, result.get("window_first"), result.get("window_last"), dep.prediction_log)
+        result["deployment"] = dep.name
         report_dir.mkdir(parents=True, exist_ok=True)
-        report = report_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', context['run_id'])}.json"
-        report.write_text(json.dumps(result, indent=2, sort_keys=True))
-        result["report"] = str(report)
+        result["report"] = f"{report}.json"
+        Path(result["report"]).write_text(json.dumps(result, indent=2, sort_keys=True))
         if result["status"] == "insufficient_data":
             self.log.warning("not enough traffic to check drift: %s", result["message"])
         elif result["is_drift"]:
@@ -126,3 +104,29 @@ class DriftDetectionOperator(BaseOperator):
         else:
             self.log.info("no drift in %s (threshold %.3g)", dep.name, result["threshold"])
         return result
+
+
+class DriftDetectionOperator(BaseDriftCheckOperator):
+    """Compare the last requests a deployment served with the training data of the model version it serves.
+
+    The reference is found through ML Metadata lineage (pushed model → Trainer → Transform →
+    the raw examples of its training split) and cached per model version; the window is read
+    from the deployment's prediction log. Alibi Detect runs in the ``drift`` runtime; the
+    fitted detector is saved per model version and reused. The result (``is_drift``, per-feature
+    p-values and distances, window size and time range, model version) is returned (XCom) and
+    written to ``{state_dir}/drift/<deployment>/reports/<run>.json``. A window smaller than
+    ``min_window`` gives ``status: insufficient_data``: not drift, not a failure.
+
+    :param deployment_name: the deployment whose traffic is checked (templated).
+    :param window_size: the last N served records (templated).
+    :param window_minutes: or the records of the last T minutes (templated).
+    :param detector: one of :data:`DETECTORS` (templated).
+    :param p_val: significance level (templated).
+    :param correction: ``bonferroni`` or ``fdr`` (templated).
+    :param min_window: fewer records than this is ``insufficient_data``.
+    :param features: ``{name: "numeric" | "categorical"}``; default: from the model's feature spec.
+    :param reference_rows: at most this many training records form the reference.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        return self.check_drift(context)

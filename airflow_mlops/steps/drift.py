@@ -42,54 +42,100 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def fit_encoding(reference: list[dict[str, Any]], features: dict[str, str]) -> dict[str, Any]:
+def _frame(records: list[dict[str, Any]], names: list[str]):
+    import pandas as pd
+
+    return pd.DataFrame.from_records(records, columns=names) if records else pd.DataFrame(columns=names)
+
+
+def _clean(column, kind: str) -> bool:
+    """Whether a column can take the vectorised path: no missing values, plain numbers where numeric."""
+    from pandas.api import types
+
+    if column.isna().any():
+        return False
+    if kind == "numeric":
+        return types.is_numeric_dtype(column.dtype) and not types.is_bool_dtype(column.dtype) \
+            and bool(_finite(column).all())
+    return True
+
+
+def _finite(column):
+    import numpy as np
+
+    return np.isfinite(column.to_numpy(dtype=np.float64))
+
+
+def fit_encoding(reference: list[dict[str, Any]], features: dict[str, str], frame=None) -> dict[str, Any]:
     """Medians of numeric features and category lists of categorical ones, from the reference."""
+    import numpy as np
+
+    frame = _frame(reference, list(features)) if frame is None else frame
     encoding: dict[str, Any] = {}
     for name, kind in features.items():
+        column = frame[name]
         if kind == "numeric":
-            values = sorted(v for v in (_number(r.get(name)) for r in reference) if v is not None)
-            if not values:
+            if _clean(column, kind):
+                values = np.sort(column.to_numpy(dtype=np.float64))
+            else:
+                values = np.sort(np.array([v for v in map(_number, column.tolist()) if v is not None]))
+            if not len(values):
                 raise StepError(f"reference feature {name!r} has no numeric value")
-            encoding[name] = {"kind": "numeric", "median": values[len(values) // 2]}
+            encoding[name] = {"kind": "numeric", "median": float(values[len(values) // 2])}
         elif kind == "categorical":
-            seen = sorted({str(r[name]) for r in reference if r.get(name) is not None})
+            present = column[column.notna()] if not _clean(column, kind) else column
+            seen = sorted({str(v) for v in present.unique().tolist()})
             encoding[name] = {"kind": "categorical", "categories": [*seen, UNSEEN, MISSING]}
         else:
             raise StepError(f"feature {name!r}: kind must be 'numeric' or 'categorical', got {kind!r}")
     return encoding
 
 
-def encode(records: list[dict[str, Any]], encoding: dict[str, Any]):
-    """A float matrix (one column per feature, in ``encoding`` order) and a report of what was imputed."""
+def encode(records: list[dict[str, Any]], encoding: dict[str, Any], frame=None):
+    """A float matrix (one column per feature, in ``encoding`` order) and a report of what was imputed.
+
+    Clean columns (no missing value; plain finite numbers where numeric) are encoded by
+    vectorised pandas/numpy operations; a column with anything else goes value by value
+    through the rules of the module docstring, and what was imputed is counted.
+    """
     import numpy as np
 
     names = list(encoding)
-    matrix = np.zeros((len(records), len(names)), dtype=np.float32)
+    frame = _frame(records, names) if frame is None else frame
+    matrix = np.zeros((len(frame), len(names)), dtype=np.float32)
     issues: dict[str, dict[str, int]] = {}
     for j, name in enumerate(names):
         spec = encoding[name]
+        column = frame[name]
         counts = {"missing": 0, "not_a_number": 0, "unseen_category": 0}
         if spec["kind"] == "numeric":
-            for i, record in enumerate(records):
-                raw = record.get(name)
-                value = _number(raw)
-                if value is None:
-                    counts["missing" if raw is None else "not_a_number"] += 1
-                    value = spec["median"]
-                matrix[i, j] = value
+            if _clean(column, "numeric"):
+                matrix[:, j] = column.to_numpy(dtype=np.float64)
+            else:
+                for i, raw in enumerate(records[k].get(name) for k in range(len(records))):
+                    value = _number(raw)
+                    if value is None:
+                        counts["missing" if raw is None else "not_a_number"] += 1
+                        value = spec["median"]
+                    matrix[i, j] = value
         else:
             index = {c: k for k, c in enumerate(spec["categories"])}
-            for i, record in enumerate(records):
-                raw = record.get(name)
-                if raw is None:
-                    counts["missing"] += 1
-                    code = index[MISSING]
-                else:
-                    code = index.get(str(raw))
-                    if code is None:
-                        counts["unseen_category"] += 1
-                        code = index[UNSEEN]
-                matrix[i, j] = code
+            if _clean(column, "categorical"):
+                codes = column.astype(str).map(index)
+                unseen = codes.isna()
+                counts["unseen_category"] = int(unseen.sum())
+                matrix[:, j] = codes.fillna(index[UNSEEN]).to_numpy(dtype=np.float64)
+            else:
+                for i, raw in enumerate(records[k].get(name) for k in range(len(records))):
+                    if raw is None:
+                        counts["missing"] += 1
+                        code = index[MISSING]
+                    else:
+                        code = index.get(str(raw))
+                        if code is None:
+                            counts["unseen_category"] += 1
+                            code = index[UNSEEN]
+                    matrix[i, j] = code
         issues[name] = {k: v for k, v in counts.items() if v}
     return matrix, {k: v for k, v in issues.items() if v}
 
@@ -113,12 +159,81 @@ def _make_detector(kind: str, x_ref, encoding: dict[str, Any], p_val: float, cor
     raise StepError(f"detector must be one of {DETECTORS}, got {kind!r}")
 
 
-def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """Compare ``params["window"]`` records with ``params["reference"]`` (see the module docstring).
+def read_records(path: str) -> list[dict[str, Any]]:
+    """Records from a JSON-lines file; a line that is not a JSON object is named, with the file."""
+    out = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise StepError(f"{path}, line {number}: not JSON ({err})") from None
+            if not isinstance(record, dict):
+                raise StepError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
+            out.append(record)
+    return out
 
+
+def _window(params: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The window's records, given inline (``window``) or read from ``prediction_log``."""
+    if "window" in params:
+        return params["window"], {}
+    from airflow_mlops.serving.prediction_log import read_window
+
+    size, minutes = params.get("window_size"), params.get("window_minutes")
+    found = read_window(params["prediction_log"], last_n=int(size) if size else None,
+                        minutes=float(minutes) if minutes else None, model_version=params.get("model_version"))
+    return found["records"], {"window_first": found["first"], "window_last": found["last"],
+                              "window_requests": found["requests"], "log_lines_skipped": found["skipped_lines"]}
+
+
+def plot(x_ref, x_win, encoding: dict[str, Any], names: list[str], path: str, title: str) -> str:
+    """A PNG of the named features' distributions, reference vs window (matplotlib, no pyplot state)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    columns = list(encoding)
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    figure = Figure(figsize=(4.2 * cols, 3.2 * rows + 0.4), layout="constrained")
+    figure.suptitle(title)
+    for k, name in enumerate(names):
+        axes = figure.add_subplot(rows, cols, k + 1)
+        j, spec = columns.index(name), encoding[name]
+        ref, win = x_ref[:, j], x_win[:, j]
+        if spec["kind"] == "numeric":
+            low, high = np.percentile(np.concatenate([ref, win]), [0.5, 99.5])
+            bins = np.linspace(low, high if high > low else low + 1, 40)
+            axes.hist(ref, bins=bins, density=True, alpha=0.55, label="reference (training)")
+            axes.hist(win, bins=bins, density=True, alpha=0.55, label="window (served)")
+        else:
+            categories = spec["categories"]
+            ref_freq = np.bincount(ref.astype(int), minlength=len(categories)) / max(len(ref), 1)
+            win_freq = np.bincount(win.astype(int), minlength=len(categories)) / max(len(win), 1)
+            shown = np.argsort(-(ref_freq + win_freq))[:12]
+            positions = np.arange(len(shown))
+            axes.bar(positions - 0.2, ref_freq[shown], width=0.4, label="reference (training)")
+            axes.bar(positions + 0.2, win_freq[shown], width=0.4, label="window (served)")
+            axes.set_xticks(positions, [categories[i][:14] for i in shown], rotation=45, ha="right", fontsize=7)
+        axes.set_title(name, fontsize=10)
+        axes.legend(fontsize=7)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    figure.savefig(path, dpi=80)
+    return path
+
+
+def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Compare a window of served records with the reference (see the module docstring).
+
+    The window: ``window`` (records), or ``prediction_log`` (a directory) with ``window_size``
+    (last N records) or ``window_minutes`` and ``model_version``. The reference, needed only
+    when no fitted detector is saved: ``reference`` (records) or ``reference_file`` (JSON lines).
     Other params: ``features`` ({name: numeric|categorical}), ``detector`` (TabularDrift),
     ``p_val`` (0.05), ``correction`` (bonferroni), ``min_window`` (50), ``detector_dir``
-    (reuse/save the fitted detector there), ``model_version``.
+    (reuse/save the fitted detector and the encoded reference there), ``report_png`` (write the
+    drifted features' distributions there when drift is found).
     """
     kind = params.get("detector") or "TabularDrift"
     p_val = float(params.get("p_val", 0.05))
@@ -130,16 +245,18 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     if not 0 < p_val < 1:
         raise StepError(f"p_val must be in (0, 1), got {p_val}")
     features: dict[str, str] = params["features"]
-    window: list[dict[str, Any]] = params["window"]
-    base = {"detector": kind, "p_val": p_val, "correction": correction, "window_size": len(window),
-            "model_version": params.get("model_version"), "features": {}}
-    if len(window) < int(params.get("min_window", 50)):
-        return {**base, "status": "insufficient_data", "is_drift": False,
-                "message": f"{len(window)} requests in the window; at least {params.get('min_window', 50)} are needed"}
-
     started = time.monotonic()
+    window, window_info = _window(params)
+    read_seconds = time.monotonic() - started
+    base = {"detector": kind, "p_val": p_val, "correction": correction, "window_size": len(window),
+            "model_version": params.get("model_version"), "features": {}, **window_info}
+    min_window = int(params.get("min_window", 50))
+    if len(window) < min_window:
+        return {**base, "status": "insufficient_data", "is_drift": False,
+                "message": f"{len(window)} requests in the window; at least {min_window} are needed"}
+
     alibi_seconds = 0.0
-    detector, encoding, reused = None, None, False
+    detector, encoding, reused, x_ref = None, None, False, None
     directory = params.get("detector_dir")
     if directory and os.path.exists(os.path.join(directory, "encoding.json")):
         from alibi_detect.saving import load_detector
@@ -148,9 +265,18 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             saved = json.load(handle)
         if saved.get("detector") == kind and saved.get("features") == features and saved.get("p_val") == p_val \
                 and saved.get("correction") == correction:
+            load_started = time.monotonic()
             encoding, detector, reused = saved["encoding"], load_detector(os.path.join(directory, "detector")), True
+            alibi_seconds += time.monotonic() - load_started
     if detector is None:
-        reference: list[dict[str, Any]] = params["reference"]
+        if "reference" in params:
+            reference = params["reference"]
+        elif params.get("reference_file"):
+            read_started = time.monotonic()
+            reference = read_records(params["reference_file"])
+            read_seconds += time.monotonic() - read_started
+        else:
+            raise StepError("no fitted detector saved and no reference given (reference or reference_file)")
         encoding = fit_encoding(reference, features)
         x_ref, _ = encode(reference, encoding)
         fit_started = time.monotonic()
@@ -158,13 +284,17 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         alibi_seconds = time.monotonic() - fit_started
         base["reference_size"] = len(reference)
         if directory:
+            import numpy as np
             from alibi_detect.saving import save_detector
 
             os.makedirs(directory, exist_ok=True)
             save_detector(detector, os.path.join(directory, "detector"))
+            np.save(os.path.join(directory, "reference.npy"), x_ref)
             with open(os.path.join(directory, "encoding.json"), "w") as handle:
                 json.dump({"detector": kind, "features": features, "p_val": p_val, "correction": correction,
-                           "encoding": encoding}, handle, indent=2)
+                           "encoding": encoding, "reference_size": len(reference)}, handle, indent=2)
+    else:
+        base["reference_size"] = saved.get("reference_size")
     x_win, issues = encode(window, encoding)
     predict_started = time.monotonic()
     prediction = detector.predict(x_win)["data"]
@@ -184,10 +314,23 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     result = {
         **base, "status": "ok", "is_drift": bool(prediction["is_drift"]), "threshold": threshold,
         "features": per_feature, "drifted_features": [n for n, e in per_feature.items() if e.get("drift")],
-        "data_issues": issues, "detector_reused": reused, "seconds": round(time.monotonic() - started, 3),
-        "alibi_seconds": round(alibi_seconds, 3),  # the detector's own construction and predict calls
+        "data_issues": issues, "detector_reused": reused,
+        "alibi_seconds": round(alibi_seconds, 3),  # Alibi Detect's own calls: construct or load, predict
+        "read_seconds": round(read_seconds, 3),  # reading the window (and the reference, when fitting)
     }
     if not feature_level:  # MMD/LSDD test the joint distribution: one p-value
         result["p_val_joint"] = float(p_vals)
         result["distance_joint"] = float(distances)
+    saved_ref = os.path.join(directory or "", "reference.npy")
+    if result["is_drift"] and params.get("report_png") and (x_ref is not None or os.path.exists(saved_ref)):
+        if x_ref is None:
+            import numpy as np
+
+            x_ref = np.load(saved_ref)
+        shown = result["drifted_features"] or names
+        result["report_png"] = plot(
+            x_ref, x_win, encoding, shown[:9], params["report_png"],
+            f"drift in model version {params.get('model_version')}: {len(window)} served records vs "
+            f"{len(x_ref)} training records ({kind})")
+    result["seconds"] = round(time.monotonic() - started, 3)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -82,3 +83,45 @@ def test_detector_is_saved_once_per_version_and_reused(drift, tmp_path):
 def test_bad_options_are_named(drift, params, message):
     with pytest.raises(RuntimeStepFailed, match=message):
         drift(reference=REFERENCE, window=sample(100, seed=7), **params)
+
+
+def write_log(directory, records: list[dict], version: int = 1) -> str:
+    """A prediction log as the model server writes it: one JSON line per request (10 instances)."""
+    from datetime import datetime, timezone
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc).isoformat()
+    (directory / "server-1.jsonl").write_text("".join(
+        json.dumps({"ts": now, "model_version": version, "instances": records[i:i + 10]}) + "\n"
+        for i in range(0, len(records), 10)))
+    return str(directory)
+
+
+def test_files_in_png_out_as_the_operator_calls_it(drift, tmp_path):
+    reference_file = tmp_path / "reference.jsonl"
+    reference_file.write_text("".join(json.dumps(r) + "\n" for r in REFERENCE))
+    log = write_log(tmp_path / "log", sample(400, seed=8, fare_shift=4) + sample(5, seed=9), version=2)
+    write_log(tmp_path / "log" / "other", sample(300, seed=10), version=1)  # another version's traffic
+    result = drift(reference_file=str(reference_file), prediction_log=log, window_size=300, model_version=2,
+                   detector_dir=str(tmp_path / "v2"), report_png=str(tmp_path / "report.png"))
+    assert result["window_size"] == 300 and result["reference_size"] == len(REFERENCE)
+    assert result["window_requests"] == 41 and result["window_first"] and result["window_last"]
+    assert result["drifted_features"] == ["fare"]
+    png = (tmp_path / "report.png").read_bytes()
+    assert result["report_png"] == str(tmp_path / "report.png") and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    # reused: no reference needed any more, the PNG still has the reference to draw
+    again = drift(prediction_log=log, window_size=300, model_version=2, detector_dir=str(tmp_path / "v2"),
+                  report_png=str(tmp_path / "again.png"))
+    assert again["detector_reused"] and again["reference_size"] == len(REFERENCE) and (tmp_path / "again.png").exists()
+
+
+def test_no_drift_writes_no_png(drift, tmp_path):
+    result = drift(reference=REFERENCE, window=sample(500, seed=2), report_png=str(tmp_path / "report.png"))
+    assert not result["is_drift"] and "report_png" not in result and not (tmp_path / "report.png").exists()
+
+
+def test_broken_reference_file_is_named(drift, tmp_path):
+    bad = tmp_path / "reference.jsonl"
+    bad.write_text(json.dumps(REFERENCE[0]) + "\n{not json\n")
+    with pytest.raises(RuntimeStepFailed, match=r"reference.jsonl, line 2: not JSON"):
+        drift(reference_file=str(bad), window=sample(100, seed=7))
