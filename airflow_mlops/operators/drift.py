@@ -96,6 +96,8 @@ class BaseDriftCheckOperator(BaseOperator):
         report_dir.mkdir(parents=True, exist_ok=True)
         result["report"] = f"{report}.json"
         Path(result["report"]).write_text(json.dumps(result, indent=2, sort_keys=True))
+        if result.get("skipped_features"):
+            self.log.warning("not compared (no value in the training data): %s", result["skipped_features"])
         if result["status"] == "insufficient_data":
             self.log.warning("not enough traffic to check drift: %s", result["message"])
         elif result["is_drift"]:

@@ -66,12 +66,18 @@ def _finite(column):
     return np.isfinite(column.to_numpy(dtype=np.float64))
 
 
-def fit_encoding(reference: list[dict[str, Any]], features: dict[str, str], frame=None) -> dict[str, Any]:
-    """Medians of numeric features and category lists of categorical ones, from the reference."""
+def fit_encoding(reference: list[dict[str, Any]], features: dict[str, str],
+                 frame=None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Medians of numeric features and category lists of categorical ones, from the reference.
+
+    A feature with no usable value in the reference (always empty in the training data) cannot
+    be compared: it is left out of the encoding and returned in the second dict, with the reason.
+    """
     import numpy as np
 
     frame = _frame(reference, list(features)) if frame is None else frame
     encoding: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     for name, kind in features.items():
         column = frame[name]
         if kind == "numeric":
@@ -80,15 +86,21 @@ def fit_encoding(reference: list[dict[str, Any]], features: dict[str, str], fram
             else:
                 values = np.sort(np.array([v for v in map(_number, column.tolist()) if v is not None]))
             if not len(values):
-                raise StepError(f"reference feature {name!r} has no numeric value")
+                skipped[name] = "no numeric value in the reference"
+                continue
             encoding[name] = {"kind": "numeric", "median": float(values[len(values) // 2])}
         elif kind == "categorical":
             present = column[column.notna()] if not _clean(column, kind) else column
             seen = sorted({str(v) for v in present.unique().tolist()})
+            if not seen:
+                skipped[name] = "no value in the reference"
+                continue
             encoding[name] = {"kind": "categorical", "categories": [*seen, UNSEEN, MISSING]}
         else:
             raise StepError(f"feature {name!r}: kind must be 'numeric' or 'categorical', got {kind!r}")
-    return encoding
+    if not encoding:
+        raise StepError(f"no feature has a value in the reference ({len(frame)} records): nothing to compare")
+    return encoding, skipped
 
 
 def encode(records: list[dict[str, Any]], encoding: dict[str, Any], frame=None):
@@ -277,7 +289,7 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             read_seconds += time.monotonic() - read_started
         else:
             raise StepError("no fitted detector saved and no reference given (reference or reference_file)")
-        encoding = fit_encoding(reference, features)
+        encoding, skipped = fit_encoding(reference, features)
         x_ref, _ = encode(reference, encoding)
         fit_started = time.monotonic()
         detector = _make_detector(kind, x_ref, encoding, p_val, correction)
@@ -292,9 +304,11 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             np.save(os.path.join(directory, "reference.npy"), x_ref)
             with open(os.path.join(directory, "encoding.json"), "w") as handle:
                 json.dump({"detector": kind, "features": features, "p_val": p_val, "correction": correction,
-                           "encoding": encoding, "reference_size": len(reference)}, handle, indent=2)
+                           "encoding": encoding, "skipped": skipped, "reference_size": len(reference)}, handle,
+                          indent=2)
     else:
         base["reference_size"] = saved.get("reference_size")
+        skipped = saved.get("skipped", {})
     x_win, issues = encode(window, encoding)
     predict_started = time.monotonic()
     prediction = detector.predict(x_win)["data"]
@@ -315,6 +329,7 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         **base, "status": "ok", "is_drift": bool(prediction["is_drift"]), "threshold": threshold,
         "features": per_feature, "drifted_features": [n for n, e in per_feature.items() if e.get("drift")],
         "data_issues": issues, "detector_reused": reused,
+        "skipped_features": skipped,  # not compared: no value in the training data
         "alibi_seconds": round(alibi_seconds, 3),  # Alibi Detect's own calls: construct or load, predict
         "read_seconds": round(read_seconds, 3),  # reading the window (and the reference, when fitting)
     }

@@ -125,3 +125,18 @@ def test_broken_reference_file_is_named(drift, tmp_path):
     bad.write_text(json.dumps(REFERENCE[0]) + "\n{not json\n")
     with pytest.raises(RuntimeStepFailed, match=r"reference.jsonl, line 2: not JSON"):
         drift(reference_file=str(bad), window=sample(100, seed=7))
+
+
+def test_a_feature_empty_in_the_training_data_is_skipped_and_reported(drift):
+    reference = [dict(r, census_tract=None) for r in REFERENCE]  # never filled in the training data
+    window = [dict(r, census_tract=17031081500.0) for r in sample(300, seed=3, fare_shift=4)]
+    result = drift(reference=reference, window=window,
+                   features={**FEATURES, "census_tract": "numeric", "comment": "categorical"})
+    assert result["skipped_features"] == {"census_tract": "no numeric value in the reference",
+                                          "comment": "no value in the reference"}
+    assert set(result["features"]) == set(FEATURES) and result["drifted_features"] == ["fare"]
+
+
+def test_a_reference_with_no_value_at_all_is_named(drift):
+    with pytest.raises(RuntimeStepFailed, match=r"no feature has a value in the reference \(3 records\)"):
+        drift(reference=[{}, {}, {}], window=sample(100, seed=7))
