@@ -19,6 +19,12 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "Root of everything the provider keeps locally: pipeline root, ML Metadata SQLite store, "
         "reference schemas, registries. Empty means {AIRFLOW_HOME}/mlops.",
     ),
+    "data_root": (
+        "",
+        "Where new data of your pipeline lands: a directory of CSV files or of span-<N>/ sub-directories. "
+        "Ingest and training read it when their input_base (data_root param) is empty, as does the retraining "
+        "that monitoring requests. Empty means the Chicago taxi sample shipped with TFX.",
+    ),
     "pipeline_root": ("", "Where TFX writes artifacts. Empty means {state_dir}/pipelines/{pipeline_name}."),
     "model_root": (
         "",

@@ -10,13 +10,16 @@ asks for the data directory, the pipeline name and an optional curated schema.
   if you give one, else the schema of the pipeline's first accepted run. Any anomaly fails
   the ExampleValidator task with a list of what is wrong, and nothing downstream runs.
 * Every execution, artifact and its lineage is recorded in ML Metadata.
+* A span of pipeline ``chicago_taxi`` that passed validation updates the Asset
+  ``mlops://chicago_taxi/data`` (extra: ``data_root``, ``span``), on which
+  ``mlops_train_deploy`` is scheduled: new data gets a model trained on it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, Param, task
 
 from airflow_mlops.operators.tfx import (
     CsvExampleGenOperator,
@@ -24,6 +27,10 @@ from airflow_mlops.operators.tfx import (
     SchemaGenOperator,
     StatisticsGenOperator,
 )
+from airflow_mlops.utils.assets import data_uri
+
+PIPELINE = "chicago_taxi"  # new validated data of this pipeline updates its data Asset
+NEW_DATA = Asset(data_uri(PIPELINE))
 
 with DAG(
     dag_id="mlops_ingest",
@@ -36,7 +43,7 @@ with DAG(
     tags=["mlops", "tfx", "data-validation"],
     params={
         "pipeline_name": Param(
-            "chicago_taxi",
+            PIPELINE,
             type="string",
             pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
             title="Pipeline name",
@@ -44,7 +51,7 @@ with DAG(
         ),
         "data_root": Param(
             "",
-            type="string",
+            type=["null", "string"],
             title="Data directory",
             description="Directory of CSV files, or of span-<N>/ sub-directories. Empty: the taxi sample shipped with TFX.",
         ),
@@ -63,7 +70,7 @@ with DAG(
         ),
         "schema_path": Param(
             "",
-            type="string",
+            type=["null", "string"],
             title="Curated schema",
             description="Path of a schema.pbtxt to validate against; empty for the pipeline's reference schema.",
         ),
@@ -76,14 +83,27 @@ with DAG(
 ) as dag:
     example_gen = CsvExampleGenOperator(
         task_id="CsvExampleGen",
-        input_base="{{ params.data_root }}",
+        input_base="{{ params.data_root or '' }}",
         input_pattern="{{ params.input_pattern }}",
         span="{{ params.span }}",
     )
     statistics_gen = StatisticsGenOperator(task_id="StatisticsGen", examples=example_gen)
     schema_gen = SchemaGenOperator(
-        task_id="SchemaGen", statistics=statistics_gen, reference_schema="{{ params.schema_path }}"
+        task_id="SchemaGen", statistics=statistics_gen, reference_schema="{{ params.schema_path or '' }}"
     )
     example_validator = ExampleValidatorOperator(
         task_id="ExampleValidator", statistics=statistics_gen, schema=schema_gen
     )
+
+    @task(outlets=[NEW_DATA])
+    def announce_data(examples: dict, params: dict, outlet_events=None) -> dict:
+        """Update the data Asset (training is scheduled on it); skipped for other pipelines."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if params["pipeline_name"] != PIPELINE:
+            raise AirflowSkipException(f"pipeline {params['pipeline_name']!r} has no data Asset (only {PIPELINE!r})")
+        extra = {"data_root": params["data_root"] or "", "span": examples.get("span"), "pipeline": PIPELINE}
+        outlet_events[NEW_DATA].extra = extra
+        return extra
+
+    example_validator >> announce_data(example_gen.output)

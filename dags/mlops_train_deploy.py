@@ -16,6 +16,11 @@ back to the data span. Copy this file into your DAGs folder and edit it.
   ``{state_dir}/models/<pipeline>/`` (TF Serving's layout) with a record of its run and
   metrics. An unblessed model is not pushed: Pusher and every task after it (deploy) are
   skipped, and Pusher's log says why (metric, value, threshold).
+* **Schedule**: runs when new data was ingested and validated (the Asset
+  ``mlops://chicago_taxi/data``, updated by ``mlops_ingest``) or when ``mlops_monitor`` found
+  drift in the served traffic (``mlops://chicago_taxi/retrain``); the event's ``data_root``
+  is used when the run's own ``data_root`` is empty, and the newest span there is trained on.
+  Trigger it from the UI for anything else.
 * **deploy / wait_for_serving**: the pushed version is served by the seldon-core model server
   as deployment ``deployment_name`` (locally: a long-lived server on 127.0.0.1 whose URL the
   deploy task logs); a running deployment switches to the new version without a restart or a
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, Param
 
 from airflow_mlops.operators.seldon import SeldonDeployOperator
 from airflow_mlops.operators.tfx import (
@@ -41,25 +46,30 @@ from airflow_mlops.operators.tfx import (
     TransformOperator,
 )
 from airflow_mlops.sensors.seldon import SeldonDeploymentSensor
+from airflow_mlops.utils.assets import asset_event_extra, data_uri, retrain_uri
+
+PIPELINE = "chicago_taxi"  # the assets below name it: keep it equal to the pipeline_name default
+NEW_DATA, RETRAIN = Asset(data_uri(PIPELINE)), Asset(retrain_uri(PIPELINE))
 
 with DAG(
     dag_id="mlops_train_deploy",
     description="Ingest and validate data, Transform, train with Horovod, evaluate, push a model version",
     doc_md=__doc__,
-    schedule=None,
+    schedule=(NEW_DATA | RETRAIN),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
     tags=["mlops", "tfx", "training", "horovod"],
     params={
-        "pipeline_name": Param("chicago_taxi", type="string", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        "pipeline_name": Param(PIPELINE, type="string", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
                                title="Pipeline name", description="Names the pipeline in ML Metadata, its schema and models."),
-        "data_root": Param("", type="string", title="Data directory",
-                           description="Directory of CSV files, or of span-<N>/ sub-directories. Empty: the taxi sample."),
+        "data_root": Param("", type=["null", "string"], title="Data directory",
+                           description="Directory of CSV files, or of span-<N>/ sub-directories. Empty: the triggering "
+                           "Asset event's data_root, else the taxi sample."),
         "span": Param(None, type=["null", "integer"], minimum=0, title="Span", description="Empty for the latest."),
-        "schema_path": Param("", type="string", title="Curated schema",
+        "schema_path": Param("", type=["null", "string"], title="Curated schema",
                              description="A schema.pbtxt to validate against; empty for the pipeline's reference schema."),
-        "module_file": Param("", type="string", title="Module file",
+        "module_file": Param("", type=["null", "string"], title="Module file",
                              description="Python file with preprocessing_fn and run_fn; empty for the shipped taxi module."),
         "num_workers": Param(2, type="integer", minimum=1, maximum=64, title="Horovod workers"),
         "train_steps": Param(1000, type="integer", minimum=1, title="Training steps (shared by the workers)"),
@@ -70,24 +80,27 @@ with DAG(
         "deployment_name": Param("chicago-taxi", type="string", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
                                  title="Deployment", description="Name of the model deployment to update."),
     },
+    user_defined_macros={"asset_event_extra": asset_event_extra},
     default_args={
         "pipeline_name": "{{ params.pipeline_name }}",
         "retries": 1,
         "retry_delay": timedelta(seconds=30),
     },
 ) as dag:
-    example_gen = CsvExampleGenOperator(task_id="CsvExampleGen", input_base="{{ params.data_root }}",
-                                        span="{{ params.span }}")
+    example_gen = CsvExampleGenOperator(
+        task_id="CsvExampleGen", span="{{ params.span }}",
+        input_base="{{ params.data_root or asset_event_extra(triggering_asset_events, 'data_root') }}",
+    )
     statistics_gen = StatisticsGenOperator(task_id="StatisticsGen", examples=example_gen)
     schema_gen = SchemaGenOperator(task_id="SchemaGen", statistics=statistics_gen,
-                                   reference_schema="{{ params.schema_path }}")
+                                   reference_schema="{{ params.schema_path or '' }}")
     example_validator = ExampleValidatorOperator(task_id="ExampleValidator", statistics=statistics_gen,
                                                  schema=schema_gen)
     transform = TransformOperator(task_id="Transform", examples=example_gen, schema=schema_gen,
-                                  module_file="{{ params.module_file }}")
+                                  module_file="{{ params.module_file or '' }}")
     trainer = HorovodTrainerOperator(
         task_id="Trainer", examples=transform, transform_graph=transform, schema=schema_gen,
-        module_file="{{ params.module_file }}", num_workers="{{ params.num_workers }}",
+        module_file="{{ params.module_file or '' }}", num_workers="{{ params.num_workers }}",
         train_steps="{{ params.train_steps }}", eval_steps=50,
     )
     evaluator = EvaluatorOperator(

@@ -36,7 +36,9 @@ def test_every_dag_has_tags_docs_and_params(dagbag):
 
 def test_ingest_dag_shape(dagbag):
     dag = dagbag.dags["mlops_ingest"]
-    assert [t.task_id for t in dag.topological_sort()] == ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"]
+    assert [t.task_id for t in dag.topological_sort()] == ["CsvExampleGen", "StatisticsGen", "SchemaGen",
+                                                           "ExampleValidator", "announce_data"]
+    assert [o.uri for o in dag.get_task("announce_data").outlets] == ["mlops://chicago_taxi/data"]
     assert {t.task_id: type(t).__name__ for t in dag.tasks}["CsvExampleGen"] == "CsvExampleGenOperator"
     assert set(dag.params.keys()) >= {"pipeline_name", "data_root", "span", "schema_path"}
 
@@ -51,6 +53,24 @@ def test_train_deploy_dag_shape(dagbag):
     assert kinds["Pusher"] == "PusherOperator" and kinds["deploy"] == "SeldonDeployOperator"
     assert kinds["wait_for_serving"] == "SeldonDeploymentSensor"
     assert set(dag.params.keys()) >= {"num_workers", "train_steps", "eval_metric", "eval_threshold", "max_regression"}
+
+
+def test_training_is_scheduled_on_new_data_or_a_retrain_request(dagbag):
+    dag = dagbag.dags["mlops_train_deploy"]
+    condition = dag.timetable.asset_condition
+    assert type(condition).__name__ == "AssetAny"  # either one starts a run
+    assert {a.uri for a in condition.objects} == {"mlops://chicago_taxi/data", "mlops://chicago_taxi/retrain"}
+
+
+def test_monitor_dag_shape(dagbag):
+    dag = dagbag.dags["mlops_monitor"]
+    kinds = {t.task_id: type(t).__name__ for t in dag.tasks}
+    assert kinds == {"health": "SeldonHealthCheckOperator", "detect_drift": "DriftDetectionOperator",
+                     "request_retraining": "_PythonDecoratedOperator"}
+    assert dag.get_task("detect_drift").downstream_task_ids == {"request_retraining"}
+    assert not dag.get_task("health").downstream_task_ids  # a health alert does not stop the drift check
+    assert [o.uri for o in dag.get_task("request_retraining").outlets] == ["mlops://chicago_taxi/retrain"]
+    assert dag.schedule is not None and not dag.catchup
 
 
 def test_rollback_dag_shape(dagbag):

@@ -201,8 +201,8 @@ class TfxComponentOperator(BaseOperator):
 class CsvExampleGenOperator(TfxComponentOperator):
     """Ingest a directory of CSV files as TFX Examples (TFX ``CsvExampleGen``).
 
-    :param input_base: directory of CSV files (templated). Empty or None: the Chicago taxi
-        sample that ships inside the TFX wheel.
+    :param input_base: directory of CSV files (templated). Empty or None: ``[mlops] data_root``
+        (or the connection's), else the Chicago taxi sample that ships inside the TFX wheel.
     :param input_pattern: file pattern under ``input_base`` (templated). ``auto`` picks
         ``span-{SPAN}/version-{VERSION}/*``, ``span-{SPAN}/*`` or ``*`` from the layout.
     :param span: ingest this span instead of the latest (templated; None = latest).
@@ -228,7 +228,8 @@ class CsvExampleGenOperator(TfxComponentOperator):
         self.splits = splits
 
     def _input_base(self) -> str:
-        return self.input_base or SAMPLE_TAXI
+        """The argument, else ``[mlops] data_root`` (or the connection's), else the taxi sample."""
+        return self.input_base or self.hook.setting("data_root") or SAMPLE_TAXI
 
     def _span(self) -> int | None:
         if self.span in (None, "", "None", "null"):

@@ -1,0 +1,117 @@
+"""The closed loop under a real scheduler (`airflow standalone`, template DAGs): drifted traffic →
+``mlops_monitor`` finds drift → Asset event → the scheduler starts ``mlops_train_deploy`` →
+retrained on the newest span → evaluated against the served model → the new version is deployed."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.serving.model import typed_record
+from airflow_mlops.utils.model_registry import ModelRegistry
+from airflow_mlops.utils.taxi_spans import shifted, taxi_rows, write_span
+
+from .conftest import call
+
+pytestmark = pytest.mark.integration
+TRAIN, MONITOR, DEPLOYMENT, PIPELINE = "mlops_train_deploy", "mlops_monitor", "chicago-taxi", "chicago_taxi"
+
+
+def wait_for(what: str, probe, timeout: float, every: float = 5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(every)
+
+
+def finished_run(s, dag_id: str, run_id: str, timeout: float = 900) -> tuple[str, dict[str, str]]:
+    def state():
+        run = call(f"{s.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}", s.token)[1]
+        return run["state"] if run.get("state") in ("success", "failed") else None
+
+    final = wait_for(f"{dag_id} run {run_id} to finish", state, timeout)
+    tasks = call(f"{s.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", s.token)[1]["task_instances"]
+    return final, {t["task_id"]: t["state"] for t in tasks}
+
+
+def runs_of(s, dag_id: str) -> list[dict]:
+    return call(f"{s.base}/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after", s.token)[1].get("dag_runs", [])
+
+
+def send(dep, records: list[dict]) -> None:
+    for start in range(0, len(records), 20):
+        body = json.dumps({"jsonData": {"instances": records[start:start + 20]}}).encode()
+        request = urllib.request.Request(f"{dep.url}/api/v1.0/predictions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+
+
+@pytest.mark.parametrize("standalone", [("serving",)], indirect=True)
+def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, taxi_csv):
+    s = standalone
+    header, rows = taxi_rows(taxi_csv)  # shuffled: spans from one distribution, before the shift
+    spans = s.tmp_path / "data"
+    write_span(spans, 1, header, rows[:9000])  # enough trips to cover (99 % of) the categories of later spans
+    # where new data lands, as a user sets it: the mlops_default connection's extra
+    status, body = call(f"{s.base}/api/v2/connections", s.token, {
+        "connection_id": "mlops_default", "conn_type": "mlops", "extra": json.dumps({"data_root": str(spans)})})
+    assert status == 201, body
+    for dag_id in (TRAIN, MONITOR):
+        wait_for(f"{dag_id} parsed", lambda d=dag_id: call(f"{s.base}/api/v2/dags/{d}", s.token)[0] == 200, 180, 3)
+    assert call(f"{s.base}/api/v2/dags/{TRAIN}", s.token, {"is_paused": False}, method="PATCH")[0] == 200
+
+    # v1, trained on span 1 and deployed (a manual run: the trigger form's path)
+    status, run = call(f"{s.base}/api/v2/dags/{TRAIN}/dagRuns", s.token,
+                       {"logical_date": None, "conf": {"num_workers": 1, "train_steps": 300}})
+    assert status == 200, run
+    state, tasks = finished_run(s, TRAIN, run["dag_run_id"])
+    assert state == "success", tasks
+    seldon = SeldonHook(mlops_conn_id=None, state_dir=str(s.state_dir))
+    dep = seldon.get_deployment(DEPLOYMENT)
+    assert dep.version == 1
+
+    # a new span lands and its (drifted) trips are served by v1
+    new_span = shifted(rows[10500:])
+    write_span(spans, 2, header, new_span)
+    spec = json.loads((Path(dep.model_path) / "assets.extra" / "feature_spec.json").read_text())
+    send(dep, [typed_record(row, spec) for row in new_span[:600]])
+
+    # monitoring, on its schedule: unpaused, the scheduler runs it for the latest interval
+    assert call(f"{s.base}/api/v2/dags/{MONITOR}", s.token, {"is_paused": False}, method="PATCH")[0] == 200
+    monitor_run = wait_for("a scheduled mlops_monitor run", lambda: runs_of(s, MONITOR), 120)[0]
+    assert monitor_run["run_type"] == "scheduled"
+    state, tasks = finished_run(s, MONITOR, monitor_run["dag_run_id"], timeout=600)
+    assert (state, tasks) == ("success", {"health": "success", "detect_drift": "success",
+                                          "request_retraining": "success"}), tasks
+    events = call(f"{s.base}/api/v2/assets/events?source_dag_id={MONITOR}", s.token)[1]["asset_events"]
+    assert len(events) == 1 and events[0]["uri"] == f"mlops://{PIPELINE}/retrain"
+    extra = events[0]["extra"]
+    assert extra["reason"] == "drift" and extra["model_version"] == 1
+    assert {"fare", "trip_miles"} <= set(extra["drifted_features"]) and Path(extra["report"]).is_file()
+
+    # the scheduler starts the retraining on the event; v2 is blessed against v1 and deployed
+    retrain = wait_for("an asset-triggered mlops_train_deploy run",
+                       lambda: [r for r in runs_of(s, TRAIN) if r["run_type"] == "asset_triggered"], 180)[0]
+    state, tasks = finished_run(s, TRAIN, retrain["dag_run_id"])
+    assert state == "success", tasks
+    assert tasks["Pusher"] == "success" and tasks["deploy"] == "success" and tasks["wait_for_serving"] == "success"
+    versions = ModelRegistry(s.state_dir / "models" / PIPELINE).versions()
+    assert [v.version for v in versions] == [1, 2] and versions[1].run_id == retrain["dag_run_id"]
+    assert seldon.get_deployment(DEPLOYMENT).version == 2
+    assert seldon.status(DEPLOYMENT)["serving"] == 2
+    # lineage: v2 was trained on span 2
+    tfx = RuntimeHook(mlops_conn_id=None, state_dir=str(s.state_dir))
+    found = tfx.run_step("mlmd.training_examples", {
+        "metadata": tfx.metadata, "model_artifact_id": versions[1].model_artifact_id, "features": ["fare"],
+        "max_rows": 10, "dest": str(s.tmp_path / "v2-reference.jsonl")}, binds=[str(s.state_dir), str(s.tmp_path)])
+    assert found["span"] == 2
