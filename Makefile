@@ -9,12 +9,12 @@ CNCF_K8S_VERSION ?= 10.25.0
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit venv host-tools runtimes up clean
+.PHONY: demo test unit venv host-tools browser-tools runtimes up clean
 
 demo: venv host-tools runtimes
 	$(PY) scripts/demo.py
 
-test: venv host-tools runtimes
+test: venv host-tools browser-tools runtimes
 	$(PY) -m pytest -v $(PYTEST_ARGS)
 
 unit: venv
@@ -31,6 +31,10 @@ $(VENV)/.installed: pyproject.toml
 
 host-tools:
 	@scripts/host-tools.sh
+
+# Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
+browser-tools:
+	@scripts/browser-tools.sh
 
 runtimes: venv
 	$(VENV)/bin/airflow-mlops runtime build tfx
