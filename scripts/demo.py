@@ -1,19 +1,28 @@
-"""The main job, run locally: `make demo`.
+"""The main job, run locally: `make demo`. The whole loop, with a real Airflow (`airflow dags test`
+of the template DAGs), the real TFX runtime, 2 Horovod workers, a seldon-core model server and
+Alibi Detect:
 
-For now (serving and monitoring arrive with later releases) it runs the template DAG
-``mlops_train_deploy`` twice under `airflow dags test`, with a real Airflow, the real TFX
-runtime and real Horovod workers:
+1. **train and deploy v1**: ``mlops_train_deploy`` on span 1 of the Chicago taxi sample:
+   ingested, validated (its schema becomes the pipeline's reference schema), transformed,
+   trained by 2 Horovod workers, evaluated with TFMA, pushed as model version 1 and served
+   as deployment ``chicago-taxi`` on 127.0.0.1;
+2. **a broken span** (a dropped column, text in a number column, an unknown payment type) is
+   rejected by ExampleValidator, every anomaly listed; nothing after it runs;
+3. **normal traffic**: 1,000 held-out trips are sent to the deployment; ``mlops_monitor``
+   finds it healthy and finds no drift (so no retraining is requested);
+4. **drifted traffic**: a new span lands (synthetic: a new fare schedule, longer trips and
+   swapped payment codes, see ``airflow_mlops/utils/taxi_spans.py``) and its trips are sent
+   to the deployment; ``mlops_monitor`` finds drift and updates the Asset
+   ``mlops://chicago_taxi/retrain`` with the report;
+5. **retraining**: ``mlops_train_deploy`` runs with the event's ``data_root`` (under a
+   scheduler the Asset event starts that run by itself: ``tests/integration/test_closed_loop.py``),
+   trains on the newest span, is evaluated against the blessed v1 on the new data, and v2 is
+   deployed without a restart;
+6. **after the change**: the same traffic checked against v2's training data: no drift.
 
-1. the Chicago taxi sample shipped with TFX, with no arguments: ingested, validated (on the
-   first run its schema is kept as the pipeline's reference schema), transformed, trained
-   by 2 Horovod workers, evaluated with TFMA against the latest blessed model, pushed as the
-   next model version when blessed, and served by the seldon-core model server as
-   deployment ``chicago-taxi`` on 127.0.0.1 (which keeps running after the demo);
-2. a broken span (a column dropped, text in a number column, an unknown payment type):
-   rejected by ExampleValidator, every anomaly listed; nothing after it runs.
-
-It prints progress as it goes, then a summary: ML Metadata executions and artifacts with
-their lineage, the reference schema, the model versions, where the logs are.
+Progress is printed as it goes (stage, DAG run, task, where the full logs are), then a
+summary: model versions and their metrics and lineage, the drift checks with p-values and
+report files, ML Metadata executions. The deployment keeps serving after the demo.
 """
 
 from __future__ import annotations
@@ -47,21 +56,23 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-DAG_ID = "mlops_train_deploy"
+TRAIN, MONITOR = "mlops_train_deploy", "mlops_monitor"
+DEPLOYMENT, PIPELINE = "chicago-taxi", "chicago_taxi"
 ECHO = ("reference schema", "split train:", "split eval:", "  - split", "metrics:", "BLESSED", "NOT blessed",
-        "serves model version", "nothing to do",
-        "model version", "not pushing", "baseline:", "eval binary accuracy")
+        "serves model version", "nothing to do", "model version", "not pushing", "baseline:",
+        "eval binary accuracy", "DRIFT in", "no drift in", "is healthy", "is unhealthy", "reference:",
+        "window:", "no drift (", "not enough traffic")
 
 
-def run_dag(label: str, conf: dict) -> tuple[int, str, str]:
-    """Run the DAG under `airflow dags test`, echoing task progress; return (code, run id, log path)."""
+def run_dag(label: str, dag_id: str, conf: dict) -> tuple[int, str, str]:
+    """Run a DAG under `airflow dags test`, echoing task progress; return (code, run id, log path)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"{label}.log"
-    say(f"{label}: airflow dags test {DAG_ID} -c '{json.dumps(conf)}'  (full log: {log_path})")
+    say(f"{label}: airflow dags test {dag_id} -c '{json.dumps(conf)}'  (full log: {log_path})")
     run_id = ""
     echoed: set[str] = set()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(BIN / "airflow"), "dags", "test", DAG_ID, "-c", json.dumps(conf)],
+        proc = subprocess.Popen([str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
                                 env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -82,16 +93,21 @@ def run_dag(label: str, conf: dict) -> tuple[int, str, str]:
     return code, run_id, str(log_path)
 
 
-def broken_span(dest: Path) -> Path:
-    """A copy of 3,000 taxi rows with a dropped column, a bad number and an unknown category."""
+def taxi_sample(dest: Path) -> Path:
+    """A copy of the whole Chicago taxi sample that ships inside the TFX wheel (15,002 trips)."""
     from airflow_mlops.hooks.runtime import RuntimeHook
 
-    sample = dest / "sample.csv"
     dest.mkdir(parents=True, exist_ok=True)
-    RuntimeHook(mlops_conn_id=None).run_step("tfx.sample_data", {"dest": str(sample), "rows": 3000}, binds=[str(dest)])
+    sample = dest / "sample.csv"
+    RuntimeHook(mlops_conn_id=None).run_step("tfx.sample_data", {"dest": str(sample), "rows": 100_000},
+                                             binds=[str(dest)])
+    return sample
+
+
+def broken_span(dest: Path, sample: Path) -> Path:
+    """3,000 taxi rows with a dropped column, a bad number and an unknown category, as span 2 of ``dest``."""
     with open(sample, newline="") as handle:
-        rows = list(csv.reader(handle))
-    sample.unlink()
+        rows = list(csv.reader(handle))[:3001]
     header, body = rows[0], rows[1:]
     drop, pay, miles = header.index("trip_start_hour"), header.index("payment_type"), header.index("trip_miles")
     out = [[c for i, c in enumerate(header) if i != drop]]
@@ -106,69 +122,119 @@ def broken_span(dest: Path) -> Path:
     return dest
 
 
-def summary(run_id: str) -> None:
+def send_traffic(rows: list[dict[str, str]], count: int, seed: int) -> int:
+    """POST ``count`` of ``rows`` (typed as the served model expects) to the deployment, 20 per request."""
+    import random
+    import urllib.request
+
+    from airflow_mlops.hooks.seldon import SeldonHook
+    from airflow_mlops.serving.model import typed_record
+
+    dep = SeldonHook(mlops_conn_id=None).get_deployment(DEPLOYMENT)
+    spec = json.loads((Path(dep.model_path) / "assets.extra" / "feature_spec.json").read_text())
+    chosen = random.Random(seed).sample(rows, min(count, len(rows)))
+    records = [typed_record(row, spec) for row in chosen]
+    for start in range(0, len(records), 20):
+        body = json.dumps({"jsonData": {"instances": records[start:start + 20]}}).encode()
+        request = urllib.request.Request(f"{dep.url}/api/v1.0/predictions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    say(f"  sent {len(records)} trips in {(len(records) + 19) // 20} requests to {dep.url} (model version {dep.version})")
+    return len(records)
+
+
+def drift_report(run_id: str) -> dict:
     from airflow_mlops.hooks.runtime import RuntimeHook
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+    path = RuntimeHook(mlops_conn_id=None).state_dir / "drift" / DEPLOYMENT / "reports" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def retrain_event(run_id: str) -> dict | None:
+    """The retrain Asset event the monitoring run emitted, from Airflow's database."""
+    from sqlalchemy import select
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        event = session.scalars(select(AssetEvent).where(AssetEvent.source_dag_id == MONITOR,
+                                                         AssetEvent.source_run_id == run_id)).first()
+        return {"id": event.id, "uri": event.asset.uri, "extra": dict(event.extra)} if event else None
+
+
+def must(ok: bool, message: str) -> None:
+    if not ok:
+        say(f"FAILED: {message}")
+        raise SystemExit(1)
+
+
+def summary(runs: dict[str, str], checks: list[tuple[str, dict]], event: dict | None) -> None:
+    from airflow_mlops.hooks.runtime import RuntimeHook
+    from airflow_mlops.hooks.seldon import SeldonHook
     from airflow_mlops.utils.model_registry import ModelRegistry
     from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
     hook = RuntimeHook(mlops_conn_id=None)
-    lineage = hook.run_step("mlmd.lineage", {"metadata": hook.metadata, "pipeline_name": "chicago_taxi", "run_id": run_id})
-    print(f"\nML Metadata ({hook.metadata}), pipeline run {run_id}:")
-    print(f"  {'NODE':<30} {'EXEC':>4} {'STATE':<9} INPUTS -> OUTPUTS")
+    root = hook.model_root(PIPELINE)
+    print(f"\n{'=' * 100}\nSUMMARY\n\nmodel versions ({root}):")
+    print(f"  {'VERSION':<8} {'AUC':>7} {'ACCURACY':>9} {'MODEL ART.':>10} {'BLESSING':>8}  TRAINING RUN")
+    for v in ModelRegistry(root).versions():
+        print(f"  {v.version:<8} {v.metrics.get('auc', float('nan')):>7.4f} "
+              f"{v.metrics.get('binary_accuracy', float('nan')):>9.4f} {'#' + str(v.model_artifact_id):>10} "
+              f"{'#' + str(v.blessing_artifact_id):>8}  {v.run_id}")
+    print("\ndrift checks (TabularDrift, p-value per feature; * = drifted):")
+    for label, r in checks:
+        if r.get("status") != "ok":
+            print(f"  {label:<26} {r.get('status')}: {r.get('message')}")
+            continue
+        p = ", ".join(f"{n}{'*' if f.get('drift') else ''}={f['p_val']:.2g}" for n, f in sorted(
+            r["features"].items(), key=lambda kv: kv[1].get("p_val", 1))[:5])
+        print(f"  {label:<26} model v{r['model_version']}, {r['window_size']} served vs {r['reference_size']} training "
+              f"records: {'DRIFT' if r['is_drift'] else 'no drift'}; lowest p: {p}")
+        print(f"  {'':<26} report {r['report']}" + (f"\n  {'':<26} plot   {r['report_png']}" if r.get("report_png") else ""))
+    if event:
+        print(f"\nAsset event #{event['id']} {event['uri']}: drifted {event['extra'].get('drifted_features')}, "
+              f"data_root {event['extra'].get('data_root')}")
+    ref = ReferenceSchemaStore(hook.schema_store_dir).current(PIPELINE)
+    if ref:
+        print(f"reference schema: v{ref.version} at {ref.schema_file} (from run {ref.meta.get('run_id')})")
+    lineage = hook.run_step("mlmd.lineage", {"metadata": hook.metadata, "pipeline_name": PIPELINE,
+                                             "run_id": runs["retrain"]})
+    print(f"\nML Metadata ({hook.metadata}), retraining run {runs['retrain']}:")
     for e in lineage["executions"]:
         ins = ", ".join(f"{k}#{a['id']}" for k, arts in e["inputs"].items() for a in arts) or "-"
-        outs = ", ".join(f"{k}#{a['id']}" + (f" (span {a['span']})" if "span" in a else "") for k, arts in e["outputs"].items() for a in arts)
-        print(f"  {e['node']:<30} {e['id']:>4} {e['state']:<9} {ins} -> {outs}")
-    for e in lineage["executions"]:
-        for arts in e["outputs"].values():
-            for a in arts:
-                print(f"    {a['type']:<17} #{a['id']:<4} {a['uri']}")
-    ref = ReferenceSchemaStore(hook.schema_store_dir).current("chicago_taxi")
-    if ref:
-        print(f"\nreference schema: v{ref.version} at {ref.schema_file} (from run {ref.meta.get('run_id')})")
-    versions = ModelRegistry(hook.model_root("chicago_taxi")).versions()
-    print(f"\nmodel versions in {hook.model_root('chicago_taxi')}:")
-    for v in versions:
-        metrics = ", ".join(f"{k}={val:.4f}" for k, val in sorted(v.metrics.items()) if k != "example_count")
-        print(f"  {v.version:>3}  {metrics}  run {v.run_id}")
-    if not versions:
-        print("  none (no model was blessed yet)")
-    deployment(hook)
+        outs = ", ".join(f"{k}#{a['id']}" + (f" (span {a['span']})" if "span" in a else "")
+                         for k, arts in e["outputs"].items() for a in arts)
+        print(f"  {e['node']:<30} exec #{e['id']:<4} {e['state']:<9} {ins} -> {outs}")
+    seldon = SeldonHook(mlops_conn_id=None)
+    dep = seldon.get_deployment(DEPLOYMENT)
+    print(f"\ndeployment {DEPLOYMENT}: model version {dep.version} at {dep.url}/api/v1.0/predictions "
+          f"(pid {dep.pid}; server log {seldon.registry.log_file(DEPLOYMENT)}; prediction log {dep.prediction_log})")
+    print("  it keeps serving; stop it with: airflow dags test mlops_rollback "
+          f"-c '{{\"deployment_name\": \"{DEPLOYMENT}\", \"undeploy\": true}}'")
+    print(f"DAG runs: {json.dumps(runs)}\nlogs: {LOGS}")
 
 
-def deployment(hook) -> None:
-    """Where the model is served, and two predictions from it."""
-    import urllib.request
+def fresh_state() -> None:
+    """Stop the deployment of an earlier demo and remove its state, so versions start at 1."""
+    import shutil
 
+    from airflow_mlops.hooks.runtime import RuntimeHook
     from airflow_mlops.hooks.seldon import SeldonHook
 
     seldon = SeldonHook(mlops_conn_id=None)
-    dep = seldon.registry.get("chicago-taxi")
-    if dep is None or not seldon.status("chicago-taxi")["running"]:
-        print("\nno running deployment")
-        return
-    spec = json.loads((Path(dep.model_path) / "assets.extra" / "feature_spec.json").read_text())
-    sample = HOME / "demo-data" / "sample.csv"
-    hook.run_step("tfx.sample_data", {"dest": str(sample), "rows": 2}, binds=[str(sample.parent)])
-    with open(sample, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
-    instances = [{k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""} for row in rows]
-    body = json.dumps({"jsonData": {"instances": instances}}).encode()
-    request = urllib.request.Request(f"{dep.url}/api/v1.0/predictions", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
-    print(f"\ndeployment chicago-taxi: model version {dep.version} served at {dep.url} (pid {dep.pid}, "
-          f"log {seldon.registry.log_file('chicago-taxi')})")
-    print(f"  POST {dep.url}/api/v1.0/predictions with 2 taxi trips -> {answer['data']['names']} "
-          f"{[round(r[0], 4) for r in answer['data']['ndarray']]} (model version {answer['meta']['tags']['model_version']})")
-    print(f"  prediction log: {dep.prediction_log}")
-    print("  it keeps serving after the demo; stop it with: airflow dags test mlops_rollback "
-          "-c '{\"deployment_name\": \"chicago-taxi\", \"undeploy\": true}'")
+    if seldon.registry.get(DEPLOYMENT) is not None:
+        seldon.undeploy(DEPLOYMENT)
+    shutil.rmtree(RuntimeHook(mlops_conn_id=None).state_dir, ignore_errors=True)
+    shutil.rmtree(HOME / "demo-data", ignore_errors=True)
 
 
 def main() -> int:
+    from airflow_mlops.utils.taxi_spans import shifted, taxi_rows, write_span
+
     started = time.monotonic()
     HOME.mkdir(parents=True, exist_ok=True)
     say(f"AIRFLOW_HOME={HOME}; migrating the Airflow database (SQLite)")
@@ -177,27 +243,57 @@ def main() -> int:
     import logging
 
     logging.getLogger("airflow.task.hooks").setLevel(logging.WARNING)  # the demo's own runtime calls: quiet
+    fresh_state()
+    data = HOME / "demo-data"
+    header, rows = taxi_rows(taxi_sample(data))  # shuffled: the sample's file order is not random
+    must(len(rows) > 12000, f"the taxi sample has {len(rows)} usable trips; the demo needs more than 12,000")
+    spans = data / "taxi"
+    write_span(spans, 1, header, rows[:9000])
+    normal_traffic, new_span = rows[9000:10500], shifted(rows[10500:])
+    runs: dict[str, str] = {}
+    checks: list[tuple[str, dict]] = []
 
-    code, good_run, good_log = run_dag("1-taxi-sample", {})
-    if code != 0:
-        say(f"FAILED: the taxi sample run did not succeed; see {good_log}")
-        return 1
-    say("taxi sample ingested, validated, trained, evaluated (and pushed when blessed)")
+    say(f"[1/6] train and deploy v1: span 1 of the taxi sample (9,000 trips) in {spans}")
+    code, runs["train"], log = run_dag("1-train-v1", TRAIN, {"data_root": str(spans)})
+    must(code == 0, f"the first training run failed; see {log}")
 
-    data = broken_span(HOME / "demo-data" / "broken")
-    code, bad_run, bad_log = run_dag("2-broken-span", {"data_root": str(data)})
-    if code == 0:
-        say(f"FAILED: the broken span was accepted; see {bad_log}")
-        return 1
-    text = Path(bad_log).read_text()
-    if "DataValidationError" not in text:
-        say(f"FAILED: the broken span failed, but not at validation; see {bad_log}")
-        return 1
-    say("broken span rejected by ExampleValidator, as it should be")
+    say("[2/6] a broken span must be rejected by validation")
+    code, runs["broken"], log = run_dag("2-broken-span", TRAIN, {"data_root": str(broken_span(data / "broken",
+                                                                                              data / "sample.csv"))})
+    must(code != 0 and "DataValidationError" in Path(log).read_text(), f"the broken span was not rejected; see {log}")
+    say("  rejected by ExampleValidator, as it should be; v1 still serves")
 
-    summary(good_run)
-    print(f"\nrejected run {bad_run}: anomalies in {bad_log}")
-    print(f"done in {time.monotonic() - started:.0f} s. Logs: {LOGS}")
+    say("[3/6] normal traffic, then monitoring")
+    send_traffic(normal_traffic, 1000, seed=1)
+    code, runs["monitor_normal"], log = run_dag("3-monitor-normal", MONITOR, {"data_root": str(spans)})
+    must(code == 0, f"monitoring failed; see {log}")
+    checks.append(("normal traffic", drift_report(runs["monitor_normal"])))
+    must(checks[-1][1].get("is_drift") is False, f"drift reported on normal traffic; see {log}")
+    must(retrain_event(runs["monitor_normal"]) is None, "a retraining was requested without drift")
+
+    say(f"[4/6] a new span lands ({len(new_span)} trips: fares +40 %, trips +50 %, payment codes swapped) "
+        "and its trips are served")
+    write_span(spans, 2, header, new_span)
+    send_traffic(new_span, 1000, seed=2)
+    code, runs["monitor_drift"], log = run_dag("4-monitor-drift", MONITOR, {"data_root": str(spans)})
+    must(code == 0, f"monitoring failed; see {log}")
+    checks.append(("new span's traffic", drift_report(runs["monitor_drift"])))
+    event = retrain_event(runs["monitor_drift"])
+    must(bool(checks[-1][1].get("is_drift")) and event is not None, f"drift not found or no retrain event; see {log}")
+    say(f"  Asset event {event['uri']} (#{event['id']}): retrain on {event['extra']['data_root']}")
+
+    say("[5/6] retraining on the newest span, evaluated against v1, deployed when better")
+    code, runs["retrain"], log = run_dag("5-retrain", TRAIN, {"data_root": event["extra"]["data_root"]})
+    must(code == 0, f"the retraining run failed; see {log}")
+
+    say("[6/6] the same kind of traffic, checked against v2's training data")
+    send_traffic(new_span, 1000, seed=3)
+    code, runs["monitor_after"], log = run_dag("6-monitor-v2", MONITOR, {"data_root": str(spans)})
+    must(code == 0, f"monitoring failed; see {log}")
+    checks.append(("after retraining", drift_report(runs["monitor_after"])))
+
+    summary(runs, checks, event)
+    print(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -201,8 +201,12 @@ def _window(params: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any
                               "window_requests": found["requests"], "log_lines_skipped": found["skipped_lines"]}
 
 
-def plot(x_ref, x_win, encoding: dict[str, Any], names: list[str], path: str, title: str) -> str:
-    """A PNG of the named features' distributions, reference vs window (matplotlib, no pyplot state)."""
+def plot(x_ref, x_win, encoding: dict[str, Any], names: list[str], path: str, title: str,
+         notes: dict[str, str] | None = None) -> str:
+    """A PNG of the named features' distributions, reference vs window (matplotlib, no pyplot state).
+
+    ``notes``: a line per feature for its panel's title (e.g. its p-value).
+    """
     import numpy as np
     from matplotlib.figure import Figure
 
@@ -229,7 +233,7 @@ def plot(x_ref, x_win, encoding: dict[str, Any], names: list[str], path: str, ti
             axes.bar(positions - 0.2, ref_freq[shown], width=0.4, label="reference (training)")
             axes.bar(positions + 0.2, win_freq[shown], width=0.4, label="window (served)")
             axes.set_xticks(positions, [categories[i][:14] for i in shown], rotation=45, ha="right", fontsize=7)
-        axes.set_title(name, fontsize=10)
+        axes.set_title(f"{name} ({notes[name]})" if notes and name in notes else name, fontsize=10)
         axes.legend(fontsize=7)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     figure.savefig(path, dpi=80)
@@ -346,6 +350,7 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         result["report_png"] = plot(
             x_ref, x_win, encoding, shown[:9], params["report_png"],
             f"drift in model version {params.get('model_version')}: {len(window)} served records vs "
-            f"{len(x_ref)} training records ({kind})")
+            f"{len(x_ref)} training records ({kind})",
+            {n: f"p = {e['p_val']:.2g}, distance {e['distance']:.3g}" for n, e in per_feature.items() if "p_val" in e})
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
