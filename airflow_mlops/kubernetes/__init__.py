@@ -1,0 +1,1 @@
+"""The Kubernetes backend's manifests and controllers (plain functions; the kubernetes client is used by hooks)."""
