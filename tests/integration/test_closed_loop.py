@@ -94,7 +94,7 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
     assert (state, tasks) == ("success", {"health": "success", "detect_drift": "success",
                                           "request_retraining": "success"}), tasks
     # Airflow 3.3.2 answers this with a 500 while the run the event created is queued but not started
-    # (AssetEventResponse requires created_dagruns[].start_date): ask again until it answers
+    # (AssetEventResponse requires created_dagruns[].start_date; apache/airflow#71360): ask again until it answers
     events = wait_for("the asset events", lambda: (lambda r: r[0] == 200 and r[1]["asset_events"])(
         call(f"{s.base}/api/v2/assets/events?source_dag_id={MONITOR}", s.token)), 120, 2)
     assert len(events) == 1 and events[0]["uri"] == f"mlops://{PIPELINE}/retrain"
