@@ -9,22 +9,24 @@ import pytest
 
 from airflow_mlops.serving.health import breaches, parse_metrics, window_health
 
-NOW = datetime.now(timezone.utc)
+def ago(minutes: float) -> str:
+    """A timestamp ``minutes`` before now (taken when the entry is made: the suite may run for long)."""
+    return (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat()
 
 
 def write(log_dir, entries):
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{NOW:%Y-%m-%d}.jsonl", "a") as handle:
+    with open(log_dir / f"{datetime.now(timezone.utc):%Y-%m-%d}.jsonl", "a") as handle:
         for entry in entries:
             handle.write(json.dumps(entry) + "\n")
 
 
 def ok(ms: float, minutes_ago: float = 0) -> dict:
-    return {"ts": (NOW - timedelta(minutes=minutes_ago)).isoformat(), "model_version": 1, "instances": [{}], "ms": ms}
+    return {"ts": ago(minutes_ago), "model_version": 1, "instances": [{}], "ms": ms}
 
 
 def failed(status: int, minutes_ago: float = 0) -> dict:
-    return {"ts": (NOW - timedelta(minutes=minutes_ago)).isoformat(), "model_version": 1, "status": status,
+    return {"ts": ago(minutes_ago), "model_version": 1, "status": status,
             "error": "row 0: feature 'fare' ...", "ms": 0.5}
 
 
