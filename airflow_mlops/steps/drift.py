@@ -106,6 +106,8 @@ def fit_encoding(reference: list[dict[str, Any]], features: dict[str, str],
 def encode(records: list[dict[str, Any]], encoding: dict[str, Any], frame=None):
     """A float matrix (one column per feature, in ``encoding`` order) and a report of what was imputed.
 
+    ``frame``: the records as a DataFrame when the caller has one (columns are read by name).
+
     Clean columns (no missing value; plain finite numbers where numeric) are encoded by
     vectorised pandas/numpy operations; a column with anything else goes value by value
     through the rules of the module docstring, and what was imputed is counted.
@@ -124,7 +126,8 @@ def encode(records: list[dict[str, Any]], encoding: dict[str, Any], frame=None):
             if _clean(column, "numeric"):
                 matrix[:, j] = column.to_numpy(dtype=np.float64)
             else:
-                for i, raw in enumerate(records[k].get(name) for k in range(len(records))):
+                for i, record in enumerate(records):
+                    raw = record.get(name)
                     value = _number(raw)
                     if value is None:
                         counts["missing" if raw is None else "not_a_number"] += 1
@@ -138,7 +141,8 @@ def encode(records: list[dict[str, Any]], encoding: dict[str, Any], frame=None):
                 counts["unseen_category"] = int(unseen.sum())
                 matrix[:, j] = codes.fillna(index[UNSEEN]).to_numpy(dtype=np.float64)
             else:
-                for i, raw in enumerate(records[k].get(name) for k in range(len(records))):
+                for i, record in enumerate(records):
+                    raw = record.get(name)
                     if raw is None:
                         counts["missing"] += 1
                         code = index[MISSING]
@@ -293,8 +297,9 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             read_seconds += time.monotonic() - read_started
         else:
             raise StepError("no fitted detector saved and no reference given (reference or reference_file)")
-        encoding, skipped = fit_encoding(reference, features)
-        x_ref, _ = encode(reference, encoding)
+        frame = _frame(reference, list(features))  # built once: fitting and encoding both read it
+        encoding, skipped = fit_encoding(reference, features, frame)
+        x_ref, _ = encode(reference, encoding, frame)
         fit_started = time.monotonic()
         detector = _make_detector(kind, x_ref, encoding, p_val, correction)
         alibi_seconds = time.monotonic() - fit_started
