@@ -9,12 +9,13 @@ by seldon-core's metrics) has the server's totals since it started: ``mlops_requ
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from airflow_mlops.serving.prediction_log import log_entries
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -26,26 +27,22 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def window_health(log_dir: str | Path, minutes: float) -> dict[str, Any]:
     """Requests, failures by status, error rate and latency (p50/p99 ms) of the last ``minutes``."""
-    root = Path(log_dir)
     since = datetime.now(timezone.utc) - timedelta(minutes=minutes)
-    files = sorted([*root.glob("*.jsonl"), *root.glob("*/*.jsonl")]) if root.is_dir() else []
     latencies: list[float] = []
     errors: dict[str, int] = {}
     requests = 0
-    for path in files:
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-                if datetime.fromisoformat(entry["ts"]) < since:
-                    continue
-            except (ValueError, KeyError, TypeError):
+    for entry in log_entries(log_dir):
+        try:
+            if entry is None or entry["_at"] < since:
                 continue
-            requests += 1
-            if "error" in entry:
-                status = str(entry.get("status", 500))
-                errors[status] = errors.get(status, 0) + 1
-            elif isinstance(entry.get("ms"), (int, float)):
-                latencies.append(float(entry["ms"]))
+        except TypeError:  # a timestamp without a timezone: not one the server wrote
+            continue
+        requests += 1
+        if "error" in entry:
+            status = str(entry.get("status", 500))
+            errors[status] = errors.get(status, 0) + 1
+        elif isinstance(entry.get("ms"), (int, float)):
+            latencies.append(float(entry["ms"]))
     failed = sum(errors.values())
     return {"source": "prediction_log", "minutes": minutes, "requests": requests, "errors": errors,
             "error_rate": failed / requests if requests else None,

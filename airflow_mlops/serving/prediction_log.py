@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+
+def log_files(log_dir: str | Path) -> list[Path]:
+    """The log's ``*.jsonl`` files: ``<dir>/*.jsonl`` (local) and ``<dir>/*/*.jsonl`` (object-store layout)."""
+    root = Path(log_dir)
+    return sorted([*root.glob("*.jsonl"), *root.glob("*/*.jsonl")]) if root.is_dir() else []
+
+
+def log_entries(log_dir: str | Path) -> Iterator[dict[str, Any] | None]:
+    """Every line of the log as a dict with its ``ts`` parsed into ``_at``; None for an unreadable line."""
+    for path in log_files(log_dir):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+                entry["_at"] = datetime.fromisoformat(entry["ts"])
+            except (ValueError, KeyError, TypeError):
+                yield None
+                continue
+            yield entry
 
 
 def read_window(log_dir: str | Path, *, last_n: int | None = None, minutes: float | None = None,
@@ -16,20 +36,12 @@ def read_window(log_dir: str | Path, *, last_n: int | None = None, minutes: floa
     Returns ``{"records", "requests", "first", "last", "skipped_lines"}``; unreadable lines are
     counted, never fatal. ``model_version`` keeps only requests that version answered.
     """
-    root = Path(log_dir)
-    files = sorted([*root.glob("*.jsonl"), *root.glob("*/*.jsonl")]) if root.is_dir() else []
     entries, skipped = [], 0
-    for path in files:
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-                entry["_at"] = datetime.fromisoformat(entry["ts"])
-            except (ValueError, KeyError, TypeError):
-                skipped += 1
-                continue
-            if "error" in entry or (model_version is not None and entry.get("model_version") != model_version):
-                continue  # failed requests (the health check reads those) and other versions' traffic
-            entries.append(entry)
+    for entry in log_entries(log_dir):
+        if entry is None:
+            skipped += 1
+        elif "error" not in entry and model_version in (None, entry.get("model_version")):
+            entries.append(entry)  # not failed requests (the health check reads those), nor other versions'
     entries.sort(key=lambda e: e["_at"])
     if minutes is not None:
         since = datetime.now(timezone.utc) - timedelta(minutes=minutes)

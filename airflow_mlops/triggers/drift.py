@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_mlops.serving.prediction_log import log_files
+
 
 def log_size(log_dir: str) -> int:
     """Total bytes of the prediction log's ``*.jsonl`` files (local and object-store layouts)."""
-    root = Path(log_dir)
-    if not root.is_dir():
-        return 0
     total = 0
-    for path in [*root.glob("*.jsonl"), *root.glob("*/*.jsonl")]:
+    for path in log_files(log_dir):
         try:
             total += path.stat().st_size
         except OSError:  # rotated away between the listing and the stat
