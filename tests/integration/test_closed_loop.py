@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from airflow_mlops.utils.model_registry import ModelRegistry
 from airflow_mlops.utils.taxi_spans import shifted, taxi_rows, write_span
 
 from .conftest import call
+from .test_serving import post
 
 pytestmark = pytest.mark.integration
 TRAIN, MONITOR, DEPLOYMENT, PIPELINE = "mlops_train_deploy", "mlops_monitor", "chicago-taxi", "chicago_taxi"
@@ -49,11 +49,8 @@ def runs_of(s, dag_id: str) -> list[dict]:
 
 def send(dep, records: list[dict]) -> None:
     for start in range(0, len(records), 20):
-        body = json.dumps({"jsonData": {"instances": records[start:start + 20]}}).encode()
-        request = urllib.request.Request(f"{dep.url}/api/v1.0/predictions", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
+        status, body = post(dep.url, {"jsonData": {"instances": records[start:start + 20]}})
+        assert status == 200, body
 
 
 @pytest.mark.parametrize("standalone", [("serving",)], indirect=True)

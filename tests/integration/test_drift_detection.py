@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.hooks.seldon import SeldonHook
 from airflow_mlops.serving.model import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
-from .test_ingest_dag import TEST_DAGS, dags_test, write_slice
-from .test_serving import post
+from .test_ingest_dag import TEST_DAGS, dags_test
+from .test_serving import post, train_and_push
 
 pytestmark = pytest.mark.integration
 PIPELINE, NAME = "it_drift", "it-drift"
@@ -25,13 +24,7 @@ PIPELINE, NAME = "it_drift", "it-drift"
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, airflow_home, taxi_csv):
-    root = tmp_path_factory.mktemp("drift")
-    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
-    st = {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "csv": taxi_csv}
-    code, log, _ = dags_test(st, {"pipeline_name": PIPELINE, "data_root": str(st["data"]), "eval_threshold": 0.5},
-                             dag_id="test_train_push", dags_folder=TEST_DAGS)
-    assert code == 0, log[-4000:]
-    st["hook"] = SeldonHook(mlops_conn_id=None, state_dir=str(st["state_dir"]))
+    st = train_and_push(tmp_path_factory.mktemp("drift"), airflow_home, taxi_csv, PIPELINE)
     st["dep"], _ = st["hook"].deploy(NAME, str(st["state_dir"] / "models" / PIPELINE), "latest")
     model = ModelRegistry(st["state_dir"] / "models" / PIPELINE).get("latest")
     spec = json.loads((Path(model.path) / "assets.extra" / "feature_spec.json").read_text())

@@ -29,14 +29,21 @@ pytestmark = pytest.mark.integration
 PIPELINE, NAME = "it_serve", "it-serve"
 
 
+def train_and_push(root: Path, airflow_home: Path, taxi_csv: Path, pipeline: str) -> dict:
+    """Train on the first 1,000 taxi trips and push model version 1 with the test DAG; the test state."""
+    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
+    st = {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "csv": taxi_csv}
+    code, log, _ = dags_test(st, {"pipeline_name": pipeline, "data_root": str(st["data"]), "eval_threshold": 0.5},
+                             dag_id="test_train_push", dags_folder=TEST_DAGS)
+    assert code == 0, log[-4000:]
+    st["hook"] = SeldonHook(mlops_conn_id=None, state_dir=str(st["state_dir"]))
+    return st
+
+
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, airflow_home, taxi_csv):
     root = tmp_path_factory.mktemp("serve")
-    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
-    st = {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "csv": taxi_csv}
-    code, log, _ = dags_test(st, {"pipeline_name": PIPELINE, "data_root": str(st["data"]), "eval_threshold": 0.5},
-                             dag_id="test_train_push", dags_folder=TEST_DAGS)
-    assert code == 0, log[-4000:]
+    st = train_and_push(root, airflow_home, taxi_csv, PIPELINE)
     registry = ModelRegistry(st["state_dir"] / "models" / PIPELINE)
     v1 = registry.get(1)
     registry.publish(v1.path, model_uri=v1.model_uri + "#copy", run_id="copy")  # version 2: same weights
@@ -44,7 +51,6 @@ def state(tmp_path_factory, airflow_home, taxi_csv):
     shutil.copytree(v1.path, broken)
     (broken / "saved_model.pb").write_bytes(b"\x08not a graph")
     registry.publish(broken, model_uri="corrupt", run_id="corrupt")  # version 3: does not load
-    st["hook"] = SeldonHook(mlops_conn_id=None, state_dir=str(st["state_dir"]))
     yield st
     for name in st["hook"].registry.names():  # the servers outlive tasks by design: stop them here
         st["hook"].undeploy(name)
