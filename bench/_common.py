@@ -20,6 +20,12 @@ def airflow_env(home: Path, state: Path) -> dict[str, str]:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__MLOPS__STATE_DIR": str(state)}
 
 
+def append_table(path: str, lines: list[str]) -> None:
+    """Append a benchmark's markdown lines to ``path`` (``docs/benchmarks.md``)."""
+    with open(path, "a") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
 def migrate(home: Path) -> None:
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)

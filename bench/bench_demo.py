@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from bench._common import append_table  # noqa: E402
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -102,8 +104,7 @@ def main() -> int:
             f"| peak memory, summed RSS of every process it started | {result['peak_rss_gib']} GiB | < 8 GB |",
             f"| peak memory, machine's used memory above the start | {result['peak_used_gib']} GiB | < 8 GB |", "",
         ]
-        with open(args.write, "a") as handle:
-            handle.write("\n".join(lines) + "\n")
+        append_table(args.write, lines)
     return 0
 
 

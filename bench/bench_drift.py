@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import append_table  # noqa: E402
 
 NUMERIC = [f"n{i}" for i in range(15)]
 CATEGORICAL = [f"c{i}" for i in range(5)]
@@ -101,8 +102,7 @@ def main() -> int:
             f"| **(whole check − I/O) / bare call** | **{first['ratio_without_io']}×** | "
             f"**{reused['ratio_without_io']}×** |", "",
         ]
-        with open(args.write, "a") as handle:
-            handle.write("\n".join(lines) + "\n")
+        append_table(args.write, lines)
     return 0
 
 

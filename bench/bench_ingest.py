@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import airflow_run, migrate  # noqa: E402
+from bench._common import airflow_run, append_table, migrate  # noqa: E402
 
 
 def local_dag_runner_run(state: Path) -> tuple[float, float]:
@@ -101,8 +101,7 @@ def main() -> int:
             f"| **ratio Airflow / LocalDagRunner, first run** | **{a / l:.2f}×** |",
             f"| **ratio Airflow / LocalDagRunner, next run** | **{w / l:.2f}×** |", "",
         ]
-        with open(args.write, "a") as handle:
-            handle.write("\n".join(lines) + "\n")
+        append_table(args.write, lines)
     return 0
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import airflow_run, migrate  # noqa: E402
+from bench._common import airflow_run, append_table, migrate  # noqa: E402
 
 TRAIN_STEPS, WORKERS, EVAL_STEPS = 1000, 2, 50  # the template DAG's defaults
 
@@ -128,8 +128,7 @@ def main() -> int:
             f"| **ratio Airflow / LocalDagRunner** | **{med['a1'] / med['l1']:.2f}×** | **{med['a2'] / med['l2']:.2f}×** |",
             "",
         ]
-        with open(args.write, "a") as handle:
-            handle.write("\n".join(lines) + "\n")
+        append_table(args.write, lines)
     return 0
 
 

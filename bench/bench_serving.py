@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import airflow_run, migrate  # noqa: E402
+from bench._common import airflow_run, append_table, migrate  # noqa: E402
 
 NAME = "bench-serving"
 
@@ -135,8 +135,7 @@ def main() -> int:
                 f"| {label} | in-process call of the same SavedModel (no HTTP) | {r['direct_p50_ms']} | "
                 f"{r['direct_p99_ms']} | |",
             ]
-        with open(args.write, "a") as handle:
-            handle.write("\n".join(lines) + "\n")
+        append_table(args.write, lines)
     return 0
 
 
