@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -199,9 +201,13 @@ class RuntimeHook(BaseHook):
                 "set [mlops] backend = local"
             )
         install = self.get_runtime()
-        request = StepRequest(step=step, params=params, context=context or {})
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="step-", dir=self.state_dir) as workdir:
+        # the step's TMPDIR, removed here even when the runtime crashed (TFX leaves ~50 MB per Beam run)
+        scratch = tempfile.mkdtemp(prefix="airflow-mlops-step-")
+        request = StepRequest(step=step, params=params, context=context or {}, scratch_dir=scratch)
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
+            workdir = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="step-", dir=self.state_dir))
             request_path, result_path = Path(workdir, "request.json"), Path(workdir, "result.json")
             write_json_atomic(request_path, request.to_json())
             package_parent = str(Path(airflow_mlops.__file__).resolve().parent.parent)
@@ -210,14 +216,14 @@ class RuntimeHook(BaseHook):
             on_line = lambda line: self.log.info("[%s] %s", self.runtime, line)  # noqa: E731
             code = None
             if self._flag("warm_runtimes"):
-                code = self._run_warm(install, env, base_binds, [workdir, *(binds or [])],
+                code = self._run_warm(install, env, base_binds, [workdir, scratch, *(binds or [])],
                                       str(request_path), str(result_path), on_line, step, timeout)
             if code is None:
                 command, process_env = runtime_command(
                     install,
                     ["python", "-m", "airflow_mlops.runtimes.entrypoint", str(request_path), str(result_path)],
                     env=env,
-                    binds=[*base_binds, workdir, *(binds or [])],
+                    binds=[*base_binds, workdir, scratch, *(binds or [])],
                 )
                 self.log.info("running step %s in runtime %s (%s at %s)", step, self.runtime, install.isolation, install.path)
                 with self._lock:

@@ -35,11 +35,14 @@ class StepRequest:
     :param step: name of a step registered in :data:`airflow_mlops.steps.STEPS`.
     :param params: JSON-serialisable parameters of the step.
     :param context: where the request comes from (dag_id, task_id, run_id, try_number).
+    :param scratch_dir: the step's temporary directory (``TMPDIR``), created by the caller and
+        removed by it after the step, whatever happened; None: the runtime makes its own.
     """
 
     step: str
     params: dict[str, Any] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
+    scratch_dir: str | None = None
     contract_version: int = CONTRACT_VERSION
 
     def to_json(self) -> str:
@@ -61,7 +64,10 @@ class StepRequest:
         context = data.get("context", {})
         if not isinstance(params, dict) or not isinstance(context, dict):
             raise ContractError("step request 'params' and 'context' must be JSON objects")
-        return cls(step=step, params=params, context=context)
+        scratch_dir = data.get("scratch_dir")
+        if scratch_dir is not None and not (isinstance(scratch_dir, str) and os.path.isabs(scratch_dir)):
+            raise ContractError(f"step request 'scratch_dir' must be an absolute path, got {scratch_dir!r}")
+        return cls(step=step, params=params, context=context, scratch_dir=scratch_dir)
 
 
 @dataclass

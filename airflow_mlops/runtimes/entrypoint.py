@@ -7,6 +7,13 @@ any other exception is logged with its traceback). It exits 0 when a result was 
 so the caller reads the status from the result; it exits non-zero only when it could not
 write one.
 
+Each step gets its own temporary directory (``TMPDIR`` and :data:`tempfile.tempdir`, so
+the processes it starts inherit it): the request's ``scratch_dir`` (its caller removes it
+after the step, even one that crashed), else a new one; it is emptied when the step ends or
+is stopped. So libraries that leave
+``tempfile.mkdtemp()`` directories behind (TFX writes a ~50 MB package for every Beam
+component run and never removes it) cannot fill the machine's ``/tmp``.
+
 The process owns everything the step starts: it is a child subreaper, it gets SIGTERM
 when its parent (the Airflow task) dies, and on SIGTERM it stops all its descendants,
 detached ones included (Horovod's workers), before it exits.
@@ -18,10 +25,14 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from airflow_mlops.runtimes.contract import (
@@ -37,6 +48,9 @@ from airflow_mlops.runtimes import reaper
 from airflow_mlops.steps import STEPS
 
 log = logging.getLogger("airflow_mlops.runtime")
+
+#: The running step's temporary directory, removed on SIGTERM too (see :func:`step_tempdir`).
+_step_tmp: str | None = None
 
 
 def resolve_step(name: str):
@@ -71,8 +85,35 @@ def execute(request: StepRequest) -> StepResult:
     return StepResult(status=STATUS_SUCCEEDED, outputs=outputs)
 
 
+@contextmanager
+def step_tempdir(path: str | None = None) -> Iterator[str]:
+    """``path`` (created if missing) or a new directory, as the temporary directory of one step
+    and the processes it starts; removed when the step ends."""
+    global _step_tmp
+    if path:
+        os.makedirs(path, exist_ok=True)
+    else:
+        path = tempfile.mkdtemp(prefix="airflow-mlops-step-")
+    _step_tmp = path
+    saved_env, saved_default = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = path
+    tempfile.tempdir = path
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved_default
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(path, ignore_errors=True)
+        _step_tmp = None
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     reaper.stop_descendants(grace=3.0)
+    if _step_tmp:
+        shutil.rmtree(_step_tmp, ignore_errors=True)
     os._exit(128 + signum)
 
 
@@ -101,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             status=STATUS_FAILED, error={"type": "ContractError", "message": str(err), "details": []}
         )
     else:
-        result = execute(request)
+        with step_tempdir(request.scratch_dir):
+            result = execute(request)
     try:
         write_json_atomic(result_path, result.to_json())
     except OSError as err:

@@ -15,10 +15,14 @@ def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
     streaming and cancellation); ``params["exit"]`` ends the process with that code instead
     of returning (to test a runtime that dies without a result); ``params["detach_pid_file"]``
     first starts a process that leaves the step's session and whose parent exits (as Horovod's
-    workers do), and writes its pid there (to test that stopping a step stops it too).
+    workers do), and writes its pid there (to test that stopping a step stops it too);
+    ``params["temp_file"]`` leaves a file in a new ``tempfile.mkdtemp()`` directory, as TFX
+    does, and returns its path as ``temp_file`` (to test that the step's temporary directory
+    is removed). ``tempdir`` is the step's temporary directory.
     """
     import os
     import subprocess
+    import tempfile
     import time
 
     if params.get("detach_pid_file"):
@@ -32,6 +36,12 @@ def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
         )
         subprocess.run([sys.executable, "-c", orphan, params["detach_pid_file"]], check=True)
 
+    temp_file = None
+    if params.get("temp_file"):
+        temp_file = os.path.join(tempfile.mkdtemp(), "left-behind.txt")
+        with open(temp_file, "w") as handle:
+            handle.write("a step's temporary file\n")
+        print(f"runtime.info: temporary file {temp_file}", flush=True)
     for second in range(int(params.get("sleep", 0))):
         print(f"runtime.info: sleeping, {second + 1} s", flush=True)
         time.sleep(1)
@@ -50,4 +60,6 @@ def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
         "packages": versions,
         "pid": os.getpid(),
         "preloaded": sorted(m for m in ("tensorflow", "tfx") if m in sys.modules),
+        "tempdir": tempfile.gettempdir(),
+        "temp_file": temp_file,
     }

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import time
 
+from pathlib import Path
+
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -118,7 +120,37 @@ def test_warm_and_fresh_processes_give_the_same_result(small_runtime):
     warm = small_runtime.run_step("runtime.info", {"packages": ["six"]})
     small_runtime._args["warm_runtimes"] = False
     fresh = small_runtime.run_step("runtime.info", {"packages": ["six"]})
-    assert {k: v for k, v in warm.items() if k != "pid"} == {k: v for k, v in fresh.items() if k != "pid"}
+    per_process = {"pid", "tempdir"}
+    assert {k: v for k, v in warm.items() if k not in per_process} == {
+        k: v for k, v in fresh.items() if k not in per_process
+    }
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "fresh-process"])
+def test_each_step_gets_a_temporary_directory_that_is_removed(small_runtime, warm):
+    """Libraries that leave mkdtemp() directories behind (TFX) must not fill /tmp."""
+    small_runtime._args["warm_runtimes"] = warm
+    outputs = small_runtime.run_step("runtime.info", {"temp_file": True})
+    tempdir, temp_file = Path(outputs["tempdir"]), Path(outputs["temp_file"])
+    assert tempdir.name.startswith("airflow-mlops-step-")
+    assert tempdir in temp_file.parents
+    assert not tempdir.exists(), f"the step's temporary directory {tempdir} was left behind"
+    second = small_runtime.run_step("runtime.info", {})
+    assert second["tempdir"] != outputs["tempdir"]
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "fresh-process"])
+def test_a_runtime_that_dies_leaves_no_temporary_directory(small_runtime, warm, monkeypatch):
+    import tempfile
+
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k)) or made[-1])
+    small_runtime._args["warm_runtimes"] = warm
+    with pytest.raises(RuntimeStepFailed, match="exited with code 3"):
+        small_runtime.run_step("runtime.info", {"temp_file": True, "exit": 3})
+    scratch = [path for path in made if Path(path).name.startswith("airflow-mlops-step-")]
+    assert len(scratch) == 1 and not Path(scratch[0]).exists()
 
 
 def test_step_timeout(small_runtime):

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +19,7 @@ from airflow_mlops.runtimes.contract import (
 
 
 def test_request_round_trip():
-    request = StepRequest(step="tfx.run_node", params={"a": [1, 2]}, context={"run_id": "r1"})
+    request = StepRequest(step="tfx.run_node", params={"a": [1, 2]}, context={"run_id": "r1"}, scratch_dir="/tmp/s")
     again = StepRequest.from_dict(json.loads(request.to_json()))
     assert again == request
     assert json.loads(request.to_json())["contract_version"] == CONTRACT_VERSION
@@ -30,6 +33,7 @@ def test_request_round_trip():
         ({"step": "x", "contract_version": 99}, "contract_version 99"),
         ({"contract_version": CONTRACT_VERSION}, "no 'step'"),
         ({"contract_version": CONTRACT_VERSION, "step": "x", "params": []}, "must be JSON objects"),
+        ({"contract_version": CONTRACT_VERSION, "step": "x", "scratch_dir": "tmp"}, "must be an absolute path"),
     ],
 )
 def test_bad_requests_are_rejected(data, message):
@@ -122,6 +126,29 @@ def test_main_end_to_end(tmp_path, fake_steps):
     request.write_text(StepRequest(step="test.ok", params={"x": "y"}).to_json())
     assert entrypoint.main([str(request), str(result)]) == 0
     assert StepResult.read(result).outputs["echo"] == "y"
+
+
+def _temp_step(params, context):
+    import tempfile
+
+    leaked = tempfile.mkdtemp()  # as TFX's build_ephemeral_package does
+    open(f"{leaked}/file", "w").close()
+    return {"leaked": leaked}
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["scratch_dir", "own"])
+def test_main_removes_the_steps_temporary_directory(tmp_path, monkeypatch, given):
+    monkeypatch.setitem(entrypoint.STEPS, "test.temp", f"{__name__}:_temp_step")
+    request, result = tmp_path / "req.json", tmp_path / "res.json"
+    scratch = str(tmp_path / "scratch") if given else None
+    request.write_text(StepRequest(step="test.temp", scratch_dir=scratch).to_json())
+    tmpdir_before = os.environ.get("TMPDIR")
+    assert entrypoint.main([str(request), str(result)]) == 0
+    leaked = Path(StepResult.read(result).outputs["leaked"])
+    if given:
+        assert leaked.parent == Path(scratch)
+    assert not leaked.parent.exists()
+    assert os.environ.get("TMPDIR") == tmpdir_before and tempfile.tempdir != str(leaked.parent)
 
 
 def test_main_usage():

@@ -36,7 +36,8 @@ def warm(small_install, tmp_path):
 
 def request(tmp_path, name, **params):
     req, res = tmp_path / f"{name}.req.json", tmp_path / f"{name}.res.json"
-    write_json_atomic(req, StepRequest(step="runtime.info", params=params).to_json())
+    request = StepRequest(step="runtime.info", params=params, scratch_dir=str(tmp_path / f"{name}.tmp"))
+    write_json_atomic(req, request.to_json())
     return str(req), str(res)
 
 
@@ -89,6 +90,32 @@ def test_terminate_stops_the_step_not_the_server(warm, tmp_path):
     assert not runner.is_alive() and time.monotonic() - t0 < 30
     assert len(codes) == 1 and isinstance(codes[0], StepCancelled)
     assert warm.pid() == pid
+
+
+def test_a_cancelled_step_leaves_no_temporary_directory(warm, tmp_path):
+    warm.ensure_started(log=lambda _: None)
+    req, res = request(tmp_path, "temp", sleep=60, temp_file=True)
+    paths: list[str] = []
+    sleeping = threading.Event()
+
+    def on_line(line):
+        if "temporary file" in line:
+            paths.append(line.rsplit(" ", 1)[1])
+        if "sleeping" in line:
+            sleeping.set()
+
+    runner = threading.Thread(target=lambda: pytest.raises(StepCancelled, warm.run, req, res, on_line))
+    runner.start()
+    assert sleeping.wait(20)
+    assert len(paths) == 1 and os.path.exists(paths[0])
+    warm.terminate()
+    runner.join(30)
+    assert not runner.is_alive()
+    step_tmp = os.path.dirname(os.path.dirname(paths[0]))
+    deadline = time.monotonic() + 10  # the client returns at once; the step cleans up as it stops
+    while os.path.exists(step_tmp) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(step_tmp), f"the cancelled step's temporary directory {step_tmp} was left behind"
 
 
 def test_terminate_stops_detached_descendants_of_the_step(warm, tmp_path):
