@@ -59,7 +59,33 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "fsspec URL (s3://…, gs://… with s3fs/gcsfs in the serving runtime). Empty means {state_dir}/predictions.",
     ),
     "kubernetes_conn_id": ("kubernetes_default", "Kubernetes connection used when backend = kubernetes."),
-    "kubernetes_namespace": ("", "Namespace of SeldonDeployments; empty: the connection's namespace, else 'default'."),
+    "kubernetes_namespace": (
+        "",
+        "Namespace of step pods, MPIJobs and SeldonDeployments; empty: the connection's namespace, else 'default'.",
+    ),
+    "kubernetes_image": (
+        "airflow-mlops-{runtime}:{version}",
+        "Image of a runtime's pods ({runtime} and {version} are filled in), or a JSON object "
+        '{"tfx": "...", "serving": "...", "drift": "..."} naming each one. Build them from docker/.',
+    ),
+    "kubernetes_service_account": ("", "ServiceAccount of step pods and MPIJob pods; empty: the namespace's default."),
+    "kubernetes_volume_claim": (
+        "",
+        "PersistentVolumeClaim (ReadWriteMany) mounted at state_dir in every step pod, so pods and Airflow "
+        "workers see the same pipeline root, models and prediction logs; empty: no volume (use object-store URLs).",
+    ),
+    "kubernetes_resources": (
+        "",
+        'Resources of step pods as JSON, e.g. {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}.',
+    ),
+    "kubernetes_node_selector": ("", 'Node selector of step and training pods as JSON, e.g. {"pool": "ml"}.'),
+    "kubernetes_tolerations": ("", "Tolerations of step and training pods as a JSON list."),
+    "kubernetes_on_finish_action": (
+        "delete_succeeded_pod",
+        "What happens to a step pod when it ends: delete_pod, delete_succeeded_pod (keep failed ones to "
+        "inspect) or keep_pod (the cncf-kubernetes provider's names).",
+    ),
+    "kubernetes_startup_timeout": ("600", "Seconds a step pod may stay Pending (image pull, scheduling) before the task fails."),
     "seldon_crd_path": (
         "",
         "SeldonDeployment CRD YAML to validate manifests against before they are applied; "

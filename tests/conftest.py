@@ -11,9 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s
+
+from tests.kubernetes.fake_api import FakeKubeAPI, airflow_connection_env
 
 REPO = Path(__file__).resolve().parent.parent
 DAGS = REPO / "dags"
@@ -92,3 +96,39 @@ def clean_mlops_env(monkeypatch):
 
 def have_rootfs_tools() -> bool:
     return os.geteuid() == 0 and all(shutil.which(t) for t in ("debootstrap", "unshare", "chroot"))
+
+
+# -- the FAKE Kubernetes API server (tests/kubernetes/fake_api.py): only the API is faked, at the HTTP
+# level; the clients, and the cncf-kubernetes provider's hooks on them, are real.
+@pytest.fixture
+def fake_kube() -> Iterator[FakeKubeAPI]:
+    """A running FAKE API server (kubelet: print nothing, exit 0), stopped after the test.
+
+    The test fails if the fake itself hit an unexpected error (``fake_kube.errors``).
+    """
+    with FakeKubeAPI() as fake:
+        yield fake
+    assert not fake.errors, "the FAKE Kubernetes API server failed:\n" + "\n".join(fake.errors)
+
+
+@pytest.fixture
+def kube_client(fake_kube: FakeKubeAPI) -> Iterator[k8s.ApiClient]:
+    """A real ``kubernetes.client.ApiClient`` configured for ``fake_kube``."""
+    api = k8s.ApiClient(k8s.Configuration(host=fake_kube.url))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def kube_conn(fake_kube: FakeKubeAPI, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An Airflow connection ``kubernetes_fake`` (env var) to ``fake_kube`` in namespace ``default``; its id.
+
+    ``KubernetesHook`` loads the kubeconfig into the client's global default configuration: restored after.
+    """
+    conn_id = "kubernetes_fake"
+    for key, value in airflow_connection_env(fake_kube, conn_id).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(k8s.Configuration, "_default", k8s.Configuration._default)
+    return conn_id

@@ -19,6 +19,7 @@ import airflow_mlops
 from airflow_mlops import config
 from airflow_mlops.exceptions import (
     NON_RETRYABLE_ERRORS,
+    InvalidArgumentError,
     MlopsException,
     RuntimeStepFailed,
     RuntimeStepRejected,
@@ -29,6 +30,9 @@ from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResu
 from airflow_mlops.runtimes.local import RuntimeInstall, RuntimeProcess, runtime_command
 from airflow_mlops.runtimes.specs import get_runtime_spec
 from airflow_mlops.runtimes.warm import WarmRuntime, WarmRuntimeError
+from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
+from airflow_mlops.kubernetes.pods import CALL_LABEL, RUNTIME_LABEL, STEP_LABEL, PodSettings, PodStepError, \
+    PodStepRunner, step_pod
 
 BACKENDS = ("local", "kubernetes")
 
@@ -69,6 +73,8 @@ class RuntimeHook(BaseHook):
     :param state_dir: root of the provider's local state.
     :param isolation: ``auto``, ``venv`` or ``rootfs`` (local backend).
     :param warm: run steps in a warm runtime (imports once, forks per step) or a fresh process.
+    :param settings: more settings by their ``[mlops]`` names (e.g. ``kubernetes_namespace``,
+        ``kubernetes_image``, ``kubernetes_resources`` as a dict), taking precedence like arguments.
     """
 
     conn_name_attr = "mlops_conn_id"
@@ -88,6 +94,7 @@ class RuntimeHook(BaseHook):
         metadata_uri: str | None = None,
         build_on_demand: bool | None = None,
         warm: bool | None = None,
+        settings: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,8 +108,10 @@ class RuntimeHook(BaseHook):
             "metadata_uri": metadata_uri,
             "build_runtimes_on_demand": build_on_demand,
             "warm_runtimes": warm,
+            **(settings or {}),
         }
-        self._process: RuntimeProcess | WarmRuntime | None = None
+        self._process: RuntimeProcess | WarmRuntime | PodStepRunner | None = None
+        self._pod_calls: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # -- settings -----------------------------------------------------------------
@@ -123,7 +132,22 @@ class RuntimeHook(BaseHook):
             value = self.extras.get(name)
         if value is None or value == "":
             value = config.get_option(name)
+        if isinstance(value, (dict, list)):
+            return json.dumps(value)
         return str(value)
+
+    def json_setting(self, name: str, expected: type) -> Any:
+        """A setting holding JSON (``{}``/``[]`` when empty); a wrong value names the setting."""
+        text = self.setting(name).strip()
+        if not text:
+            return expected()
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise InvalidArgumentError(f"[mlops] {name} must be JSON, got {text!r}: {err}") from None
+        if not isinstance(value, expected):
+            raise InvalidArgumentError(f"[mlops] {name} must be a JSON {expected.__name__}, got {text!r}")
+        return value
 
     @property
     def backend(self) -> str:
@@ -195,11 +219,8 @@ class RuntimeHook(BaseHook):
 
         :param binds: host paths the step reads or writes (made visible inside a rootfs runtime).
         """
-        if self.backend != "local":
-            raise MlopsException(
-                f"backend {self.backend!r} is not available in this release of airflow-mlops; "
-                "set [mlops] backend = local"
-            )
+        if self.backend == "kubernetes":
+            return self._run_pod(step, params, context or {}, timeout)
         install = self.get_runtime()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # the step's TMPDIR, removed here even when the runtime crashed (TFX leaves ~50 MB per Beam run)
@@ -242,6 +263,10 @@ class RuntimeHook(BaseHook):
                     f"step {step} in runtime {self.runtime} exited with code {code} and no usable result: {err}",
                     step=step,
                 ) from None
+        return self._outputs(step, result, code)
+
+    def _outputs(self, step: str, result: StepResult, code: int | None) -> dict[str, Any]:
+        """The outputs of a succeeded step; raise the runtime's error otherwise."""
         if code != 0 or not result.succeeded:
             error = result.error or {}
             failure = RuntimeStepRejected if error.get("type") in NON_RETRYABLE_ERRORS else RuntimeStepFailed
@@ -285,9 +310,128 @@ class RuntimeHook(BaseHook):
         """Stop the step this hook is running, if any (used by ``on_kill``)."""
         with self._lock:
             process = self._process
-        if process is not None:
+        if isinstance(process, PodStepRunner):
+            process.kill()
+        elif process is not None:
             self.log.warning("stopping the step running in runtime %s", self.runtime)
             process.terminate()
+
+    # -- Kubernetes backend ---------------------------------------------------------
+    @cached_property
+    def kubernetes_hook(self):
+        """The cncf-kubernetes provider's hook for connection ``kubernetes_conn_id``."""
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        return KubernetesHook(conn_id=self.setting("kubernetes_conn_id"))
+
+    @property
+    def namespace(self) -> str:
+        return self.setting("kubernetes_namespace") or self.kubernetes_hook.get_namespace() or "default"
+
+    def image(self, runtime: str | None = None) -> str:
+        """The image of ``runtime``'s pods (``kubernetes_image``: a template or a JSON object by runtime)."""
+        runtime = runtime or self.runtime
+        value = self.setting("kubernetes_image").strip()
+        if value.startswith("{"):
+            images = self.json_setting("kubernetes_image", dict)
+            if runtime not in images:
+                raise InvalidArgumentError(
+                    f"[mlops] kubernetes_image names images for {sorted(images)}, not for runtime {runtime!r}"
+                )
+            return str(images[runtime])
+        return value.replace("{runtime}", runtime).replace("{version}", airflow_mlops.__version__)
+
+    def pod_settings(self, runtime: str | None = None) -> PodSettings:
+        """Where and how this hook's step pods run, from the settings."""
+        try:
+            startup_timeout = int(self.setting("kubernetes_startup_timeout"))
+        except ValueError:
+            raise InvalidArgumentError(
+                f"[mlops] kubernetes_startup_timeout must be a number of seconds, "
+                f"got {self.setting('kubernetes_startup_timeout')!r}"
+            ) from None
+        claim = self.setting("kubernetes_volume_claim") or None
+        settings = PodSettings(
+            namespace=self.namespace,
+            image=self.image(runtime),
+            service_account=self.setting("kubernetes_service_account") or None,
+            volume_claim=claim,
+            mount_path=str(self.state_dir) if claim else None,
+            resources=self.json_setting("kubernetes_resources", dict),
+            node_selector=self.json_setting("kubernetes_node_selector", dict),
+            tolerations=self.json_setting("kubernetes_tolerations", list),
+            on_finish_action=self.setting("kubernetes_on_finish_action"),
+            startup_timeout=startup_timeout,
+        )
+        if problems := settings.errors():
+            raise InvalidArgumentError("the Kubernetes settings are wrong: " + "; ".join(problems))
+        return settings
+
+    def _pod_manifest(self, step: str, params: dict[str, Any], context: dict[str, Any],
+                      timeout: float | None) -> tuple[dict[str, Any], dict[str, str], PodSettings]:
+        """The pod that runs ``step`` for the task instance of ``context``, its labels and settings."""
+        settings = self.pod_settings()
+        dag_id, task_id = context.get("dag_id") or "adhoc", context.get("task_id") or step
+        run_id = context.get("run_id") or "manual"
+        map_index = context.get("map_index")
+        map_index = -1 if map_index is None else int(map_index)
+        # a task may run a step more than once: its n-th call has the same name in every try
+        call = self._pod_calls[step] = self._pod_calls.get(step, 0) + 1
+        labels = {**owner_labels(dag_id, task_id, run_id, map_index), STEP_LABEL: step.replace(".", "-"),
+                  RUNTIME_LABEL: self.runtime, CALL_LABEL: str(call)}
+        name = object_name(f"{self.runtime}-{step}-{call}", dag_id, task_id, run_id, map_index)
+        request = StepRequest(step=step, params=params, context=context)
+        return step_pod(name, request, settings, labels=labels, run_id=run_id, timeout=timeout), labels, settings
+
+    def _pod_runner(self) -> PodStepRunner:
+        return PodStepRunner(self.kubernetes_hook.core_v1_client, prefix=f"[{self.runtime}] ")
+
+    def _run_pod(self, step: str, params: dict[str, Any], context: dict[str, Any], timeout: float | None):
+        """Run ``step`` as a pod of the runtime's image (see :mod:`airflow_mlops.kubernetes.pods`)."""
+        manifest, labels, settings = self._pod_manifest(step, params, context, timeout)
+        runner = self._pod_runner()
+        self.log.info("running step %s as pod %s/%s (image %s)", step, settings.namespace,
+                      manifest["metadata"]["name"], settings.image)
+        with self._lock:
+            self._process = runner
+        try:
+            result = runner.run(manifest, labels, on_finish_action=settings.on_finish_action,
+                                startup_timeout=settings.startup_timeout)
+        except PodStepError as err:
+            raise RuntimeStepFailed(f"step {step} in runtime {self.runtime}: {err}", step=step) from err
+        finally:
+            with self._lock:
+                self._process = None
+        return self._outputs(step, result, code=0)
+
+    def start_pod_step(self, step: str, params: dict[str, Any], *, context: dict[str, Any] | None = None,
+                       timeout: float | None = None) -> dict[str, Any]:
+        """Create (or reattach to) the pod of ``step`` and return a handle for :meth:`finish_pod_step`.
+
+        For deferrable operators: the task waits in the triggerer, then finishes with the handle.
+        """
+        manifest, labels, settings = self._pod_manifest(step, params, context or {}, timeout)
+        try:
+            pod = self._pod_runner().start(manifest, labels)
+        except KubernetesApiError as err:
+            raise RuntimeStepFailed(f"step {step} in runtime {self.runtime}: {err}", step=step) from err
+        return {"step": step, "name": manifest["metadata"]["name"], "namespace": settings.namespace,
+                "labels": labels, "on_finish_action": settings.on_finish_action,
+                "startup_timeout": settings.startup_timeout, "phase": getattr(pod.status, "phase", None)}
+
+    def finish_pod_step(self, handle: dict[str, Any]) -> dict[str, Any]:
+        """The outputs of the step pod ``handle`` names (its log goes to the task log); applies ``on_finish_action``."""
+        step = handle["step"]
+        try:
+            result = self._pod_runner().collect(handle["name"], handle["namespace"],
+                                                on_finish_action=handle["on_finish_action"])
+        except PodStepError as err:
+            raise RuntimeStepFailed(f"step {step} in runtime {self.runtime}: {err}", step=step) from err
+        return self._outputs(step, result, code=0)
+
+    def delete_pod_step(self, handle: dict[str, Any]) -> None:
+        """Delete the pod of ``handle`` (a task killed or timed out while deferred)."""
+        self._pod_runner().delete(handle["name"], handle["namespace"])
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

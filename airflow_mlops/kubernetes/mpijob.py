@@ -9,6 +9,11 @@ with its path), :func:`build_mpijob` turns it into the manifest the operator app
 The launcher runs ``horovodrun`` over the workers the operator lists in ``/etc/mpi/hostfile``
 (``-np`` = workers × slots); in elastic mode it runs ``--min-np``/``--max-np`` with the
 operator's ``/etc/mpi/discover_hosts.sh`` and the Worker replica count is the maximum.
+With ``horovodrun=False`` the launcher runs ``command`` itself and learns the same from
+:func:`horovod_env` (``AIRFLOW_MLOPS_HOROVOD_*``): that is how a TFX Trainer runs, its node
+execution (ML Metadata, inputs, outputs) once in the launcher and its ``run_fn`` on every rank.
+Workers run ``worker_command`` (the images' sshd, ``docker/README.md``); the launcher reaches
+them over ssh with the keys the operator mounts at ``ssh_auth_mount_path``.
 ``slotsPerWorker`` is the GPUs per worker (1 on CPUs), each worker asks for that many
 ``nvidia.com/gpu``.
 """
@@ -16,13 +21,24 @@ operator's ``/etc/mpi/discover_hosts.sh`` and the Worker replica count is the ma
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_mlops.kubernetes.api import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    CrdMissingError,
+    KubernetesApiError,
+    call,
+    create_or_adopt,
+    object_name,
+    read_log,
+)
+from airflow_mlops.steps.horovod_launch import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
 from airflow_mlops.serving.manifest import (
     ManifestError,
     _errors,
@@ -35,16 +51,21 @@ GROUP, VERSION, KIND, PLURAL = "kubeflow.org", "v2beta1", "MPIJob", "mpijobs"
 CRD_FILENAME = "kubeflow.org_mpijobs.yaml"
 CLEAN_POD_POLICIES = ("None", "Running", "All")
 HOSTFILE, DISCOVER_HOSTS = "/etc/mpi/hostfile", "/etc/mpi/discover_hosts.sh"
+#: What the TFX images (docker/README.md) run as MPI workers, where their user's ssh keys go, and its uid.
+WORKER_COMMAND = ("airflow-mlops-mpi-worker",)
+SSH_AUTH_MOUNT_PATH = "/home/mlops/.ssh"
+#: The workers' sshd port (docker/tfx/mpi/sshd_config): a worker is ready when it answers there.
+SSH_PORT = 2222
+IMAGE_UID = 1000
+
 #: pods are named <name>-launcher and <name>-worker-<i>; the job's Service is <name> (DNS-1035)
 MAX_NAME = 48
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
-def job_name(dag_id: str, task_id: str, run_id: str, prefix: str = "hvd") -> str:
+def job_name(dag_id: str, task_id: str, run_id: str, map_index: int = -1, prefix: str = "hvd") -> str:
     """A deterministic MPIJob name for a task of a DAG run: a retry finds the job its earlier try made."""
-    digest = hashlib.sha256(f"{dag_id}\0{task_id}\0{run_id}".encode()).hexdigest()[:10]
-    readable = re.sub(r"[^a-z0-9]+", "-", f"{prefix}-{task_id}".lower()).strip("-")
-    return f"{readable[:MAX_NAME - 11].rstrip('-')}-{digest}"
+    return object_name(prefix, dag_id, task_id, run_id, map_index, max_length=MAX_NAME)
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,10 @@ class MPIJobSpec:
     :param backoff_limit: launcher retries before the job fails.
     :param active_deadline_seconds: the job fails when running longer.
     :param ttl_seconds_after_finished: the finished job is deleted after this long.
+    :param horovodrun: the launcher runs ``horovodrun … command`` (True), or ``command`` itself
+        with :func:`horovod_env` in its environment (False).
+    :param volume_claim: a PersistentVolumeClaim mounted at ``mount_path`` in launcher and workers.
+    :param worker_command: what the workers run (the image's sshd); None: the image's default.
     """
 
     name: str
@@ -83,6 +108,12 @@ class MPIJobSpec:
     backoff_limit: int = 0
     active_deadline_seconds: int | None = None
     ttl_seconds_after_finished: int | None = 3600
+    horovodrun: bool = True
+    volume_claim: str | None = None
+    mount_path: str | None = None
+    worker_command: Sequence[str] | None = WORKER_COMMAND
+    ssh_auth_mount_path: str | None = SSH_AUTH_MOUNT_PATH
+    run_as_user: int | None = IMAGE_UID
 
     @property
     def elastic(self) -> bool:
@@ -121,24 +152,45 @@ class MPIJobSpec:
         for kind, resources in (("worker_resources", self.worker_resources),
                                 ("launcher_resources", self.launcher_resources)):
             found += [e.removeprefix("$.") for e in _resource_errors(f"$.{kind}", dict(resources))]
+        if self.volume_claim and not (self.mount_path or "").startswith("/"):
+            found.append(f"mount_path: the volume claim needs an absolute mount path, got {self.mount_path!r}")
         if self.gpus_per_worker and "nvidia.com/gpu" in (self.worker_resources.get("limits") or {}):
             found.append("worker_resources.limits: nvidia.com/gpu comes from gpus_per_worker; do not set both")
         return found
 
 
-def _container(name: str, spec: MPIJobSpec, command: list[str] | None, resources: Mapping[str, Any]) -> dict:
+def horovod_env(spec: MPIJobSpec) -> dict[str, str]:
+    """What a launcher running ``command`` itself needs to start the ranks like :func:`launcher_command`."""
+    slots = spec.slots_per_worker
+    if spec.elastic:
+        assert spec.min_workers is not None and spec.max_workers is not None
+        return {ENV_NP: str(spec.min_workers * slots), ENV_MIN_NP: str(spec.min_workers * slots),
+                ENV_MAX_NP: str(spec.max_workers * slots), ENV_DISCOVERY: DISCOVER_HOSTS}
+    return {ENV_NP: str(spec.num_workers * slots), ENV_HOSTFILE: HOSTFILE}
+
+
+def _container(name: str, spec: MPIJobSpec, command: Sequence[str] | None, resources: Mapping[str, Any],
+               env: Mapping[str, str]) -> dict:
     container: dict[str, Any] = {"name": name, "image": spec.image}
     if command:
-        container["command"] = command
-    if spec.env:
-        container["env"] = [{"name": k, "value": str(v)} for k, v in sorted(spec.env.items())]
+        container["command"] = list(command)
+    if env:
+        container["env"] = [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
     if resources:
         container["resources"] = {k: dict(v) for k, v in resources.items()}
+    if spec.volume_claim:
+        container["volumeMounts"] = [{"name": "mlops-data", "mountPath": spec.mount_path}]
     return container
 
 
 def _pod_spec(spec: MPIJobSpec, container: dict) -> dict:
     pod: dict[str, Any] = {"containers": [container]}
+    if spec.volume_claim:
+        pod["volumes"] = [{"name": "mlops-data", "persistentVolumeClaim": {"claimName": spec.volume_claim}}]
+    if spec.run_as_user is not None:
+        pod["securityContext"] = {"runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_user,
+                                  "runAsNonRoot": spec.run_as_user != 0,
+                                  **({"fsGroup": spec.run_as_user} if spec.volume_claim else {})}
     if spec.service_account:
         pod["serviceAccountName"] = spec.service_account
     if spec.node_selector:
@@ -175,26 +227,38 @@ def build_mpijob(spec: MPIJobSpec) -> dict[str, Any]:
         run_policy["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
     replicas = spec.max_workers if spec.elastic else spec.num_workers
     labels = {"app.kubernetes.io/managed-by": "airflow-mlops", **spec.labels}
+    if spec.horovodrun:
+        launcher = _container("launcher", spec, launcher_command(spec), spec.launcher_resources, spec.env)
+    else:
+        launcher = _container("launcher", spec, spec.command, spec.launcher_resources,
+                              {**spec.env, **horovod_env(spec)})
+    extra: dict[str, Any] = {}
+    if spec.ssh_auth_mount_path:
+        extra["sshAuthMountPath"] = spec.ssh_auth_mount_path
+    worker = _container("worker", spec, spec.worker_command, worker_resources, spec.env)
+    if spec.worker_command:
+        # the launcher starts once every worker's sshd answers: Horovod's ssh gives up fast
+        extra["launcherCreationPolicy"] = "WaitForWorkersReady"
+        worker["readinessProbe"] = {"tcpSocket": {"port": SSH_PORT}, "periodSeconds": 2}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
         "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels},
         "spec": {
             "slotsPerWorker": spec.slots_per_worker,
+            **extra,
             "runPolicy": run_policy,
             "mpiImplementation": "OpenMPI",
             "mpiReplicaSpecs": {
                 "Launcher": {
                     "replicas": 1,
                     "restartPolicy": "OnFailure",
-                    "template": {"metadata": {"labels": labels},
-                                 "spec": _pod_spec(spec, _container("launcher", spec, launcher_command(spec),
-                                                                    spec.launcher_resources))},
+                    "template": {"metadata": {"labels": labels}, "spec": _pod_spec(spec, launcher)},
                 },
                 "Worker": {
                     "replicas": replicas,
                     "template": {"metadata": {"labels": labels},
-                                 "spec": _pod_spec(spec, _container("worker", spec, None, worker_resources))},
+                                 "spec": _pod_spec(spec, worker)},
                 },
             },
         },
@@ -252,3 +316,138 @@ def mpijob_state(obj: Mapping[str, Any]) -> tuple[str, str, str]:
         return "Pending", "", ""
     newest = max(conditions, key=lambda c: c.get("lastTransitionTime") or "")
     return newest.get("type", "Pending"), newest.get("reason", ""), newest.get("message", "")
+
+
+FINAL_STATES = ("Succeeded", "Failed")
+LAUNCHER_SELECTOR = "training.kubeflow.org/job-name={name},training.kubeflow.org/job-role=launcher"
+
+
+class MPIJobController:
+    """Submit, follow and delete MPIJobs through a ``kubernetes.client.ApiClient``.
+
+    Every call is retried and explained by :func:`airflow_mlops.kubernetes.api.call`; a cluster
+    without the MPI Operator answers :class:`~airflow_mlops.kubernetes.api.CrdMissingError`.
+
+    :param api_client: a configured ``kubernetes.client.ApiClient`` (``KubernetesHook.api_client``).
+    """
+
+    def __init__(self, api_client: Any, *, backoff: Backoff = DEFAULT_BACKOFF,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        from kubernetes.client import CoreV1Api, CustomObjectsApi
+
+        self.custom = CustomObjectsApi(api_client)
+        self.core = CoreV1Api(api_client)
+        self._kw: dict[str, Any] = {"backoff": backoff, "sleep": sleep}
+        self.sleep = sleep
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return call(what, fn, *args, api_group=GROUP, **self._kw, **kwargs)
+
+    def get(self, name: str, namespace: str) -> dict | None:
+        """The MPIJob, or None when it does not exist."""
+        try:
+            return self._call(f"reading {KIND} {namespace}/{name}", self.custom.get_namespaced_custom_object,
+                              GROUP, VERSION, namespace, PLURAL, name)
+        except CrdMissingError:
+            raise
+        except KubernetesApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete(self, name: str, namespace: str) -> bool:
+        """Delete the MPIJob and (foreground) its pods; False when it was already gone."""
+        try:
+            self._call(f"deleting {KIND} {namespace}/{name}", self.custom.delete_namespaced_custom_object,
+                       GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
+        except CrdMissingError:
+            raise
+        except KubernetesApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def submit(self, manifest: Mapping[str, Any], labels: Mapping[str, str]) -> tuple[dict, bool]:
+        """Create the MPIJob, or adopt the one of an earlier try (see :func:`~.api.create_or_adopt`).
+
+        An adopted job that failed is deleted and created again: the retry trains again.
+
+        :returns: ``(job, adopted)``.
+        """
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        for _ in range(2):
+            job, adopted = create_or_adopt(
+                f"creating {KIND} {namespace}/{name}",
+                lambda: self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(manifest)),
+                lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+                labels, api_group=GROUP, **self._kw,
+            )
+            if not adopted or mpijob_state(job)[0] != "Failed":
+                return job, adopted
+            self.delete(name, namespace)
+            self._wait_gone(name, namespace)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_gone(self, name: str, namespace: str, timeout: float = 120.0, poll: float = 1.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.get(name, namespace) is not None:
+            if time.monotonic() > deadline:
+                raise ManifestError(f"{KIND} {namespace}/{name} was still there {timeout:g} s after it was deleted")
+            self.sleep(poll)
+
+    def launcher_pod(self, name: str, namespace: str) -> Any | None:
+        """The newest launcher pod of the job, or None."""
+        pods = self._call(f"listing the launcher pods of {KIND} {namespace}/{name}", self.core.list_namespaced_pod,
+                          namespace, label_selector=LAUNCHER_SELECTOR.format(name=name)).items or []
+        if not pods:
+            return None
+        return max(pods, key=lambda p: (p.metadata.creation_timestamp or 0, p.metadata.name))
+
+    def launcher_log(self, name: str, namespace: str, tail_lines: int | None = None) -> str:
+        """The launcher's log ('' when there is no launcher pod, or its log cannot be read)."""
+        pod = self.launcher_pod(name, namespace)
+        if pod is None:
+            return ""
+        kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+        try:
+            return read_log(self.core, f"reading the log of {namespace}/{pod.metadata.name}", pod.metadata.name,
+                            namespace, **self._kw, **kwargs)
+        except KubernetesApiError:
+            return ""
+
+    def wait(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        poll_interval: float = 10.0,
+        timeout: float | None = None,
+        follow: Callable[[Any], None] | None = None,
+    ) -> tuple[str, str, str]:
+        """Wait until the job ``Succeeded`` or ``Failed``; ``follow(pod)`` each launcher pod once it runs.
+
+        ``follow`` (e.g. a log follower) blocks until the launcher's container ends; a launcher
+        that is restarted (``backoffLimit``) is followed again.
+
+        :returns: ``(state, reason, message)``; state ``Timeout`` after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        followed: set[str] = set()
+        while True:
+            job = self.get(name, namespace)
+            if job is None:
+                raise KubernetesApiError(f"{KIND} {namespace}/{name} was deleted before it ended", status=404)
+            state, reason, message = mpijob_state(job)
+            if state in FINAL_STATES:
+                return state, reason, message
+            if follow is not None:
+                pod = self.launcher_pod(name, namespace)
+                phase = getattr(getattr(pod, "status", None), "phase", None)
+                if pod is not None and pod.metadata.name not in followed and phase in ("Running", "Succeeded", "Failed"):
+                    followed.add(pod.metadata.name)
+                    follow(pod)
+                    continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return "Timeout", "", f"{KIND} {namespace}/{name} still {state} after {timeout:g} s"
+            self.sleep(poll_interval)

@@ -12,6 +12,7 @@ id, so artifacts and lineage land in one ML Metadata store.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from collections.abc import Sequence
@@ -20,10 +21,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from airflow.sdk.exceptions import AirflowSkipException
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, conf
 
 from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.kubernetes.api import KubernetesApiError, owner_labels
+from airflow_mlops.kubernetes.mpijob import (
+    FINAL_STATES,
+    MPIJobController,
+    MPIJobSpec,
+    build_mpijob,
+    job_name,
+    mpijob_state,
+)
+from airflow_mlops.kubernetes.pods import RUNTIME_LABEL, STEP_COMMAND
+from airflow_mlops.runtimes.contract import REQUEST_ENV, RESULT_MARKER, ContractError, StepRequest, result_from_log
+from airflow_mlops.triggers.mpijob import MPIJobTrigger
 from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -36,6 +49,23 @@ def _is_local_path(path: str) -> bool:
     return "://" not in path
 
 
+#: Keys of an operator's ``kubernetes`` argument (``[mlops] kubernetes_<key>``).
+KUBERNETES_KEYS = ("namespace", "image", "service_account", "volume_claim", "resources", "node_selector",
+                   "tolerations", "on_finish_action", "startup_timeout")
+
+
+def kubernetes_settings(task_id: str, kubernetes: dict[str, Any] | None) -> dict[str, Any]:
+    """An operator's ``kubernetes`` argument as hook settings (``kubernetes_<key>``); unknown keys are named."""
+    if not kubernetes:
+        return {}
+    if not isinstance(kubernetes, dict):
+        raise InvalidArgumentError(f"{task_id}: kubernetes must be a dict, got {type(kubernetes).__name__}")
+    unknown = sorted(set(kubernetes) - set(KUBERNETES_KEYS))
+    if unknown:
+        raise InvalidArgumentError(f"{task_id}: unknown kubernetes setting(s) {unknown}; known: {list(KUBERNETES_KEYS)}")
+    return {f"kubernetes_{key}": value for key, value in kubernetes.items() if value is not None}
+
+
 class TfxComponentOperator(BaseOperator):
     """Base of the TFX component operators: builds the pipeline spec and runs one node.
 
@@ -44,6 +74,13 @@ class TfxComponentOperator(BaseOperator):
     :param runtime: the runtime that runs the node.
     :param mlops_conn_id: connection with provider settings (see :class:`RuntimeHook`).
     :param step_timeout: seconds before the node is stopped; None waits.
+    :param backend: ``local`` or ``kubernetes`` for this task; None: ``[mlops] backend``.
+    :param kubernetes: this task's pod settings, by the ``[mlops] kubernetes_*`` names without the
+        prefix: ``namespace``, ``image``, ``service_account``, ``volume_claim``, ``resources`` (dict),
+        ``node_selector`` (dict), ``tolerations`` (list), ``on_finish_action``, ``startup_timeout``.
+    :param deferrable: on the Kubernetes backend, wait for the node's pod (or MPIJob) in the
+        triggerer instead of a worker slot; its log reaches the task log when it ends.
+    :param poll_interval: seconds between two reads of the pod's (MPIJob's) state.
     """
 
     #: TFX component class run by this operator.
@@ -61,14 +98,22 @@ class TfxComponentOperator(BaseOperator):
         runtime: str = "tfx",
         mlops_conn_id: str = RuntimeHook.default_conn_name,
         step_timeout: float | None = None,
+        backend: str | None = None,
+        kubernetes: dict[str, Any] | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
         self.pipeline_name = pipeline_name
         self.pipeline_root = pipeline_root
         self.runtime = runtime
         self.mlops_conn_id = mlops_conn_id
         self.step_timeout = step_timeout
+        self.backend = backend
+        self.kubernetes = kubernetes
         self.tfx_inputs: dict[str, dict[str, str]] = {}
 
     def _wire_input(self, key: str, producer: TfxComponentOperator | str | None) -> None:
@@ -163,26 +208,74 @@ class TfxComponentOperator(BaseOperator):
     # -- execution --------------------------------------------------------------------
     @cached_property
     def hook(self) -> RuntimeHook:
-        return RuntimeHook(runtime=self.runtime, mlops_conn_id=self.mlops_conn_id)
+        return RuntimeHook(runtime=self.runtime, mlops_conn_id=self.mlops_conn_id, backend=self.backend,
+                           settings=kubernetes_settings(self.task_id, self.kubernetes))
 
-    def run_node(self, context: Any) -> dict[str, Any]:
+    def step_context(self, context: Any) -> dict[str, Any]:
+        """Where a step request comes from (names and labels the pods of the Kubernetes backend)."""
+        ti = context.get("ti")
+        return {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": context["run_id"],
+                "try_number": getattr(ti, "try_number", None), "map_index": getattr(ti, "map_index", -1)}
+
+    def node_params(self, context: Any) -> tuple[dict[str, Any], list[str]]:
+        """The ``tfx.run_node`` parameters of this task, and the local paths it needs."""
         self.validate_args()
         spec = self.pipeline_spec(self.hook, context)
-        run_id = context["run_id"]
-        ti = context.get("ti")
         binds = [spec["pipeline_root"], *self.host_paths()]
         if "sqlite" in spec["metadata"]:
             binds.append(os.path.dirname(spec["metadata"]["sqlite"]))
         if _is_local_path(spec["pipeline_root"]):
             os.makedirs(spec["pipeline_root"], exist_ok=True)  # a rootfs runtime can only see existing paths
-        result = self.hook.run_step(
-            "tfx.run_node",
-            {"pipeline": spec, "node_id": self.task_id, "run_id": run_id},
-            context={"dag_id": self.dag_id, "task_id": self.task_id, "run_id": run_id,
-                     "try_number": getattr(ti, "try_number", None)},
-            binds=binds,
-            timeout=self.step_timeout,
+        return {"pipeline": spec, "node_id": self.task_id, "run_id": context["run_id"]}, binds
+
+    def run_node(self, context: Any) -> dict[str, Any]:
+        resumed = getattr(self, "_resumed_result", None)
+        if resumed is not None:  # execute() again after the deferred pod ended: the node's result
+            self._resumed_result = None
+            return self.report(resumed)
+        params, binds = self.node_params(context)
+        if self.deferrable and self.hook.backend == "kubernetes":
+            handle = self.hook.start_pod_step("tfx.run_node", params, context=self.step_context(context),
+                                              timeout=self.step_timeout)
+            if handle["phase"] not in ("Succeeded", "Failed"):
+                self._defer_to_pod(handle)
+            return self.report(self.hook.finish_pod_step(handle))
+        result = self.hook.run_step("tfx.run_node", params, context=self.step_context(context), binds=binds,
+                                    timeout=self.step_timeout)
+        return self.report(result)
+
+    def _defer_to_pod(self, handle: dict[str, Any]) -> None:
+        from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
+
+        from airflow_mlops.kubernetes.pods import CONTAINER
+
+        self.log.info("deferring until pod %s/%s of step %s ends", handle["namespace"], handle["name"],
+                      handle["step"])
+        self.defer(
+            trigger=KubernetesPodTrigger(
+                pod_name=handle["name"], pod_namespace=handle["namespace"],
+                trigger_start_time=datetime.datetime.now(tz=datetime.timezone.utc),
+                base_container_name=CONTAINER, kubernetes_conn_id=self.hook.setting("kubernetes_conn_id"),
+                poll_interval=self.poll_interval, get_logs=False, startup_timeout=handle["startup_timeout"],
+                schedule_timeout=handle["startup_timeout"], on_finish_action="keep_pod",
+            ),
+            method_name="execute_complete",
+            kwargs={"handle": handle},
         )
+
+    def execute_complete(self, context: Any, event: dict[str, Any], handle: dict[str, Any] | None = None) -> Any:
+        """Resume after the node's pod ended: read its result, then finish ``execute()`` with it."""
+        assert handle is not None
+        if event.get("status") not in ("success", "failed"):
+            # the pod never started or the trigger gave up: say why, and remove the pod
+            self.hook.delete_pod_step(handle)
+            raise MlopsException(f"{self.task_id}: pod {handle['namespace']}/{handle['name']} of step "
+                                 f"{handle['step']}: {event.get('status')}: {event.get('message')}")
+        self._resumed_result = self.hook.finish_pod_step(handle)  # a failed step raises its error here
+        return self.execute(context)
+
+    def report(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Log what the node did and produced; return ``result``."""
         verb = "reused the execution of an earlier try" if result.get("reused") else "ran"
         self.log.info("%s %s: execution %s (%s)", verb, result["component"], result["execution_id"], result["state"])
         for key, artifacts in result.get("outputs", {}).items():
@@ -568,6 +661,20 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         value above 0 fails the task before anything runs).
     :param train_steps: training steps, shared between the workers (templated).
     :param eval_steps: evaluation batches after training (templated).
+    :param min_workers: with ``max_workers``: elastic Horovod between the two (Kubernetes backend).
+    :param max_workers: see ``min_workers``.
+    :param worker_resources: ``requests``/``limits`` of each worker pod (Kubernetes backend;
+        GPUs come from ``gpus_per_worker``); default: ``[mlops] kubernetes_resources``.
+    :param run_policy: the MPIJob's ``clean_pod_policy``, ``backoff_limit``,
+        ``active_deadline_seconds`` (default: ``step_timeout``) and ``ttl_seconds_after_finished``.
+
+    On the Kubernetes backend the node runs as an MPIJob (``kubeflow.org/v2beta1``): the launcher
+    pod runs the TFX node (once: ML Metadata, inputs, outputs) and its executor starts a rank per
+    GPU (or one per CPU worker) on the worker pods with ``horovodrun`` over the operator's
+    hostfile. The task follows the launcher's log (when not deferred) and waits for the job's
+    ``Succeeded``/``Failed`` condition; a failure names the condition's reason and the last lines
+    of the launcher's log. A retry reattaches to the job of its earlier try (or trains again when
+    that one failed); killing the task deletes the job.
     """
 
     component = "HorovodTrainer"
@@ -587,9 +694,17 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         gpus_per_worker: int = 0,
         train_steps: int | str = 1000,
         eval_steps: int | str = 100,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+        worker_resources: dict[str, Any] | None = None,
+        run_policy: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.min_workers = min_workers
+        self.max_workers = max_workers
+        self.worker_resources = worker_resources
+        self.run_policy = run_policy
         self.module_file = module_file
         self.num_workers = num_workers
         self.gpus_per_worker = gpus_per_worker
@@ -632,7 +747,131 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         run = re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
         self._checkpoint_dir = os.path.join(self.hook.pipeline_root(self.pipeline_name, self.pipeline_root),
                                             self.task_id, ".checkpoints", run)
+        if self.hook.backend == "kubernetes":
+            return self._train_on_mpijob(context)
         return self.run_node(context)
+
+    # -- Kubernetes: an MPIJob ------------------------------------------------------------
+    RUN_POLICY_KEYS: ClassVar[tuple[str, ...]] = (
+        "clean_pod_policy", "backoff_limit", "active_deadline_seconds", "ttl_seconds_after_finished")
+
+    def mpijob_spec(self, context: Any, params: dict[str, Any]) -> tuple[MPIJobSpec, dict[str, str]]:
+        """The MPIJob that runs this node, and the labels marking it as this task instance's."""
+        policy = dict(self.run_policy or {})
+        unknown = sorted(set(policy) - set(self.RUN_POLICY_KEYS))
+        if unknown:
+            raise InvalidArgumentError(f"{self.task_id}: unknown run_policy key(s) {unknown}; "
+                                       f"known: {list(self.RUN_POLICY_KEYS)}")
+        if self.step_timeout and "active_deadline_seconds" not in policy:
+            policy["active_deadline_seconds"] = int(self.step_timeout)
+        step_context = self.step_context(context)
+        request = StepRequest(step="tfx.run_node", params=params, context=step_context)
+        pods = self.hook.pod_settings("tfx-cuda" if int(self.gpus_per_worker) else "tfx")
+        labels = {**owner_labels(self.dag_id, self.task_id, context["run_id"], step_context["map_index"]),
+                  RUNTIME_LABEL: pods.image.rsplit("/", 1)[-1].split(":")[0][:63].strip("-_.")}
+        spec = MPIJobSpec(
+            name=job_name(self.dag_id, self.task_id, context["run_id"], step_context["map_index"]),
+            image=pods.image,
+            command=list(STEP_COMMAND),
+            namespace=pods.namespace,
+            num_workers=self._positive_int("num_workers"),
+            gpus_per_worker=self._positive_int("gpus_per_worker", minimum=0),
+            min_workers=self.min_workers,
+            max_workers=self.max_workers,
+            labels=labels,
+            env={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1", REQUEST_ENV: request.to_json()},
+            worker_resources=self.worker_resources if self.worker_resources is not None else pods.resources,
+            service_account=pods.service_account,
+            node_selector=pods.node_selector,
+            tolerations=pods.tolerations,
+            horovodrun=False,
+            volume_claim=pods.volume_claim,
+            mount_path=pods.mount_path,
+            **policy,
+        )
+        if problems := spec.errors():
+            raise InvalidArgumentError(f"{self.task_id}: the MPIJob would be invalid: " + "; ".join(problems))
+        return spec, labels
+
+    @cached_property
+    def mpijobs(self) -> MPIJobController:
+        return MPIJobController(self.hook.kubernetes_hook.api_client)
+
+    def _train_on_mpijob(self, context: Any) -> dict[str, Any]:
+        params, _ = self.node_params(context)
+        spec, labels = self.mpijob_spec(context, params)
+        where = f"MPIJob {spec.namespace}/{spec.name}"
+        try:
+            job, adopted = self.mpijobs.submit(build_mpijob(spec), labels)
+        except KubernetesApiError as exc:
+            raise MlopsException(f"{self.task_id}: {exc}") from exc
+        self._job = (spec.name, spec.namespace)
+        state = mpijob_state(job)[0]
+        self.log.info("%s %s: %d worker(s) x %d slot(s), image %s (%s)", "reattached to" if adopted else "created",
+                      where, spec.max_workers or spec.num_workers, spec.slots_per_worker, spec.image, state)
+        if self.deferrable and state not in FINAL_STATES:
+            self.defer(trigger=MPIJobTrigger(spec.name, spec.namespace, self.hook.setting("kubernetes_conn_id"),
+                                             poll_interval=self.poll_interval),
+                       method_name="execute_complete")
+        final = self.mpijobs.wait(spec.name, spec.namespace, poll_interval=self.poll_interval,
+                                  follow=self._follow_launcher)
+        return self._mpijob_result(spec.name, spec.namespace, *final)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after :class:`MPIJobTrigger`: read the launcher's log and the node's result."""
+        name, namespace = event["name"], event["namespace"]
+        self._job = (name, namespace)
+        log_text = self.mpijobs.launcher_log(name, namespace)
+        for line in log_text.splitlines():
+            if not line.lstrip().startswith(RESULT_MARKER):
+                self.log.info("[launcher] %s", line)
+        state = {"success": "Succeeded", "failed": "Failed"}.get(event["status"], event["status"])
+        return self._mpijob_result(name, namespace, state, event.get("reason", ""), event.get("message", ""),
+                                   log_text=log_text)
+
+    def _follow_launcher(self, pod: Any) -> None:
+        from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
+
+        def formatter(container: str, line: str) -> str:
+            return "[launcher] (the node's result)" if line.lstrip().startswith(RESULT_MARKER) else f"[launcher] {line}"
+
+        PodManager(self.mpijobs.core).fetch_container_logs(pod, "launcher", follow=True, log_formatter=formatter)
+
+    def _mpijob_result(self, name: str, namespace: str, state: str, reason: str, message: str,
+                       log_text: str | None = None) -> dict[str, Any]:
+        where = f"MPIJob {namespace}/{name}"
+        if log_text is None:
+            log_text = self.mpijobs.launcher_log(name, namespace)
+        if state != "Succeeded":
+            tail = [line for line in log_text.splitlines() if not line.lstrip().startswith(RESULT_MARKER)][-40:]
+            try:
+                error = result_from_log(log_text).error or {}
+            except ContractError:
+                error = {}
+            raise MlopsException(
+                f"{self.task_id}: {where} ended {state}" + (f" ({reason})" if reason else "")
+                + (f": {message}" if message else "")
+                + (f"\nthe TFX node failed: {error.get('type')}: {error.get('message')}" if error else "")
+                + ("\nlast lines of the launcher's log:\n  " + "\n  ".join(tail) if tail else
+                   "\nthe launcher left no log (it never started, or its pod is gone)")
+            )
+        try:
+            result = result_from_log(log_text)
+        except ContractError as exc:
+            raise MlopsException(f"{self.task_id}: {where} succeeded but its launcher's log has no result: {exc}") \
+                from None
+        return self.report(self.hook._outputs("tfx.run_node", result, 0))
+
+    def on_kill(self) -> None:
+        job = getattr(self, "_job", None)
+        if job is not None and self.hook.backend == "kubernetes":
+            self.log.warning("deleting MPIJob %s/%s", job[1], job[0])
+            try:
+                self.mpijobs.delete(*job)
+            except KubernetesApiError as exc:
+                self.log.warning("could not delete MPIJob %s/%s: %s", job[1], job[0], exc)
+            return
+        super().on_kill()
 
 
 #: TFMA metrics the blessing gate can use (higher is better for all of them).

@@ -24,6 +24,26 @@ STATUS_FAILED = "failed"
 STATUSES = (STATUS_SUCCEEDED, STATUS_FAILED)
 
 
+#: In a pod (Kubernetes backend) the request comes in this environment variable ...
+REQUEST_ENV = "AIRFLOW_MLOPS_STEP_REQUEST"
+#: ... and the result is printed on stdout as one line starting with this marker.
+RESULT_MARKER = "AIRFLOW_MLOPS_RESULT "
+
+
+def result_from_log(lines: list[str] | str) -> StepResult:
+    """The :class:`StepResult` a pod printed (the last marker line of its log)."""
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    for line in reversed(lines):
+        head, marker, payload = line.partition(RESULT_MARKER)
+        if marker and not head.strip():
+            try:
+                return StepResult.from_dict(json.loads(payload))
+            except json.JSONDecodeError as err:
+                raise ContractError(f"the step's result line is not valid JSON: {err}") from None
+    raise ContractError("the step printed no result line (it died before it could, or its log was cut)")
+
+
 class ContractError(ValueError):
     """A request or result does not follow the contract."""
 

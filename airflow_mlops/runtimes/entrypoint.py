@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from airflow_mlops.runtimes.contract import (
+    RESULT_MARKER,
     STATUS_FAILED,
     STATUS_SUCCEEDED,
     ContractError,
@@ -124,19 +125,34 @@ def own_process_tree() -> None:
     reaper.die_with_parent(signal.SIGTERM)
 
 
+USAGE = (
+    "usage: python -m airflow_mlops.runtimes.entrypoint REQUEST.json RESULT.json\n"
+    "   or: python -m airflow_mlops.runtimes.entrypoint --request-env VAR --result-stdout   (in a pod)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one request: from a file to a result file, or (in a pod) from an environment
+    variable to a result line on stdout (see :data:`~airflow_mlops.runtimes.contract.RESULT_MARKER`)."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        print("usage: python -m airflow_mlops.runtimes.entrypoint REQUEST.json RESULT.json", file=sys.stderr)
+    in_pod = len(argv) == 3 and argv[0] == "--request-env" and argv[2] == "--result-stdout"
+    if len(argv) != 2 and not in_pod:
+        print(USAGE, file=sys.stderr)
         return 2
-    request_path, result_path = argv
     # force: in a warm runtime, preloaded libraries (absl) already configured the root logger
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     try:
-        with open(request_path) as handle:
-            request = StepRequest.from_dict(json.load(handle))
+        if in_pod:
+            text = os.environ.get(argv[1])
+            if not text:
+                raise ValueError(f"the environment variable {argv[1]} holding the step request is not set")
+            data = json.loads(text)
+        else:
+            with open(argv[0]) as handle:
+                data = json.load(handle)
+        request = StepRequest.from_dict(data)
     except (OSError, ValueError) as err:
         result = StepResult(
             status=STATUS_FAILED, error={"type": "ContractError", "message": str(err), "details": []}
@@ -144,10 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with step_tempdir(request.scratch_dir):
             result = execute(request)
+    if in_pod:
+        sys.stderr.flush()
+        sys.stdout.write(f"\n{RESULT_MARKER}{result.to_json()}\n")
+        sys.stdout.flush()
+        return 0 if result.succeeded else 1  # a failed step is a failed pod (kept to inspect, not re-adopted)
     try:
-        write_json_atomic(result_path, result.to_json())
+        write_json_atomic(argv[1], result.to_json())
     except OSError as err:
-        print(f"could not write the step result to {result_path}: {err}", file=sys.stderr)
+        print(f"could not write the step result to {argv[1]}: {err}", file=sys.stderr)
         return 3
     return 0
 

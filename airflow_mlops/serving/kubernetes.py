@@ -15,14 +15,13 @@ No Airflow here: the hook builds the ``ApiClient``, this class only uses it.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from kubernetes.client import ApiClient, CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+
+from airflow_mlops.kubernetes.api import DEFAULT_BACKOFF, Backoff, KubernetesApiError, call
 
 from airflow_mlops.serving import manifest as m
 from airflow_mlops.serving.manifest import (
@@ -58,17 +57,6 @@ class SeldonKubernetesError(Exception):
         self.state = state
 
 
-def _api_message(exc: ApiException) -> str:
-    """The ``message`` of the Status object the API server sent, else its reason."""
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        body = None
-    if isinstance(body, Mapping) and body.get("message"):
-        return str(body["message"])
-    return str(exc.reason or exc.body or "no message")
-
-
 def _describe(spec: Mapping[str, Any] | None) -> str:
     """``v3 (model version 3, 100%)`` for each predictor of a manifest ``spec``."""
     parts = []
@@ -93,22 +81,23 @@ class SeldonKubernetesController:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self.api = CustomObjectsApi(api_client)
         self.sleep = sleep
         self.clock = clock
+        self.backoff = backoff
 
     # -- API calls ------------------------------------------------------------------------
-    def _call(self, what: str, call: Callable[..., T], **kwargs: Any) -> T:
-        """Run one ``CustomObjectsApi`` call; errors become :class:`SeldonKubernetesError`."""
+    def _call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        """Run one ``CustomObjectsApi`` call, retried on throttling, server errors and dropped
+        connections (:func:`airflow_mlops.kubernetes.api.call`); errors become
+        :class:`SeldonKubernetesError` (a missing CRD says to install Seldon Core's operator)."""
         try:
-            return call(group=m.GROUP, version=VERSION, plural=PLURAL, **kwargs)
-        except ApiException as exc:
-            raise SeldonKubernetesError(
-                f"{what}: the API server answered {exc.status} {exc.reason}: {_api_message(exc)}", status=exc.status
-            ) from exc
-        except HTTPError as exc:  # connection refused, TLS, timeouts
-            raise SeldonKubernetesError(f"{what}: cannot reach the API server: {exc}") from exc
+            return call(what, fn, api_group=m.GROUP, group=m.GROUP, version=VERSION, plural=PLURAL,
+                        backoff=self.backoff, sleep=self.sleep, **kwargs)
+        except KubernetesApiError as exc:
+            raise SeldonKubernetesError(str(exc), status=exc.status) from exc
 
     def get(self, name: str, namespace: str) -> dict | None:
         """The SeldonDeployment ``namespace/name``, or None when it does not exist."""

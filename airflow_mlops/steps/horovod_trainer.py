@@ -23,6 +23,8 @@ from typing import Any
 from tfx.components.trainer import executor as trainer_executor
 from tfx.types import artifact_utils
 
+from airflow_mlops.steps.horovod_launch import horovodrun_args, on_mpijob
+
 log = logging.getLogger("airflow_mlops.horovod")
 
 #: custom_config key holding the Horovod settings given by the operator.
@@ -46,14 +48,15 @@ class HorovodTrainerExecutor(trainer_executor.GenericExecutor):
             "output_dict": artifact_utils.jsonify_artifact_dict(output_dict),
             "exec_properties": {k: v for k, v in exec_properties.items()},
         }
-        with tempfile.TemporaryDirectory(prefix="horovod-") as tmp:
+        remote = on_mpijob(os.environ)
+        # ranks in other pods (MPIJob) read the payload from the shared pipeline root, local ones from /tmp
+        shared = os.path.dirname(artifact_utils.get_single_uri(output_dict["model_run"])) if remote else None
+        with tempfile.TemporaryDirectory(prefix=".horovod-", dir=shared) as tmp:
             path = os.path.join(tmp, "trainer.json")
             with open(path, "w") as handle:
                 json.dump(payload, handle, default=str)
-            command = [
-                sys.executable, "-m", "horovod.runner.launch", "-np", str(workers), "--gloo",
-                "-H", f"localhost:{workers}", sys.executable, "-m", "airflow_mlops.steps.horovod_trainer", path,
-            ]
+            command = [sys.executable, "-m", "horovod.runner.launch", *horovodrun_args(workers, os.environ),
+                       sys.executable, "-m", "airflow_mlops.steps.horovod_trainer", path]
             log.info("starting %d Horovod worker(s): %s", workers, " ".join(command))
             tail: deque[str] = deque(maxlen=40)
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

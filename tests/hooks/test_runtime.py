@@ -64,11 +64,6 @@ def test_unknown_backend_is_rejected(clean_mlops_env):
         _ = RuntimeHook(backend="docker").backend
 
 
-def test_kubernetes_backend_is_not_silently_local(clean_mlops_env, tmp_path):
-    with pytest.raises(MlopsException, match="backend 'kubernetes' is not available"):
-        RuntimeHook(backend="kubernetes", state_dir=str(tmp_path)).run_step("runtime.info", {})
-
-
 @pytest.fixture
 def small_runtime(tmp_path, monkeypatch, clean_mlops_env):
     """A real venv runtime (one package) registered as 'small', in a private cache."""

@@ -14,6 +14,7 @@ import pytest
 from kubernetes.client import ApiClient, Configuration, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from airflow_mlops.kubernetes.api import Backoff
 from airflow_mlops.serving.kubernetes import SeldonKubernetesController, SeldonKubernetesError, spec_from_manifest
 from airflow_mlops.serving.manifest import (
     MODEL_VERSION_LABEL,
@@ -274,7 +275,6 @@ def test_create_racing_another_client_replaces_instead(controller, server, deplo
     ("method", "code", "message"),
     [
         ("GET", 403, 'seldondeployments.machinelearning.seldon.io "taxi" is forbidden: User "airflow" cannot get'),
-        ("POST", 500, "Internal error occurred: failed calling webhook v1.vseldondeployment.kb.io"),
         ("POST", 422, 'SeldonDeployment.machinelearning.seldon.io "taxi" is invalid: spec.predictors: Invalid'),
     ],
 )
@@ -285,7 +285,26 @@ def test_api_errors_become_seldon_errors(controller, server, deployed, method, c
     assert caught.value.status == code
     assert f"answered {code} " in str(caught.value)
     assert message in str(caught.value)
-    assert isinstance(caught.value.__cause__, ApiException)
+    assert isinstance(caught.value.__cause__.__cause__, ApiException)
+
+
+def test_server_errors_and_throttling_are_retried(controller, server, deployed) -> None:
+    server.fail_next("POST", 500, "Internal error occurred: failed calling webhook v1.vseldondeployment.kb.io")
+    server.fail_next("GET", 429, "too many requests", skip=1)
+    obj = _deploy(controller, deployed)
+    assert _traffic(obj)
+    assert [r.method for r in server.requests].count("POST") == 2
+
+
+def test_a_server_error_that_persists_is_reported(server, kube, fake_time, deployed) -> None:
+    controller = SeldonKubernetesController(kube[1], sleep=fake_time.sleep, clock=fake_time.clock,
+                                            backoff=Backoff(attempts=3))
+    for _ in range(3):
+        server.fail_next("POST", 503, "the server is currently unable to handle the request")
+    with pytest.raises(SeldonKubernetesError, match="answered 503 .*unable to handle") as caught:
+        _deploy(controller, deployed)
+    assert caught.value.status == 503
+    assert [r.method for r in server.requests].count("POST") == 3
 
 
 def test_unreachable_api_server(deployed) -> None:
@@ -295,7 +314,7 @@ def test_unreachable_api_server(deployed) -> None:
     client.configuration.retries = 0
     try:
         with pytest.raises(SeldonKubernetesError, match="cannot reach the API server") as caught:
-            SeldonKubernetesController(client).get("taxi", "serving")
+            SeldonKubernetesController(client, sleep=lambda _: None).get("taxi", "serving")
     finally:
         client.close()
     assert caught.value.status is None

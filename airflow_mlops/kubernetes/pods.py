@@ -1,0 +1,403 @@
+"""Runtime steps as pods (Kubernetes backend): the pod's manifest, and running it to a result.
+
+A step pod runs the runtime's image with the same entrypoint as a local runtime, in its pod
+form: the :class:`~airflow_mlops.runtimes.contract.StepRequest` comes in the environment
+variable :data:`~airflow_mlops.runtimes.contract.REQUEST_ENV` and the result is the last
+:data:`~airflow_mlops.runtimes.contract.RESULT_MARKER` line of the pod's log. Paths in the
+request mean the same in the pod as in Airflow: the ``kubernetes_volume_claim`` is mounted at
+the state directory in both (or the paths are object-store URLs).
+
+:class:`PodStepRunner` drives the pod with the cncf-kubernetes provider's ``PodManager`` (its
+start-up checks, log following and completion wait) and adds what a step needs: deterministic
+names and labels so that a retry reattaches to the pod of its earlier try (or reads the
+result of a pod that already succeeded), the result read from the log, a failure message
+with the container's exit code, reason and the log's last lines, and deletion on kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_mlops.kubernetes.api import (
+    DEFAULT_BACKOFF,
+    RUN_ANNOTATION,
+    Backoff,
+    KubernetesApiError,
+    call,
+    create_or_adopt,
+    label_selector,
+    read_log,
+)
+from airflow_mlops.runtimes.contract import REQUEST_ENV, RESULT_MARKER, ContractError, StepRequest, StepResult, \
+    result_from_log
+
+log = logging.getLogger(__name__)
+
+CONTAINER = "step"
+STEP_LABEL, RUNTIME_LABEL, CALL_LABEL = "airflow-mlops/step", "airflow-mlops/runtime", "airflow-mlops/call"
+#: The command of every step pod (and of an MPIJob's launcher).
+STEP_COMMAND = ("python", "-m", "airflow_mlops.runtimes.entrypoint", "--request-env", REQUEST_ENV, "--result-stdout")
+ON_FINISH_ACTIONS = ("delete_pod", "delete_succeeded_pod", "keep_pod")
+#: The images' non-root user (docker/README.md): pods run as it and the volume is group-writable for it.
+IMAGE_UID = 1000
+#: Log lines kept to explain a failure.
+TAIL_LINES = 40
+
+
+class PodStepError(KubernetesApiError):
+    """A step pod could not start, failed, or gave no result; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """Where and how step pods run.
+
+    :param namespace: the namespace of the pods.
+    :param image: the runtime's image.
+    :param service_account: the pods' ServiceAccount (None: the namespace's default).
+    :param volume_claim: a PersistentVolumeClaim mounted at ``mount_path`` (None: no volume).
+    :param mount_path: where the claim is mounted: the provider's state directory.
+    :param resources: ``requests``/``limits`` of the step container.
+    :param on_finish_action: ``delete_pod``, ``delete_succeeded_pod`` or ``keep_pod``.
+    :param startup_timeout: seconds a pod may stay Pending.
+    :param env: more environment variables of the step container.
+    """
+
+    namespace: str
+    image: str
+    service_account: str | None = None
+    volume_claim: str | None = None
+    mount_path: str | None = None
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, Any]] = ()
+    on_finish_action: str = "delete_succeeded_pod"
+    startup_timeout: int = 600
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def errors(self) -> list[str]:
+        found = []
+        if not self.image:
+            found.append("image: no image is configured for this runtime ([mlops] kubernetes_image)")
+        if self.on_finish_action not in ON_FINISH_ACTIONS:
+            found.append(f"on_finish_action: must be one of {ON_FINISH_ACTIONS}, got {self.on_finish_action!r}")
+        if self.volume_claim and not (self.mount_path or "").startswith("/"):
+            found.append(f"mount_path: the volume claim needs an absolute mount path, got {self.mount_path!r}")
+        if not isinstance(self.startup_timeout, int) or self.startup_timeout < 1:
+            found.append(f"startup_timeout: must be a positive number of seconds, got {self.startup_timeout!r}")
+        return found
+
+
+def pod_security(volume: bool) -> dict[str, Any]:
+    security: dict[str, Any] = {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID}
+    if volume:
+        security["fsGroup"] = IMAGE_UID
+    return security
+
+
+def volume_parts(settings: PodSettings) -> tuple[list[dict], list[dict]]:
+    """``(volumes, volumeMounts)`` for the settings' claim (empty without one)."""
+    if not settings.volume_claim:
+        return [], []
+    return ([{"name": "mlops-data", "persistentVolumeClaim": {"claimName": settings.volume_claim}}],
+            [{"name": "mlops-data", "mountPath": settings.mount_path}])
+
+
+def step_pod(
+    name: str,
+    request: StepRequest,
+    settings: PodSettings,
+    *,
+    labels: Mapping[str, str],
+    run_id: str | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """The manifest of the pod that runs ``request``.
+
+    :param timeout: seconds the step may run (the pod's ``activeDeadlineSeconds``).
+    """
+    problems = settings.errors()
+    if problems:
+        raise PodStepError(f"step pod {name!r}: " + "; ".join(problems))
+    env = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1", **settings.env, REQUEST_ENV: request.to_json()}
+    volumes, mounts = volume_parts(settings)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": settings.image,
+        "command": list(STEP_COMMAND),
+        "env": [{"name": key, "value": str(value)} for key, value in env.items()],
+    }
+    if settings.resources:
+        container["resources"] = {key: dict(value) for key, value in settings.resources.items()}
+    if mounts:
+        container["volumeMounts"] = mounts
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "securityContext": pod_security(bool(volumes)),
+    }
+    if volumes:
+        spec["volumes"] = volumes
+    if settings.service_account:
+        spec["serviceAccountName"] = settings.service_account
+    if settings.node_selector:
+        spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        spec["tolerations"] = [dict(t) for t in settings.tolerations]
+    if timeout:
+        spec["activeDeadlineSeconds"] = max(1, int(timeout))
+    metadata: dict[str, Any] = {"name": name, "namespace": settings.namespace, "labels": dict(labels)}
+    if run_id:
+        metadata["annotations"] = {RUN_ANNOTATION: run_id}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _terminated(pod: Any) -> Any:
+    for status in (getattr(pod.status, "container_statuses", None) or []):
+        if status.name == CONTAINER and status.state and status.state.terminated:
+            return status.state.terminated
+    return None
+
+
+def describe_end(pod: Any) -> str:
+    """``phase Failed: exit code 137 (OOMKilled)`` for a finished pod."""
+    phase = getattr(pod.status, "phase", None)
+    terminated = _terminated(pod)
+    parts = [f"phase {phase}"]
+    if terminated is not None:
+        parts.append(f"exit code {terminated.exit_code}" + (f" ({terminated.reason})" if terminated.reason else ""))
+        if terminated.message:
+            parts.append(terminated.message.strip())
+    elif getattr(pod.status, "reason", None):
+        parts.append(f"{pod.status.reason}: {pod.status.message or ''}".strip())
+    return ", ".join(parts)
+
+
+class PodStepRunner:
+    """Run step pods through a ``CoreV1Api`` and the cncf-kubernetes provider's ``PodManager``.
+
+    :param core_v1: a configured ``kubernetes.client.CoreV1Api``.
+    :param prefix: put before each log line of the pod (``[tfx]``).
+    :param poll_interval: seconds between status reads while a pod starts.
+    """
+
+    def __init__(
+        self,
+        core_v1: Any,
+        *,
+        prefix: str = "",
+        poll_interval: float = 1.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
+
+        self.core_v1 = core_v1
+        self.pod_manager = PodManager(core_v1)
+        self.prefix = prefix
+        self.poll_interval = poll_interval
+        self.backoff = backoff
+        self.sleep = sleep
+        self.current: tuple[str, str] | None = None
+
+    # -- API calls ----------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return call(what, fn, *args, backoff=self.backoff, sleep=self.sleep, **kwargs)
+
+    def read(self, name: str, namespace: str) -> Any:
+        return self._call(f"reading pod {namespace}/{name}", self.core_v1.read_namespaced_pod, name, namespace)
+
+    def delete(self, name: str, namespace: str) -> bool:
+        """Delete the pod; False when it was already gone."""
+        try:
+            self._call(f"deleting pod {namespace}/{name}", self.core_v1.delete_namespaced_pod, name, namespace,
+                       grace_period_seconds=5)
+        except KubernetesApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def log_text(self, name: str, namespace: str, tail_lines: int | None = None) -> str:
+        kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+        try:
+            return read_log(self.core_v1, f"reading the log of pod {namespace}/{name}", name, namespace,
+                            container=CONTAINER, backoff=self.backoff, sleep=self.sleep, **kwargs)
+        except KubernetesApiError as exc:
+            log.warning("%s", exc)
+            return ""
+
+    # -- running ----------------------------------------------------------------------------
+    def start(self, manifest: dict[str, Any], labels: Mapping[str, str]) -> Any:
+        """Create the pod, or reattach to the one an earlier try created.
+
+        An earlier try's pod that failed is deleted and created again (the retry runs the step
+        again); one that succeeded or is still running is adopted.
+        """
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        what = f"creating pod {namespace}/{name}"
+        for _ in range(2):
+            pod, adopted = create_or_adopt(
+                what,
+                lambda: self.core_v1.create_namespaced_pod(namespace, manifest),
+                lambda: self.core_v1.read_namespaced_pod(name, namespace),
+                labels, backoff=self.backoff, sleep=self.sleep,
+            )
+            self.current = (name, namespace)
+            if not adopted:
+                log.info("created pod %s/%s (image %s)", namespace, name, manifest["spec"]["containers"][0]["image"])
+                return pod
+            phase = pod.status.phase if pod.status else None
+            if phase != "Failed":
+                log.info("reattached to pod %s/%s of an earlier try (phase %s)", namespace, name, phase)
+                return pod
+            log.info("pod %s/%s of an earlier try failed (%s); deleting it to run the step again",
+                     namespace, name, describe_end(pod))
+            self._delete_and_wait(name, namespace)
+        raise PodStepError(f"{what}: the failed pod of an earlier try could not be replaced")
+
+    def _delete_and_wait(self, name: str, namespace: str, timeout: float = 120.0) -> None:
+        self.delete(name, namespace)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.read(name, namespace)
+            except KubernetesApiError as exc:
+                if exc.status == 404:
+                    return
+                raise
+            self.sleep(self.poll_interval)
+        raise PodStepError(f"pod {namespace}/{name} was still there {timeout:g} s after it was deleted")
+
+    def run(
+        self,
+        manifest: dict[str, Any],
+        labels: Mapping[str, str],
+        *,
+        on_finish_action: str = "delete_succeeded_pod",
+        startup_timeout: int = 600,
+    ) -> StepResult:
+        """Start (or reattach to) the pod, stream its log into this process's log, return its result.
+
+        :raises PodStepError: the pod did not start, ended without a result, or the API failed.
+        """
+        from airflow.providers.cncf.kubernetes.utils.pod_manager import PodLaunchTimeoutException
+        from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import PodLaunchFailedException
+
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        where = f"pod {namespace}/{name}"
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        found: list[str] = []
+        started = succeeded = False
+        try:
+            pod = self.start(manifest, labels)  # a pod of the same name that is not ours is never touched
+            started = True
+            try:
+                asyncio.run(self.pod_manager.await_pod_start(
+                    pod, schedule_timeout=startup_timeout, startup_timeout=startup_timeout,
+                    check_interval=self.poll_interval))
+            except (PodLaunchTimeoutException, PodLaunchFailedException) as exc:
+                raise PodStepError(f"{where} did not start: {exc}{self._events(name, namespace)}") from exc
+
+            def on_line(container: str, line: str) -> str:
+                if line.lstrip().startswith(RESULT_MARKER):
+                    found.append(line)
+                    return f"{self.prefix}(the step's result: {len(line)} characters)"
+                tail.append(line)
+                return f"{self.prefix}{line}"
+
+            self.pod_manager.fetch_container_logs(pod, CONTAINER, follow=True, log_formatter=on_line)
+            remote = self.pod_manager.await_pod_completion(pod, container_name=CONTAINER)
+            if not found:  # the stream was cut, or this try reattached to a pod that had already ended
+                text = self.log_text(name, namespace)
+                found = [line for line in text.splitlines() if line.lstrip().startswith(RESULT_MARKER)]
+                if not tail:
+                    tail.extend(text.splitlines()[-TAIL_LINES:])
+            try:
+                result = result_from_log(found)
+            except ContractError as exc:
+                raise PodStepError(
+                    f"{where} ended ({describe_end(remote)}) without a usable result: {exc}"
+                    + self._tail(tail)
+                ) from None
+            succeeded = remote.status.phase == "Succeeded"
+            return result
+        except KubernetesApiError as exc:
+            if isinstance(exc, PodStepError):
+                raise
+            raise PodStepError(str(exc), status=exc.status, reason=exc.reason) from exc
+        finally:
+            self.current = None
+            if started and (on_finish_action == "delete_pod" or
+                            (on_finish_action == "delete_succeeded_pod" and succeeded)):
+                try:
+                    self.delete(name, namespace)
+                except KubernetesApiError as exc:
+                    log.warning("could not delete %s: %s", where, exc)
+
+    def collect(self, name: str, namespace: str, *, on_finish_action: str = "delete_succeeded_pod") -> StepResult:
+        """The result of a pod that has ended (waited for elsewhere, e.g. by a trigger); its log
+        is logged here, and ``on_finish_action`` applied."""
+        where = f"pod {namespace}/{name}"
+        succeeded = False
+        try:
+            pod = self.read(name, namespace)
+            text = self.log_text(name, namespace)
+            lines = text.splitlines()
+            for line in lines:
+                if not line.lstrip().startswith(RESULT_MARKER):
+                    log.info("%s%s", self.prefix, line)
+            try:
+                result = result_from_log(lines)
+            except ContractError as exc:
+                tail = [line for line in lines if not line.lstrip().startswith(RESULT_MARKER)][-TAIL_LINES:]
+                raise PodStepError(f"{where} ended ({describe_end(pod)}) without a usable result: {exc}"
+                                   + self._tail(tail)) from None
+            succeeded = pod.status.phase == "Succeeded"
+            return result
+        except KubernetesApiError as exc:
+            if isinstance(exc, PodStepError):
+                raise
+            raise PodStepError(str(exc), status=exc.status, reason=exc.reason) from exc
+        finally:
+            if on_finish_action == "delete_pod" or (on_finish_action == "delete_succeeded_pod" and succeeded):
+                try:
+                    self.delete(name, namespace)
+                except KubernetesApiError as exc:
+                    log.warning("could not delete %s: %s", where, exc)
+
+    def _events(self, name: str, namespace: str) -> str:
+        try:
+            events = self._call(f"reading the events of pod {namespace}/{name}", self.core_v1.list_namespaced_event,
+                                namespace, field_selector=f"involvedObject.name={name}")
+        except KubernetesApiError:
+            return ""
+        lines = [f"{e.reason}: {e.message}" for e in events.items or [] if e.reason or e.message]
+        return ("; events: " + " | ".join(lines[-5:])) if lines else ""
+
+    @staticmethod
+    def _tail(lines: Sequence[str]) -> str:
+        return ("\nlast lines of its log:\n  " + "\n  ".join(lines)) if lines else ""
+
+    def kill(self) -> None:
+        """Delete the pod this runner is running (``on_kill``)."""
+        current = self.current
+        if current is not None:
+            name, namespace = current
+            log.warning("deleting pod %s/%s", namespace, name)
+            try:
+                self.delete(name, namespace)
+            except KubernetesApiError as exc:
+                log.warning("could not delete pod %s/%s: %s", namespace, name, exc)
+
+    def find(self, namespace: str, labels: Mapping[str, str]) -> list[Any]:
+        """The pods in ``namespace`` carrying ``labels``."""
+        listed = self._call(f"listing pods {label_selector(labels)} in {namespace}", self.core_v1.list_namespaced_pod,
+                            namespace, label_selector=label_selector(labels))
+        return list(listed.items or [])

@@ -1,0 +1,243 @@
+"""The TFX operators on the Kubernetes backend: Horovod training as an MPIJob, deferrable step pods.
+
+Against the FAKE Kubernetes API server (tests/kubernetes/fake_api.py) and its scripted MPI Operator;
+the cncf-kubernetes provider's hooks, triggers and PodManager and the real clients talk to it. The
+launcher's "work" is scripted here (its log, its exit code); the real TFX node in a launcher is run
+by tests/integration/test_kubernetes_backend.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
+from airflow_mlops.kubernetes.mpijob import build_mpijob, validate_mpijob
+from airflow_mlops.operators.tfx import (
+    CsvExampleGenOperator,
+    HorovodTrainerOperator,
+    ImportSchemaGenOperator,
+    StatisticsGenOperator,
+    TransformOperator,
+)
+from airflow_mlops.runtimes.contract import REQUEST_ENV, RESULT_MARKER, StepRequest
+from airflow_mlops.triggers.mpijob import MPIJobTrigger
+from tests.kubernetes.fake_api import PodRun, ScriptedKubelet
+
+CRDS = Path(__file__).resolve().parents[3] / "shared" / "k8s-crds"
+NODE_RESULT = {"component": "HorovodTrainer", "execution_id": 12, "state": "COMPLETE", "reused": False,
+               "outputs": {"model": [{"type": "Model", "id": 40, "uri": "/srv/mlops/pipelines/p/tr/model/12"}]}}
+
+
+def result_line(outputs: dict, status: str = "succeeded") -> str:
+    error = None if status == "succeeded" else {"type": "RuntimeError", "message": "boom", "details": []}
+    return RESULT_MARKER + json.dumps({"contract_version": 1, "status": status, "outputs": outputs, "error": error})
+
+
+@pytest.fixture
+def k8s_env(fake_kube, kube_conn, clean_mlops_env, tmp_path):
+    for key, value in {"BACKEND": "kubernetes", "KUBERNETES_CONN_ID": kube_conn, "KUBERNETES_NAMESPACE": "mlops",
+                       "KUBERNETES_IMAGE": "registry.example/airflow-mlops-{runtime}:{version}",
+                       "KUBERNETES_VOLUME_CLAIM": "airflow-mlops-data", "STATE_DIR": str(tmp_path / "state"),
+                       "KUBERNETES_SERVICE_ACCOUNT": "airflow-mlops"}.items():
+        clean_mlops_env.setenv(f"AIRFLOW__MLOPS__{key}", value)
+    return fake_kube
+
+
+@pytest.fixture
+def ops(k8s_env):
+    with DAG("train", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        eg = CsvExampleGenOperator(task_id="eg", pipeline_name="p")
+        sg = StatisticsGenOperator(task_id="sg", pipeline_name="p", examples=eg, deferrable=True, poll_interval=0.1)
+        sc = ImportSchemaGenOperator(task_id="sc", pipeline_name="p", schema_file=__file__)
+        tf = TransformOperator(task_id="tf", pipeline_name="p", examples=eg, schema=sc)
+        tr = HorovodTrainerOperator(task_id="tr", pipeline_name="p", examples=tf, transform_graph=tf, schema=sc,
+                                    num_workers=2, gpus_per_worker=1, poll_interval=0.1,
+                                    run_policy={"backoff_limit": 0, "clean_pod_policy": "Running"})
+    return SimpleNamespace(dag=dag, eg=eg, sg=sg, tr=tr)
+
+
+def context(run_id: str = "manual__1") -> dict:
+    return {"run_id": run_id, "ti": SimpleNamespace(try_number=1, map_index=-1)}
+
+
+def launcher(lines, exit_code=0, interval=0.05) -> ScriptedKubelet:
+    return ScriptedKubelet(pods={"*-launcher-*": PodRun(logs=list(lines), exit_code=exit_code, interval=interval)})
+
+
+def test_the_mpijob_is_valid_against_the_real_crd(ops):
+    params, _ = ops.tr.node_params(context())
+    spec, labels = ops.tr.mpijob_spec(context(), params)
+    manifest = build_mpijob(spec)
+    if CRDS.is_dir():
+        validate_mpijob(manifest, CRDS)
+    launcher_spec = manifest["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]
+    worker_spec = manifest["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
+    container = launcher_spec["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert container["image"] == "registry.example/airflow-mlops-tfx-cuda:0.1.0"  # GPUs: the CUDA image
+    assert container["command"][:3] == ["python", "-m", "airflow_mlops.runtimes.entrypoint"]
+    assert env["AIRFLOW_MLOPS_HOROVOD_NP"] == "2" and env["AIRFLOW_MLOPS_HOROVOD_HOSTFILE"] == "/etc/mpi/hostfile"
+    request = StepRequest.from_dict(json.loads(env[REQUEST_ENV]))
+    assert request.step == "tfx.run_node" and request.params["node_id"] == "tr"
+    assert worker_spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert manifest["spec"]["slotsPerWorker"] == 1 and manifest["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 2
+    assert manifest["spec"]["sshAuthMountPath"] == "/home/mlops/.ssh"
+    assert worker_spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "airflow-mlops-data"
+    assert manifest["metadata"]["labels"].items() >= labels.items()
+    assert manifest["metadata"]["namespace"] == "mlops" and launcher_spec["serviceAccountName"] == "airflow-mlops"
+
+
+def test_training_runs_as_an_mpijob_and_returns_the_launchers_result(ops, k8s_env, capsys):
+    k8s_env.kubelet = launcher(["[0]<stdout>: step 100, loss 0.41", "[1]<stdout>: step 100, loss 0.41",
+                                result_line(NODE_RESULT)])
+    result = ops.tr.execute(context())
+    assert result["execution_id"] == 12 and result["outputs"]["model"][0]["id"] == 40
+    jobs = k8s_env.list_objects("mpijobs", "mlops")
+    assert len(jobs) == 1 and jobs[0]["status"]["conditions"][-1]["type"] == "Succeeded"
+    out = capsys.readouterr().out
+    assert "[launcher] [1]<stdout>: step 100, loss 0.41" in out  # the launcher's log, followed
+    assert "created MPIJob mlops/" in out
+
+
+def test_a_failed_job_reports_the_condition_and_the_launchers_last_lines(ops, k8s_env):
+    k8s_env.kubelet = launcher(["[0]<stderr>: Traceback (most recent call last):",
+                                "[0]<stderr>: tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM",
+                                result_line({}, status="failed")], exit_code=1)
+    with pytest.raises(MlopsException, match=r"MPIJob mlops/hvd-tr-\w+ ended Failed \(\w+") as caught:
+        ops.tr.execute(context())
+    assert "the TFX node failed: RuntimeError: boom" in str(caught.value)  # the node's own error
+    assert "ResourceExhaustedError: OOM" in str(caught.value)  # the launcher's last lines
+    assert RESULT_MARKER not in str(caught.value)
+
+
+def test_a_retry_reattaches_to_the_job_of_its_earlier_try(ops, k8s_env):
+    k8s_env.kubelet = launcher(["working", result_line(NODE_RESULT)], interval=0.3)
+    params, _ = ops.tr.node_params(context())
+    spec, _ = ops.tr.mpijob_spec(context(), params)
+    k8s_env.create(build_mpijob(spec))  # the earlier try's job, still running
+    result = ops.tr.execute(context())
+    assert result["execution_id"] == 12
+    assert len(k8s_env.requests_of("POST", "/mpijobs")) == 1  # answered 409: adopted, not a second job
+    assert len(k8s_env.list_objects("mpijobs")) == 1
+
+
+def test_a_retry_after_a_failed_job_trains_again(ops, k8s_env):
+    k8s_env.kubelet = launcher(["no"], exit_code=1)
+    with pytest.raises(MlopsException):
+        ops.tr.execute(context())
+    first_uid = k8s_env.list_objects("mpijobs")[0]["metadata"]["uid"]
+    k8s_env.kubelet = launcher([result_line(NODE_RESULT)])
+    assert ops.tr.execute(context())["execution_id"] == 12
+    assert k8s_env.list_objects("mpijobs")[0]["metadata"]["uid"] != first_uid
+
+
+def test_on_kill_deletes_the_job_and_its_pods(ops, k8s_env):
+    k8s_env.kubelet = launcher(["forever"], interval=0.0)
+    k8s_env.kubelet.pods["*-launcher-*"].run_until_deleted = True
+    ops.tr.deferrable = True
+    with pytest.raises(TaskDeferred):
+        ops.tr.execute(context())
+    ops.tr.on_kill()
+    assert k8s_env.list_objects("mpijobs") == []
+    assert [p for p in k8s_env.list_objects("pods") if p["metadata"]["name"].startswith("hvd-tr-")] == []
+
+
+def test_without_the_mpi_operator_the_task_says_what_to_install(ops, k8s_env, monkeypatch):
+    k8s_env.unregister_crd("mpijobs")
+    with pytest.raises(MlopsException, match="does not know the kubeflow.org API: the Kubeflow MPI Operator"):
+        ops.tr.execute(context())
+
+
+def test_deferred_training_resumes_with_the_result(ops, k8s_env, capsys):
+    k8s_env.kubelet = launcher(["epoch 1", result_line(NODE_RESULT)], interval=0.2)
+    ops.tr.deferrable = True
+    with pytest.raises(TaskDeferred) as deferred:
+        ops.tr.execute(context())
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, MPIJobTrigger) and deferred.value.method_name == "execute_complete"
+    classpath, kwargs = trigger.serialize()
+    event = asyncio.run(_first_event(MPIJobTrigger(**kwargs)))
+    assert event["status"] == "success"
+    result = ops.tr.execute_complete(context(), event)
+    assert result["execution_id"] == 12
+    assert "[launcher] epoch 1" in capsys.readouterr().out
+
+
+async def _first_event(trigger):
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("no event")
+
+
+@pytest.mark.parametrize(("kubelet", "status", "message"), [
+    (launcher(["x"], exit_code=2), "failed", "backoff limit"),
+    (None, "error", "does not know the kubeflow.org API"),
+])
+def test_the_trigger_reports_failures(k8s_env, kube_conn, kubelet, status, message):
+    if kubelet is None:
+        k8s_env.unregister_crd("mpijobs")
+    else:
+        k8s_env.kubelet = kubelet
+        k8s_env.create(_job("j1"))
+    event = asyncio.run(_first_event(MPIJobTrigger("j1", "mlops", kube_conn, poll_interval=0.05)))
+    assert event["status"] == status and message in event["message"]
+
+
+def test_the_trigger_reports_a_deleted_job(k8s_env, kube_conn):
+    event = asyncio.run(_first_event(MPIJobTrigger("gone", "mlops", kube_conn, poll_interval=0.05)))
+    assert event == {"status": "error", "name": "gone", "namespace": "mlops",
+                     "message": "MPIJob mlops/gone was deleted before it ended"}
+
+
+def test_the_trigger_survives_api_faults(k8s_env, kube_conn):
+    k8s_env.kubelet = launcher(["ok"])
+    k8s_env.create(_job("j2"))
+    k8s_env.fail_next("GET", 503, "unavailable", path_contains="/mpijobs/j2", times=2)
+    event = asyncio.run(_first_event(MPIJobTrigger("j2", "mlops", kube_conn, poll_interval=0.05)))
+    assert event["status"] == "success"
+
+
+def _job(name: str) -> dict:
+    from airflow_mlops.kubernetes.mpijob import MPIJobSpec
+
+    return build_mpijob(MPIJobSpec(name=name, image="img", command=["python", "train.py"], namespace="mlops",
+                                   num_workers=1))
+
+
+def test_deferrable_step_pods_resume_with_the_nodes_result(ops, k8s_env):
+    """A TFX component pod waited on by the cncf provider's KubernetesPodTrigger."""
+    node = {**NODE_RESULT, "component": "StatisticsGen", "outputs": {}}
+    k8s_env.kubelet = ScriptedKubelet(pods={"tfx-*": PodRun(logs=["stats", result_line(node)], interval=0.2)})
+    with pytest.raises(TaskDeferred) as deferred:
+        ops.sg.execute(context())
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ == "KubernetesPodTrigger"
+    event = asyncio.run(_first_event(trigger))
+    assert event["status"] == "success"
+    result = ops.sg.execute_complete(context(), event, **deferred.value.kwargs)
+    assert result["component"] == "StatisticsGen"
+    assert [p for p in k8s_env.list_objects("pods") if p["metadata"]["name"].startswith("tfx-")] == []
+
+
+def test_a_deferred_step_pod_that_never_starts_is_removed_and_reported(ops, k8s_env):
+    k8s_env.kubelet = ScriptedKubelet(pods={"tfx-*": PodRun(pending_reason="InvalidImageName")})
+    with pytest.raises(TaskDeferred) as deferred:
+        ops.sg.execute(context())
+    event = asyncio.run(_first_event(deferred.value.trigger))
+    with pytest.raises(MlopsException, match="InvalidImageName"):
+        ops.sg.execute_complete(context(), event, **deferred.value.kwargs)
+    assert [p for p in k8s_env.list_objects("pods") if p["metadata"]["name"].startswith("tfx-")] == []
+
+
+def test_unknown_kubernetes_settings_are_named(k8s_env):
+    op = StatisticsGenOperator(task_id="s", pipeline_name="p", examples="eg", kubernetes={"nodeSelector": {}})
+    with pytest.raises(InvalidArgumentError, match=r"unknown kubernetes setting\(s\) \['nodeSelector'\]"):
+        _ = op.hook
