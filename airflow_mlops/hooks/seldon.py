@@ -135,6 +135,22 @@ class SeldonHook(BaseHook):
         except SeldonKubernetesError as err:
             raise SeldonDeployError(str(err)) from None
 
+    def kube_model_root(self, root: str) -> str:
+        """``root`` as Seldon's model servers reach it: an object-store URL as is; a path in the state
+        directory as ``pvc://<kubernetes_volume_claim>/<path in it>`` (the claim holds the state directory)."""
+        if "://" in root:
+            return root
+        claim = self.runtime_hook.setting("kubernetes_volume_claim")
+        state = self.runtime_hook.state_dir
+        path = Path(root)
+        if claim and (path == state or state in path.parents):
+            return f"pvc://{claim}/{path.relative_to(state).as_posix()}".rstrip("/")
+        raise InvalidArgumentError(
+            f"model root {root!r} is a path on the Airflow worker that no model server in the cluster can read: "
+            "set [mlops] kubernetes_volume_claim (the claim mounted at the state directory) or give model_root as "
+            "an object-storage prefix (gs://, s3://)"
+        )
+
     def kube_deploy(self, name: str, model_root: str, version: int, *, replicas: int = 1,
                     resources: dict[str, Any] | None = None, canary_traffic: int | None = None,
                     shadow: bool = False, image: str | None = None, timeout: float = 600.0,

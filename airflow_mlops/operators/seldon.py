@@ -125,12 +125,10 @@ class SeldonDeployOperator(_SeldonOperator):
         return self._result(dep, changed)
 
     def _execute_on_kubernetes(self, version: int | str) -> dict[str, Any]:
-        if not self.model_root:
-            raise InvalidArgumentError(f"{self.task_id}: on Kubernetes give model_root, the object-storage prefix of "
-                                       "the model versions (e.g. gs://bucket/models/taxi)")
         if version == "latest":
             raise InvalidArgumentError(f"{self.task_id}: on Kubernetes model_version must be a number")
-        applied = self.hook.kube_deploy(self.deployment_name, self.model_root, int(version), replicas=self.replicas,
+        root = self.hook.kube_model_root(self.hook.model_root(self.pipeline_name or "", self.model_root))
+        applied = self.hook.kube_deploy(self.deployment_name, root, int(version), replicas=self.replicas,
                                         resources=self.resources, canary_traffic=self.canary_traffic,
                                         shadow=self.shadow, image=self.image, timeout=self.timeout, poll_interval=self.poll_interval)
         traffic = _traffic(applied)

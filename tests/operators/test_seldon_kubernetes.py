@@ -79,6 +79,22 @@ def test_failed_rollout_restores_the_previous_spec_and_fails_the_task(cluster):
     assert cluster.requests_of("PUT")[-1].body["spec"] == before
 
 
+def test_pushed_models_on_the_volume_claim_are_served_from_it(cluster, clean_mlops_env, tmp_path):
+    """The template DAG's deploy (pipeline_name, no model_root): the claim holding the state directory."""
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__KUBERNETES_VOLUME_CLAIM", "airflow-mlops-data")
+    SeldonDeployOperator(task_id="deploy", deployment_name="taxi", pipeline_name="chicago_taxi", model_version=3,
+                         poll_interval=0.01, timeout=5).execute({})
+    predictor = cluster.requests_of("POST")[0].body["spec"]["predictors"][0]
+    assert predictor["graph"]["modelUri"] == "pvc://airflow-mlops-data/models/chicago_taxi/3"
+
+
+def test_without_seldon_core_the_task_says_what_to_install(cluster):
+    cluster.unregister_crd("seldondeployments")
+    with pytest.raises(SeldonDeployError, match="does not know the machinelearning.seldon.io API: the Seldon Core v1 "
+                                                "operator"):
+        deploy(3)
+
+
 def test_undeploy_deletes_it(cluster):
     deploy(3)
     assert SeldonUndeployOperator(task_id="u", deployment_name="taxi").execute({}) == {"name": "taxi", "stopped": True}
@@ -86,10 +102,11 @@ def test_undeploy_deletes_it(cluster):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", pipeline_name="taxi"), "give model_root"),
+    (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", pipeline_name="taxi", model_version=1),
+     "is a path on the Airflow worker that no model server in the cluster can read"),
     (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=ROOT), "must be a number"),
     (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root="/srv/models", model_version=1),
-     "model_uri"),
+     "kubernetes_volume_claim"),
     (lambda: SeldonRollbackOperator(task_id="r", deployment_name="taxi"), "roll back by deploying"),
 ])
 def test_kubernetes_argument_errors_before_any_request(cluster, make, message):
