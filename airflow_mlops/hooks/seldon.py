@@ -191,6 +191,12 @@ class SeldonHook(BaseHook):
             return self.kube.promote(name, self.namespace, f"v{version}", crd_path=self.crd_path, timeout=timeout,
                                      poll_interval=poll_interval)
 
+    def kube_cancel(self) -> str | None:
+        """Undo the rollout this hook is waiting for (``on_kill``); what was done, or None."""
+        if "kube" not in self.__dict__:  # no Kubernetes call was made
+            return None
+        return self.kube.cancel()
+
     def kube_delete(self, name: str) -> bool:
         with self._kube_errors():
             return self.kube.delete(name, self.namespace)

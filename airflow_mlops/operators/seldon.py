@@ -124,6 +124,14 @@ class SeldonDeployOperator(_SeldonOperator):
                           dep.url)
         return self._result(dep, changed)
 
+    def on_kill(self) -> None:
+        """On Kubernetes, undo the rollout being awaited: the previous spec back, or a new deployment deleted."""
+        if self.hook.on_kubernetes:
+            done = self.hook.kube_cancel()
+            if done:
+                self.log.warning("SeldonDeployment %s: the task was killed during its rollout; %s",
+                                 self.deployment_name, done)
+
     def _execute_on_kubernetes(self, version: int | str) -> dict[str, Any]:
         if version == "latest":
             raise InvalidArgumentError(f"{self.task_id}: on Kubernetes model_version must be a number")

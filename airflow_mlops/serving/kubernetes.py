@@ -87,6 +87,8 @@ class SeldonKubernetesController:
         self.sleep = sleep
         self.clock = clock
         self.backoff = backoff
+        #: ``(name, namespace, previous object or None)`` while a rollout is awaited (see :meth:`cancel`)
+        self.in_progress: tuple[str, str, dict | None] | None = None
 
     # -- API calls ------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
@@ -225,10 +227,14 @@ class SeldonKubernetesController:
         :raises SeldonKubernetesError: when the rollout fails or times out (after the restore).
         """
         applied, previous = self.apply(spec, crd_path)
+        self.in_progress = (spec.name, spec.namespace, previous)
         generation = (applied.get("metadata") or {}).get("generation")
-        state, description, obj = self._wait(
-            spec.name, spec.namespace, timeout=timeout, poll_interval=poll_interval, generation=generation
-        )
+        try:
+            state, description, obj = self._wait(
+                spec.name, spec.namespace, timeout=timeout, poll_interval=poll_interval, generation=generation
+            )
+        finally:
+            self.in_progress = None
         if state == AVAILABLE:
             return obj
         restored = self._restore(spec.name, spec.namespace, previous)
@@ -266,6 +272,15 @@ class SeldonKubernetesController:
         """Give ``predictor_name`` all traffic and remove the other predictors (see :func:`.manifest.promote`)."""
         spec = m.promote(self._spec(name, namespace), predictor_name)
         return self.deploy(spec, crd_path=crd_path, timeout=timeout, poll_interval=poll_interval)
+
+    def cancel(self) -> str | None:
+        """Undo the rollout being awaited (the task was killed): put the previous spec back, or delete
+        a deployment this rollout created. Returns what was done, or None when nothing was in progress."""
+        rollout = self.in_progress
+        if rollout is None:
+            return None
+        name, namespace, previous = rollout
+        return self._restore(name, namespace, previous)
 
     def _spec(self, name: str, namespace: str) -> DeploymentSpec:
         obj = self.get(name, namespace)

@@ -151,3 +151,36 @@ def test_shadow_adds_the_new_version_without_traffic(cluster):
     assert result["traffic"] == {"v3": 100, "v4": 0}
     predictors = cluster.requests_of("PUT")[-1].body["spec"]["predictors"]
     assert [(p["name"], p.get("shadow", False)) for p in predictors] == [("v3", False), ("v4", True)]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new deployment", "update"])
+def test_on_kill_during_the_rollout_undoes_it(cluster, existing):
+    import threading
+    import time
+
+    if existing:
+        deploy(3)
+    before = cluster.read("seldondeployments", "mlops", "taxi")
+    op = SeldonDeployOperator(task_id="deploy", deployment_name="taxi", model_root="gs://models/stuck",
+                              model_version=4, poll_interval=0.01, timeout=30)
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _run(op, errors))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (op.hook.__dict__.get("kube") and op.hook.kube.in_progress):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    op.on_kill()
+    after = cluster.read("seldondeployments", "mlops", "taxi")
+    if existing:
+        assert after["spec"] == before["spec"]  # version 3 again
+    else:
+        assert after is None  # the deployment this task created is gone
+    thread.join(40)
+
+
+def _run(op, errors):
+    try:
+        op.execute({})
+    except BaseException as err:  # noqa: BLE001 - the killed rollout fails (or times out)
+        errors.append(err)
