@@ -7,16 +7,18 @@ without the Role being extended on purpose.
 
 from __future__ import annotations
 
-#: (apiGroup, resource) -> verbs the provider uses. Pods: runtime steps run as pods (created,
-#: followed, read back and deleted; a retry lists them by label to reattach); pods/log: the
-#: step's log and result; events: why a pod did not start; mpijobs: Horovod training;
-#: seldondeployments: serving (the controller replaces the whole object, it never patches).
+#: (apiGroup, resource) -> verbs the provider uses. Pods: runtime steps run as pods (created, read,
+#: deleted; an MPIJob's launcher pod is found by listing with its labels); pods/log: the step's log and
+#: result; events: why a pod did not start; mpijobs: Horovod training (created, read, deleted on kill or
+#: to train again after a failed try); seldondeployments: serving (the controller replaces the whole
+#: object, it never patches). Nothing watches: waits poll. tests/kubernetes/rbac_check.py fails any test
+#: whose operators make a request outside these rules.
 REQUIRED_RULES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("", "pods"): ("create", "delete", "get", "list", "watch"),
+    ("", "pods"): ("create", "delete", "get", "list"),
     ("", "pods/log"): ("get",),
     ("", "events"): ("list",),
-    ("kubeflow.org", "mpijobs"): ("create", "delete", "get", "list", "watch"),
-    ("machinelearning.seldon.io", "seldondeployments"): ("create", "delete", "get", "list", "update", "watch"),
+    ("kubeflow.org", "mpijobs"): ("create", "delete", "get"),
+    ("machinelearning.seldon.io", "seldondeployments"): ("create", "delete", "get", "update"),
 }
 
 

@@ -16,6 +16,7 @@ from airflow_mlops.exceptions import InvalidArgumentError, RuntimeStepFailed
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.kubernetes.api import owner_labels
 from airflow_mlops.runtimes.contract import REQUEST_ENV, StepRequest
+from tests.kubernetes.rbac_check import assert_allowed
 from tests.kubernetes.fake_api import LocalProcessKubelet, use_local_python
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,6 +33,13 @@ def hook(fake_kube, kube_conn, clean_mlops_env, tmp_path):
                                  "kubernetes_volume_claim": "airflow-mlops-data",
                                  "kubernetes_resources": {"requests": {"cpu": "1"}},
                                  "kubernetes_node_selector": '{"pool": "ml"}'})
+
+
+@pytest.fixture(autouse=True)
+def every_request_is_allowed_by_the_role(fake_kube):
+    """Whatever these tests make the operators do, the least-privilege Role allows."""
+    yield
+    assert_allowed(fake_kube)
 
 
 def test_a_step_runs_as_a_pod_of_the_runtimes_image(hook, fake_kube):

@@ -29,6 +29,7 @@ from airflow_mlops.operators.tfx import (
 )
 from airflow_mlops.runtimes.contract import REQUEST_ENV, RESULT_MARKER, StepRequest
 from airflow_mlops.triggers.mpijob import MPIJobTrigger
+from tests.kubernetes.rbac_check import assert_allowed
 from tests.kubernetes.fake_api import PodRun, ScriptedKubelet
 
 CRDS = Path(__file__).resolve().parents[3] / "shared" / "k8s-crds"
@@ -62,6 +63,13 @@ def ops(k8s_env):
                                     num_workers=2, gpus_per_worker=1, poll_interval=0.1,
                                     run_policy={"backoff_limit": 0, "clean_pod_policy": "Running"})
     return SimpleNamespace(dag=dag, eg=eg, sg=sg, tr=tr)
+
+
+@pytest.fixture(autouse=True)
+def every_request_is_allowed_by_the_role(fake_kube):
+    """Whatever these tests make the operators do, the least-privilege Role allows."""
+    yield
+    assert_allowed(fake_kube)
 
 
 def context(run_id: str = "manual__1") -> dict:
