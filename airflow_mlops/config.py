@@ -68,6 +68,12 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "Image of a runtime's pods ({runtime} and {version} are filled in), or a JSON object "
         '{"tfx": "...", "serving": "...", "drift": "..."} naming each one. Build them from docker/.',
     ),
+    "kubernetes_serving_image": (
+        "",
+        "Model-server image of SeldonDeployments when a deploy task names none: the project's "
+        "(docker/serving, airflow-mlops-serving:<version>) logs every prediction for monitoring, on the volume "
+        "claim; empty: Seldon's prepackaged TENSORFLOW_SERVER (no prediction log, so no drift checks).",
+    ),
     "kubernetes_service_account": ("", "ServiceAccount of step pods and MPIJob pods; empty: the namespace's default."),
     "kubernetes_volume_claim": (
         "",

@@ -135,6 +135,19 @@ class SeldonHook(BaseHook):
         except SeldonKubernetesError as err:
             raise SeldonDeployError(str(err)) from None
 
+    def prediction_log(self, name: str) -> str:
+        """Where deployment ``name`` logs its requests and predictions (``[mlops] prediction_log``/name)."""
+        root = self.runtime_hook.setting("prediction_log") or str(self.runtime_hook.state_dir / "predictions")
+        return f"{root.rstrip('/')}/{name}"
+
+    def local_model_root(self, root: str) -> str:
+        """``pvc://<claim>/<path>`` back to the path in the state directory (where the claim is mounted)."""
+        claim = self.runtime_hook.setting("kubernetes_volume_claim")
+        prefix = f"pvc://{claim}"
+        if claim and (root == prefix or root.startswith(prefix + "/")):
+            return str(self.runtime_hook.state_dir / root[len(prefix):].lstrip("/")).rstrip("/")
+        return root
+
     def kube_model_root(self, root: str) -> str:
         """``root`` as Seldon's model servers reach it: an object-store URL as is; a path in the state
         directory as ``pvc://<kubernetes_volume_claim>/<path in it>`` (the claim holds the state directory)."""
@@ -164,10 +177,17 @@ class SeldonHook(BaseHook):
         if not isinstance(version, int) or isinstance(version, bool):
             raise InvalidArgumentError(f"on Kubernetes model_version must be a version number, got {version!r}")
         with self._kube_errors():
+            custom: dict[str, Any] = {}
+            if image:  # the project's server (or yours): it logs predictions where monitoring reads them
+                custom = {"implementation": None, "image": image,
+                          "env": {"DEPLOYMENT_NAME": name, "PREDICTION_LOG": self.prediction_log(name)}}
+                claim = self.runtime_hook.setting("kubernetes_volume_claim")
+                if claim:  # models and prediction logs on the claim, mounted where Airflow sees them too
+                    custom.update(volume_claim=claim, mount_path=str(self.runtime_hook.state_dir))
+                    model_root = self.local_model_root(model_root)
             predictor = PredictorSpec(
                 name=f"v{version}", model_version=version, model_uri=f"{model_root.rstrip('/')}/{version}",
-                replicas=replicas, resources=resources,
-                **({"implementation": None, "image": image} if image else {}),
+                replicas=replicas, resources=resources, **custom,
             )
             if shadow:  # the new version gets a copy of the traffic; its answers are not returned
                 from airflow_mlops.serving.kubernetes import spec_from_manifest
@@ -196,6 +216,26 @@ class SeldonHook(BaseHook):
         if "kube" not in self.__dict__:  # no Kubernetes call was made
             return None
         return self.kube.cancel()
+
+    def kube_record(self, name: str) -> LocalDeployment:
+        """What monitoring needs of SeldonDeployment ``name``: the version its main predictor serves, that
+        version's directory (on the claim, as Airflow sees it), and the prediction log the server writes."""
+        from airflow_mlops.serving.kubernetes import spec_from_manifest
+        from airflow_mlops.serving.manifest import deployment_state, is_ready
+
+        with self._kube_errors():
+            obj = self.kube.get(name, self.namespace)
+            if obj is None:
+                raise InvalidArgumentError(f"SeldonDeployment {self.namespace}/{name} does not exist")
+            spec = spec_from_manifest(obj)
+        main = max((p for p in spec.predictors if not p.shadow), key=lambda p: p.traffic)
+        model_path = self.local_model_root(main.model_uri)
+        state, _ = deployment_state(obj)
+        return LocalDeployment(
+            name=name, version=main.model_version, model_path=model_path,
+            model_root=model_path.rstrip("/").rsplit("/", 1)[0], prediction_log=main.env.get("PREDICTION_LOG"),
+            status="available" if is_ready(obj) else (state or "unknown").lower(),
+        )
 
     def kube_delete(self, name: str) -> bool:
         with self._kube_errors():
@@ -229,6 +269,9 @@ class SeldonHook(BaseHook):
         return self.local.undeploy(name)
 
     def get_deployment(self, name: str) -> LocalDeployment:
+        """The deployment ``name``: the local record, or (Kubernetes) one read from its SeldonDeployment."""
+        if self.on_kubernetes:
+            return self.kube_record(name)
         try:
             dep = self.registry.get(name)
         except DeploymentError as err:

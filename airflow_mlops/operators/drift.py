@@ -63,6 +63,15 @@ class BaseDriftCheckOperator(BaseOperator):
         dep = self.seldon.get_deployment(self.deployment_name)
         if dep.version is None or dep.model_root is None or dep.model_path is None:
             raise MlopsException(f"{self.task_id}: deployment {dep.name} serves no model version yet")
+        if not dep.prediction_log:
+            raise InvalidArgumentError(
+                f"{self.task_id}: deployment {dep.name} logs no predictions to check: on Kubernetes serve it with "
+                "the project's model-server image ([mlops] kubernetes_serving_image or the deploy task's image=), "
+                "not Seldon's prepackaged server")
+        if "://" in dep.model_path:
+            raise InvalidArgumentError(
+                f"{self.task_id}: deployment {dep.name} serves {dep.model_path}, which Airflow cannot read here: "
+                "the drift check reads the model's feature spec and version record from the volume claim")
         try:
             version = ModelRegistry(dep.model_root).get(dep.version)
         except ModelRegistryError as err:

@@ -136,9 +136,11 @@ class SeldonDeployOperator(_SeldonOperator):
         if version == "latest":
             raise InvalidArgumentError(f"{self.task_id}: on Kubernetes model_version must be a number")
         root = self.hook.kube_model_root(self.hook.model_root(self.pipeline_name or "", self.model_root))
+        image = self.image or self.hook.runtime_hook.setting("kubernetes_serving_image") or None
         applied = self.hook.kube_deploy(self.deployment_name, root, int(version), replicas=self.replicas,
                                         resources=self.resources, canary_traffic=self.canary_traffic,
-                                        shadow=self.shadow, image=self.image, timeout=self.timeout, poll_interval=self.poll_interval)
+                                        shadow=self.shadow, image=image, timeout=self.timeout,
+                                        poll_interval=self.poll_interval)
         traffic = _traffic(applied)
         self.log.info("SeldonDeployment %s/%s is Available; traffic %s", self.hook.namespace, self.deployment_name,
                       traffic)
@@ -264,22 +266,31 @@ class SeldonHealthCheckOperator(_SeldonOperator):
             raise InvalidArgumentError(f"{self.task_id}: on_breach must be 'fail' or 'warn', got {self.on_breach!r}")
         minutes = self._number("window_minutes", 0.01)
         max_error_rate, max_p99_ms = self._number("max_error_rate", 0, 1), self._number("max_p99_ms", 0)
-        if self.hook.on_kubernetes:
-            raise MlopsException(f"{self.task_id}: the health check reads a local server's /metrics and prediction "
-                                 "log; on Kubernetes use Seldon's Prometheus metrics (not supported yet)")
         dep = self.hook.get_deployment(self.deployment_name)
-        status = self.hook.status(self.deployment_name)
-        if not status.get("running") or status.get("serving") is None:
-            raise MlopsException(f"deployment {dep.name} is not serving (running={status.get('running')}, "
-                                 f"server: {status.get('server')}); its log: {self.hook.registry.log_file(dep.name)}")
-        text = self.hook.server_metrics(dep.name)
-        if text is None:
-            raise MlopsException(f"deployment {dep.name}: {dep.url}/metrics does not answer")
-        server = parse_metrics(text)
+        if self.hook.on_kubernetes:
+            # the pods' /metrics are Seldon's (Prometheus scrapes them); the window of the prediction log is judged
+            if dep.status != "available":
+                raise MlopsException(f"SeldonDeployment {self.hook.namespace}/{dep.name} is not Available "
+                                     f"({dep.status})")
+            if not dep.prediction_log:
+                raise InvalidArgumentError(
+                    f"{self.task_id}: deployment {dep.name} logs no predictions: serve it with the project's "
+                    "model-server image ([mlops] kubernetes_serving_image) to check its health here")
+            status, server, url = {"serving": dep.version}, None, None
+        else:
+            status = self.hook.status(self.deployment_name)
+            if not status.get("running") or status.get("serving") is None:
+                raise MlopsException(f"deployment {dep.name} is not serving (running={status.get('running')}, "
+                                     f"server: {status.get('server')}); its log: "
+                                     f"{self.hook.registry.log_file(dep.name)}")
+            text = self.hook.server_metrics(dep.name)
+            if text is None:
+                raise MlopsException(f"deployment {dep.name}: {dep.url}/metrics does not answer")
+            server, url = parse_metrics(text), dep.url
         window = window_health(dep.prediction_log, minutes) if dep.prediction_log else None
-        judged = window if window and window["requests"] >= self.min_requests else server
+        judged = window if window and (window["requests"] >= self.min_requests or server is None) else server
         found = breaches(judged, max_error_rate, max_p99_ms)
-        result = {"deployment": dep.name, "version": status["serving"], "url": dep.url, "window": window,
+        result = {"deployment": dep.name, "version": status["serving"], "url": url, "window": window,
                   "server": server, "judged_by": judged["source"], "healthy": not found, "breaches": found}
         self.log.info("deployment %s (version %s): window %s; server totals %s", dep.name, status["serving"],
                       window, server)

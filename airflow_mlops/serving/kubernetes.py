@@ -380,6 +380,10 @@ def _predictor_from_manifest(p: Mapping[str, Any], index: int, *, lone: bool) ->
         uri, image = env.get("MODEL_URI"), container.get("image")
     for key in m.RESERVED_ENV:
         env.pop(key, None)
+    mount = next((v for v in container.get("volumeMounts") or [] if v.get("name") == m.VOLUME_NAME), None)
+    volumes = [v for component in p.get("componentSpecs") or [] for v in (component.get("spec") or {}).get("volumes")
+               or [] if v.get("name") == m.VOLUME_NAME]
+    claim = ((volumes[0].get("persistentVolumeClaim") or {}).get("claimName")) if volumes and mount else None
     shadow = bool(p.get("shadow", False))
     traffic = p.get("traffic")
     if traffic is None:  # the webhook leaves a lone predictor's traffic unset
@@ -396,4 +400,6 @@ def _predictor_from_manifest(p: Mapping[str, Any], index: int, *, lone: bool) ->
         resources=copy.deepcopy(container.get("resources")) or None,
         env=env,
         labels=labels,
+        volume_claim=claim,
+        mount_path=mount.get("mountPath") if claim else None,
     )

@@ -65,6 +65,8 @@ MODEL_VERSION_LABEL = "mlops.airflow/model-version"
 PROTOCOLS = ("seldon", "tensorflow", "v2")
 PREPACKAGED_URI_SCHEMES = ("gs", "s3", "pvc")
 RESERVED_ENV = ("MODEL_URI", "MODEL_VERSION")
+#: The volume of a predictor's ``volume_claim``.
+VOLUME_NAME = "mlops-data"
 
 # Protocols the well-known prepackaged servers speak; other servers are not checked.
 _SERVER_PROTOCOLS = {
@@ -337,6 +339,9 @@ class PredictorSpec:
     :param resources: container ``requests``/``limits`` (cpu, memory, nvidia.com/gpu).
     :param env: extra environment of the model container.
     :param labels: extra labels of the predictor.
+    :param volume_claim: a PersistentVolumeClaim mounted at ``mount_path`` in the model
+        container (the provider's state directory: models, prediction logs); custom images only.
+    :param mount_path: where the claim is mounted.
     """
 
     name: str
@@ -350,6 +355,8 @@ class PredictorSpec:
     resources: dict[str, dict[str, int | str]] | None = None
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    volume_claim: str | None = None
+    mount_path: str | None = None
 
     def __post_init__(self) -> None:
         problems = self.errors()
@@ -424,6 +431,15 @@ class PredictorSpec:
                     problems.append(
                         f"{p}env[{key!r}]: values are strings, got {value!r}; quote it"
                     )
+        if (self.volume_claim is None) != (self.mount_path is None):
+            problems.append(f"{p}volume_claim/mount_path: give both or neither")
+        elif self.volume_claim is not None:
+            problems += _dns_label_errors(f"{p}volume_claim", self.volume_claim)
+            if not isinstance(self.mount_path, str) or not self.mount_path.startswith("/"):
+                problems.append(f"{p}mount_path: must be an absolute path, got {self.mount_path!r}")
+            if prepackaged:
+                problems.append(f"{p}volume_claim: only for a custom image; {self.implementation} reads "
+                                "pvc://<claim>/<path> model URIs itself")
         problems += _label_errors(f"{p}labels", self.labels)
         if isinstance(self.labels, Mapping):
             for key in (MANAGED_BY_LABEL, MODEL_VERSION_LABEL):
@@ -568,6 +584,10 @@ def _predictor_manifest(predictor: PredictorSpec) -> dict[str, Any]:
         container["env"] = [{"name": k, "value": v} for k, v in env.items()]
     if predictor.resources:
         container["resources"] = copy.deepcopy(predictor.resources)
+    pod: dict[str, Any] = {"containers": [container]}
+    if predictor.volume_claim:
+        container["volumeMounts"] = [{"name": VOLUME_NAME, "mountPath": predictor.mount_path}]
+        pod["volumes"] = [{"name": VOLUME_NAME, "persistentVolumeClaim": {"claimName": predictor.volume_claim}}]
     out: dict[str, Any] = {
         "name": predictor.name,
         "replicas": predictor.replicas,
@@ -580,7 +600,7 @@ def _predictor_manifest(predictor: PredictorSpec) -> dict[str, Any]:
     # A prepackaged server needs a container only to receive env or resources: the
     # controller merges a container named after the graph node into the server's.
     if len(container) > 1:
-        out["componentSpecs"] = [{"spec": {"containers": [container]}}]
+        out["componentSpecs"] = [{"spec": pod}]
     return out
 
 

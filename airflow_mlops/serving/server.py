@@ -13,7 +13,9 @@ metrics on the same port (``/metrics``) and no gRPC. Endpoints: ``/api/v1.0/pred
 In a container (the project's model-server image, ``docker/serving/Dockerfile``) there is no
 deployment directory: ``--model-uri`` (default ``$MODEL_URI``, as the SeldonDeployment sets it)
 and ``--model-version`` (``$MODEL_VERSION``) name the SavedModel, local or on object storage
-TensorFlow reads (``gs://``, ``s3://`` with its filesystem plugins).
+TensorFlow reads (``gs://``, ``s3://`` with its filesystem plugins); ``--prediction-log``
+(``$PREDICTION_LOG``) and ``--name`` (``$DEPLOYMENT_NAME``, else Seldon's
+``$SELDON_DEPLOYMENT_ID``) are what monitoring reads there.
 """
 
 from __future__ import annotations
@@ -64,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the deployment's directory (holds current.json); empty: use --model-uri")
     parser.add_argument("--model-uri", default=os.environ.get("MODEL_URI", ""))
     parser.add_argument("--model-version", type=int, default=int(os.environ.get("MODEL_VERSION") or 1))
-    parser.add_argument("--name", default="")
+    parser.add_argument("--name", default=os.environ.get("DEPLOYMENT_NAME") or os.environ.get("SELDON_DEPLOYMENT_ID", ""))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PREDICTIVE_UNIT_HTTP_SERVICE_PORT") or 9000))
-    parser.add_argument("--prediction-log", default="")
+    parser.add_argument("--prediction-log", default=os.environ.get("PREDICTION_LOG", ""))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4, help=">1 keeps HTTP connections alive")
     parser.add_argument("--max-rows", type=int, default=10_000)

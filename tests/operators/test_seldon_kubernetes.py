@@ -184,3 +184,54 @@ def _run(op, errors):
         op.execute({})
     except BaseException as err:  # noqa: BLE001 - the killed rollout fails (or times out)
         errors.append(err)
+
+
+def test_the_projects_server_image_logs_predictions_on_the_claim_for_monitoring(cluster, clean_mlops_env, tmp_path):
+    """kubernetes_serving_image: the project's model server, the claim mounted at the state directory."""
+    from airflow_mlops.hooks.seldon import SeldonHook
+    from airflow_mlops.serving.manifest import validate_manifest
+
+    state = tmp_path / "state"
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__KUBERNETES_VOLUME_CLAIM", "airflow-mlops-data")
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__KUBERNETES_SERVING_IMAGE", "registry.example/airflow-mlops-serving:0.1.0")
+    SeldonDeployOperator(task_id="deploy", deployment_name="taxi", pipeline_name="chicago_taxi", model_version=3,
+                         poll_interval=0.01, timeout=5).execute({})
+    body = cluster.requests_of("POST")[0].body
+    if CRDS.is_dir():
+        validate_manifest(body, CRDS)
+    pod = body["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert container["image"] == "registry.example/airflow-mlops-serving:0.1.0"
+    assert env == {"MODEL_URI": f"{state}/models/chicago_taxi/3", "MODEL_VERSION": "3", "DEPLOYMENT_NAME": "taxi",
+                   "PREDICTION_LOG": f"{state}/predictions/taxi"}
+    assert container["volumeMounts"] == [{"name": "mlops-data", "mountPath": str(state)}]
+    assert pod["volumes"] == [{"name": "mlops-data", "persistentVolumeClaim": {"claimName": "airflow-mlops-data"}}]
+
+    # monitoring reads what the SeldonDeployment says: version, model directory, prediction log
+    record = SeldonHook().get_deployment("taxi")
+    assert (record.version, record.model_path, record.model_root, record.prediction_log, record.status) == (
+        3, f"{state}/models/chicago_taxi/3", f"{state}/models/chicago_taxi", f"{state}/predictions/taxi", "available")
+
+    # health is judged from the prediction log the server wrote on the claim
+    from datetime import datetime, timezone
+
+    log_dir = state / "predictions" / "taxi"
+    log_dir.mkdir(parents=True)
+    now = datetime.now(timezone.utc).isoformat()
+    lines = [{"ts": now, "ms": 12.0}] * 40 + [{"ts": now, "status": 500, "error": "boom", "ms": 3.0}] * 10
+    (log_dir / "pod-1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    from airflow_mlops.exceptions import MlopsException
+    from airflow_mlops.operators.seldon import SeldonHealthCheckOperator
+
+    with pytest.raises(MlopsException, match=r"error rate 20.0% > 1.0% \(10 of 50 requests failed"):
+        SeldonHealthCheckOperator(task_id="health", deployment_name="taxi").execute({})
+
+
+def test_monitoring_a_prepackaged_server_says_what_to_change(cluster):
+    from airflow_mlops.operators.drift import DriftDetectionOperator
+
+    deploy(3)
+    with pytest.raises(InvalidArgumentError, match="logs no predictions to check: on Kubernetes serve it with the "
+                                                   "project's model-server image"):
+        DriftDetectionOperator(task_id="drift", deployment_name="taxi").execute({"run_id": "r"})

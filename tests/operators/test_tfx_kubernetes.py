@@ -80,12 +80,12 @@ def launcher(lines, exit_code=0, interval=0.05) -> ScriptedKubelet:
     return ScriptedKubelet(pods={"*-launcher-*": PodRun(logs=list(lines), exit_code=exit_code, interval=interval)})
 
 
+@pytest.mark.skipif(not CRDS.is_dir(), reason=f"the real CRD schemas are not at {CRDS} (see ../shared/k8s-crds/README)")
 def test_the_mpijob_is_valid_against_the_real_crd(ops):
     params, _ = ops.tr.node_params(context())
     spec, labels = ops.tr.mpijob_spec(context(), params)
     manifest = build_mpijob(spec)
-    if CRDS.is_dir():
-        validate_mpijob(manifest, CRDS)
+    validate_mpijob(manifest, CRDS)
     launcher_spec = manifest["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]
     worker_spec = manifest["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
     container = launcher_spec["containers"][0]
@@ -101,6 +101,32 @@ def test_the_mpijob_is_valid_against_the_real_crd(ops):
     assert worker_spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "airflow-mlops-data"
     assert manifest["metadata"]["labels"].items() >= labels.items()
     assert manifest["metadata"]["namespace"] == "mlops" and launcher_spec["serviceAccountName"] == "airflow-mlops"
+
+
+@pytest.mark.skipif(not CRDS.is_dir(), reason=f"the real CRD schemas are not at {CRDS} (see ../shared/k8s-crds/README)")
+def test_an_elastic_mpijob_is_valid_and_discovers_its_hosts(ops):
+    ops.tr.min_workers, ops.tr.max_workers = 2, 4
+    params, _ = ops.tr.node_params(context())
+    manifest = build_mpijob(ops.tr.mpijob_spec(context(), params)[0])
+    validate_mpijob(manifest, CRDS)
+    env = {e["name"]: e["value"]
+           for e in manifest["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AIRFLOW_MLOPS_HOROVOD_DISCOVERY"] == "/etc/mpi/discover_hosts.sh"
+    assert (env["AIRFLOW_MLOPS_HOROVOD_MIN_NP"], env["AIRFLOW_MLOPS_HOROVOD_MAX_NP"]) == ("2", "4")
+    assert manifest["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 4
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"run_policy": {"backofflimit": 1}}, r"unknown run_policy key\(s\) \['backofflimit'\]"),
+    ({"min_workers": 3, "max_workers": 2}, "elastic mode needs 1 <= min_workers <= max_workers"),
+    ({"run_policy": {"clean_pod_policy": "Some"}}, "clean_pod_policy: must be one of"),
+])
+def test_wrong_training_arguments_are_named_before_anything_is_created(ops, k8s_env, change, message):
+    for key, value in change.items():
+        setattr(ops.tr, key, value)
+    with pytest.raises(InvalidArgumentError, match=message):
+        ops.tr.execute(context())
+    assert k8s_env.requests_of("POST", "/mpijobs") == []
 
 
 def test_training_runs_as_an_mpijob_and_returns_the_launchers_result(ops, k8s_env, capsys):
