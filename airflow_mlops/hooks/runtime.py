@@ -62,7 +62,7 @@ def parse_metadata_uri(uri: str) -> dict[str, Any]:
 
 
 class RuntimeHook(BaseHook):
-    """Run steps of work in a named runtime (``tfx``, ...), locally or (later) on Kubernetes.
+    """Run steps of work in a named runtime (``tfx``, ...), locally or as pods on Kubernetes.
 
     Settings are read in the order argument → extra of connection ``mlops_conn_id`` →
     ``[mlops]`` config → default (see :mod:`airflow_mlops.config`).

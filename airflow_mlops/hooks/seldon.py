@@ -1,4 +1,4 @@
-"""SeldonHook: deploy, roll back and stop model servers (local backend; Kubernetes in a later release)."""
+"""SeldonHook: deploy, roll back and stop model servers (local servers, or SeldonDeployments on Kubernetes)."""
 
 from __future__ import annotations
 
@@ -85,8 +85,8 @@ class SeldonHook(BaseHook):
     @cached_property
     def local(self) -> LocalServing:
         if self.runtime_hook.backend != "local":
-            raise MlopsException(f"backend {self.runtime_hook.backend!r}: Seldon deployments on Kubernetes come in a "
-                                 "later release of airflow-mlops; set [mlops] backend = local")
+            raise MlopsException(f"backend {self.runtime_hook.backend!r}: this is a local-server operation (its "
+                                 "Kubernetes counterpart works on the SeldonDeployment); set [mlops] backend = local")
         root = self.runtime_hook.setting("prediction_log") or str(self.runtime_hook.state_dir / "predictions")
         return LocalServing(registry=self.registry, command=self._server_command, prediction_log_root=root)
 
