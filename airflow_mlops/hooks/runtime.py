@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import uuid
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,14 @@ def parse_metadata_uri(uri: str) -> dict[str, Any]:
             }
         }
     raise MlopsException(f"metadata_uri {uri!r}: scheme must be sqlite or mysql")
+
+
+def task_context(task: Any, context: Any) -> dict[str, Any]:
+    """The ``context`` of a step request made by ``task`` (an operator) in an Airflow task ``context``:
+    on Kubernetes it names the step's pod, so that a retry of the task finds it."""
+    ti = context.get("ti")
+    return {"dag_id": task.dag_id, "task_id": task.task_id, "run_id": context.get("run_id"),
+            "try_number": getattr(ti, "try_number", None), "map_index": getattr(ti, "map_index", -1)}
 
 
 class RuntimeHook(BaseHook):
@@ -372,11 +381,15 @@ class RuntimeHook(BaseHook):
         """The pod that runs ``step`` for the task instance of ``context``, its labels and settings."""
         settings = self.pod_settings()
         dag_id, task_id = context.get("dag_id") or "adhoc", context.get("task_id") or step
-        run_id = context.get("run_id") or "manual"
+        # no task run named (the CLI, a test): a pod of its own, never one to adopt
+        run_id = context.get("run_id") or f"adhoc-{uuid.uuid4().hex}"
         map_index = context.get("map_index")
         map_index = -1 if map_index is None else int(map_index)
         # a task may run a step more than once: its n-th call has the same name in every try
+        # (unless the caller asks for a pod of its own with ``pod_key``: a sensor's repeated checks)
         call = self._pod_calls[step] = self._pod_calls.get(step, 0) + 1
+        if context.get("pod_key"):
+            run_id = f"{run_id}#{context['pod_key']}"
         labels = {**owner_labels(dag_id, task_id, run_id, map_index), STEP_LABEL: step.replace(".", "-"),
                   RUNTIME_LABEL: self.runtime, CALL_LABEL: str(call)}
         name = object_name(f"{self.runtime}-{step}-{call}", dag_id, task_id, run_id, map_index)

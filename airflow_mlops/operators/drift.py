@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
-from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.hooks.seldon import SeldonHook
 from airflow_mlops.steps.drift import DETECTORS
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
@@ -85,12 +86,15 @@ class BaseDriftCheckOperator(BaseOperator):
                 raise MlopsException(f"{self.task_id}: model version {dep.version} has no model artifact recorded")
             found = tfx.run_step("mlmd.training_examples", {
                 "metadata": tfx.metadata, "model_artifact_id": version.model_artifact_id, "features": list(features),
-                "max_rows": self.reference_rows, "dest": str(reference_file)}, binds=[str(tfx.state_dir)])
+                "max_rows": self.reference_rows, "dest": str(reference_file)}, binds=[str(tfx.state_dir)],
+                context=task_context(self, context))
             self.log.info("reference: %s training records of model version %s, from examples artifact %s (span %s)",
                           found["records"], dep.version, found["examples_artifact_id"], found["span"])
         report_dir = tfx.state_dir / "drift" / dep.name / "reports"
         report = report_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
         drift = RuntimeHook(runtime="drift", mlops_conn_id=self.mlops_conn_id)
+        # every check reads the traffic of its moment: a pod of its own (a later poke must not adopt this one)
+        check = {**task_context(self, context), "pod_key": uuid.uuid4().hex}
         result = drift.run_step("drift.detect", {
             "reference_file": str(reference_file), "prediction_log": dep.prediction_log or "",
             "window_size": int(self.window_size) if self.window_size else None,
@@ -98,7 +102,8 @@ class BaseDriftCheckOperator(BaseOperator):
             "features": features, "detector": self.detector, "p_val": float(self.p_val),
             "correction": self.correction, "min_window": self.min_window, "detector_dir": str(work / self.detector),
             "model_version": dep.version, "report_png": f"{report}.png",
-        }, binds=[str(work), str(report_dir), *([dep.prediction_log] if dep.prediction_log else [])])
+        }, binds=[str(work), str(report_dir), *([dep.prediction_log] if dep.prediction_log else [])],
+            context=check)
         self.log.info("window: %d records of model version %s (%s .. %s) from %s", result["window_size"],
                       dep.version, result.get("window_first"), result.get("window_last"), dep.prediction_log)
         result["deployment"] = dep.name

@@ -24,7 +24,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, conf
 
 from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
-from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.kubernetes.api import KubernetesApiError, owner_labels
 from airflow_mlops.kubernetes.mpijob import (
     FINAL_STATES,
@@ -213,9 +213,7 @@ class TfxComponentOperator(BaseOperator):
 
     def step_context(self, context: Any) -> dict[str, Any]:
         """Where a step request comes from (names and labels the pods of the Kubernetes backend)."""
-        ti = context.get("ti")
-        return {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": context["run_id"],
-                "try_number": getattr(ti, "try_number", None), "map_index": getattr(ti, "map_index", -1)}
+        return task_context(self, context)
 
     def node_params(self, context: Any) -> tuple[dict[str, Any], list[str]]:
         """The ``tfx.run_node`` parameters of this task, and the local paths it needs."""
@@ -571,7 +569,7 @@ class ExampleValidatorOperator(TfxComponentOperator):
             "tfx.relax_schema",
             {"schema_file": schema_file, "dest": str(staging),
              "max_unseen_category_fraction": self.max_unseen_category_fraction},
-            binds=[os.path.dirname(schema_file)],
+            context=self.step_context(context), binds=[os.path.dirname(schema_file)],
         )
         try:
             kept = store.promote(

@@ -109,3 +109,18 @@ def test_wrong_settings_are_named_before_anything_runs(hook, fake_kube, setting,
     with pytest.raises(InvalidArgumentError, match=message):
         hook.run_step("runtime.info", {}, context=CONTEXT)
     assert fake_kube.requests_of("POST", "/pods") == []
+
+
+def test_a_step_outside_a_task_run_or_with_a_pod_key_never_adopts_another_pod(hook, fake_kube):
+    """A step with no task run (the CLI) or a sensor's repeated check: a new pod every time."""
+    hook._args["kubernetes_on_finish_action"] = "keep_pod"  # even when the earlier pod is still there
+    hook.run_step("runtime.info", {})
+    RuntimeHook(runtime="tfx", mlops_conn_id=None, backend="kubernetes", state_dir=hook.setting("state_dir"),
+                settings=dict(hook._args)).run_step("runtime.info", {})
+    for _ in range(2):
+        fresh = RuntimeHook(runtime="tfx", mlops_conn_id=None, backend="kubernetes",
+                            state_dir=hook.setting("state_dir"), settings=dict(hook._args))
+        fresh.run_step("runtime.info", {}, context={**CONTEXT, "pod_key": os.urandom(4).hex()})
+    names = [r.body["metadata"]["name"] for r in fake_kube.requests_of("POST", "/pods")]
+    assert len(names) == len(set(names)) == 4
+    assert len(fake_kube.list_objects("pods")) == 4
