@@ -38,6 +38,7 @@ from airflow_mlops.kubernetes.api import (
     object_name,
     read_log,
 )
+from airflow_mlops.kubernetes.pods import pod_spec
 from airflow_mlops.steps.horovod_launch import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
 from airflow_mlops.serving.manifest import (
     ManifestError,
@@ -178,26 +179,13 @@ def _container(name: str, spec: MPIJobSpec, command: Sequence[str] | None, resou
         container["env"] = [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
     if resources:
         container["resources"] = {k: dict(v) for k, v in resources.items()}
-    if spec.volume_claim:
-        container["volumeMounts"] = [{"name": "mlops-data", "mountPath": spec.mount_path}]
     return container
 
 
 def _pod_spec(spec: MPIJobSpec, container: dict) -> dict:
-    pod: dict[str, Any] = {"containers": [container]}
-    if spec.volume_claim:
-        pod["volumes"] = [{"name": "mlops-data", "persistentVolumeClaim": {"claimName": spec.volume_claim}}]
-    if spec.run_as_user is not None:
-        pod["securityContext"] = {"runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_user,
-                                  "runAsNonRoot": spec.run_as_user != 0,
-                                  **({"fsGroup": spec.run_as_user} if spec.volume_claim else {})}
-    if spec.service_account:
-        pod["serviceAccountName"] = spec.service_account
-    if spec.node_selector:
-        pod["nodeSelector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        pod["tolerations"] = [dict(t) for t in spec.tolerations]
-    return pod
+    return pod_spec([container], volume_claim=spec.volume_claim, mount_path=spec.mount_path,
+                    service_account=spec.service_account, node_selector=spec.node_selector,
+                    tolerations=spec.tolerations, run_as=spec.run_as_user)
 
 
 def launcher_command(spec: MPIJobSpec) -> list[str]:

@@ -94,19 +94,37 @@ class PodSettings:
         return found
 
 
-def pod_security(volume: bool) -> dict[str, Any]:
-    security: dict[str, Any] = {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID}
-    if volume:
-        security["fsGroup"] = IMAGE_UID
-    return security
+VOLUME = "mlops-data"
 
 
-def volume_parts(settings: PodSettings) -> tuple[list[dict], list[dict]]:
-    """``(volumes, volumeMounts)`` for the settings' claim (empty without one)."""
-    if not settings.volume_claim:
-        return [], []
-    return ([{"name": "mlops-data", "persistentVolumeClaim": {"claimName": settings.volume_claim}}],
-            [{"name": "mlops-data", "mountPath": settings.mount_path}])
+def pod_spec(
+    containers: list[dict[str, Any]],
+    *,
+    volume_claim: str | None = None,
+    mount_path: str | None = None,
+    service_account: str | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] = (),
+    run_as: int | None = IMAGE_UID,
+) -> dict[str, Any]:
+    """A pod spec for the project's images: the claim mounted at ``mount_path`` in every container,
+    run as the images' non-root user (group-writable volume), placed as asked. Step pods and
+    MPIJob pods are built with it."""
+    pod: dict[str, Any] = {"containers": containers}
+    if volume_claim:
+        for container in containers:
+            container["volumeMounts"] = [{"name": VOLUME, "mountPath": mount_path}]
+        pod["volumes"] = [{"name": VOLUME, "persistentVolumeClaim": {"claimName": volume_claim}}]
+    if run_as is not None:
+        pod["securityContext"] = {"runAsNonRoot": run_as != 0, "runAsUser": run_as, "runAsGroup": run_as,
+                                  **({"fsGroup": run_as} if volume_claim else {})}
+    if service_account:
+        pod["serviceAccountName"] = service_account
+    if node_selector:
+        pod["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod["tolerations"] = [dict(t) for t in tolerations]
+    return pod
 
 
 def step_pod(
@@ -126,7 +144,6 @@ def step_pod(
     if problems:
         raise PodStepError(f"step pod {name!r}: " + "; ".join(problems))
     env = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1", **settings.env, REQUEST_ENV: request.to_json()}
-    volumes, mounts = volume_parts(settings)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": settings.image,
@@ -135,21 +152,10 @@ def step_pod(
     }
     if settings.resources:
         container["resources"] = {key: dict(value) for key, value in settings.resources.items()}
-    if mounts:
-        container["volumeMounts"] = mounts
-    spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "containers": [container],
-        "securityContext": pod_security(bool(volumes)),
-    }
-    if volumes:
-        spec["volumes"] = volumes
-    if settings.service_account:
-        spec["serviceAccountName"] = settings.service_account
-    if settings.node_selector:
-        spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        spec["tolerations"] = [dict(t) for t in settings.tolerations]
+    spec = {"restartPolicy": "Never", **pod_spec(
+        [container], volume_claim=settings.volume_claim, mount_path=settings.mount_path,
+        service_account=settings.service_account, node_selector=settings.node_selector,
+        tolerations=settings.tolerations)}
     if timeout:
         spec["activeDeadlineSeconds"] = max(1, int(timeout))
     metadata: dict[str, Any] = {"name": name, "namespace": settings.namespace, "labels": dict(labels)}
@@ -334,12 +340,16 @@ class PodStepRunner:
             raise PodStepError(str(exc), status=exc.status, reason=exc.reason) from exc
         finally:
             self.current = None
-            if started and (on_finish_action == "delete_pod" or
-                            (on_finish_action == "delete_succeeded_pod" and succeeded)):
-                try:
-                    self.delete(name, namespace)
-                except KubernetesApiError as exc:
-                    log.warning("could not delete %s: %s", where, exc)
+            if started:
+                self._finish(name, namespace, on_finish_action, succeeded)
+
+    def _finish(self, name: str, namespace: str, on_finish_action: str, succeeded: bool) -> None:
+        """Apply ``on_finish_action`` to an ended pod (a failed delete is only logged)."""
+        if on_finish_action == "delete_pod" or (on_finish_action == "delete_succeeded_pod" and succeeded):
+            try:
+                self.delete(name, namespace)
+            except KubernetesApiError as exc:
+                log.warning("could not delete pod %s/%s: %s", namespace, name, exc)
 
     def collect(self, name: str, namespace: str, *, on_finish_action: str = "delete_succeeded_pod") -> StepResult:
         """The result of a pod that has ended (waited for elsewhere, e.g. by a trigger); its log
@@ -366,11 +376,7 @@ class PodStepRunner:
                 raise
             raise PodStepError(str(exc), status=exc.status, reason=exc.reason) from exc
         finally:
-            if on_finish_action == "delete_pod" or (on_finish_action == "delete_succeeded_pod" and succeeded):
-                try:
-                    self.delete(name, namespace)
-                except KubernetesApiError as exc:
-                    log.warning("could not delete %s: %s", where, exc)
+            self._finish(name, namespace, on_finish_action, succeeded)
 
     def _events(self, name: str, namespace: str) -> str:
         try:
