@@ -325,13 +325,7 @@ class PodStepRunner:
                 found = [line for line in text.splitlines() if line.lstrip().startswith(RESULT_MARKER)]
                 if not tail:
                     tail.extend(text.splitlines()[-TAIL_LINES:])
-            try:
-                result = result_from_log(found)
-            except ContractError as exc:
-                raise PodStepError(
-                    f"{where} ended ({describe_end(remote)}) without a usable result: {exc}"
-                    + self._tail(tail)
-                ) from None
+            result = self._result(where, remote, found, tail)
             succeeded = remote.status.phase == "Succeeded"
             return result
         except KubernetesApiError as exc:
@@ -342,6 +336,14 @@ class PodStepRunner:
             self.current = None
             if started:
                 self._finish(name, namespace, on_finish_action, succeeded)
+
+    def _result(self, where: str, pod: Any, lines: Sequence[str], tail: Sequence[str]) -> StepResult:
+        """The result line among ``lines``; else a :class:`PodStepError` with how the pod ended and its ``tail``."""
+        try:
+            return result_from_log(list(lines))
+        except ContractError as exc:
+            raise PodStepError(f"{where} ended ({describe_end(pod)}) without a usable result: {exc}"
+                               + self._tail(tail)) from None
 
     def _finish(self, name: str, namespace: str, on_finish_action: str, succeeded: bool) -> None:
         """Apply ``on_finish_action`` to an ended pod (a failed delete is only logged)."""
@@ -363,12 +365,8 @@ class PodStepRunner:
             for line in lines:
                 if not line.lstrip().startswith(RESULT_MARKER):
                     log.info("%s%s", self.prefix, line)
-            try:
-                result = result_from_log(lines)
-            except ContractError as exc:
-                tail = [line for line in lines if not line.lstrip().startswith(RESULT_MARKER)][-TAIL_LINES:]
-                raise PodStepError(f"{where} ended ({describe_end(pod)}) without a usable result: {exc}"
-                                   + self._tail(tail)) from None
+            tail = [line for line in lines if not line.lstrip().startswith(RESULT_MARKER)][-TAIL_LINES:]
+            result = self._result(where, pod, lines, tail)
             succeeded = pod.status.phase == "Succeeded"
             return result
         except KubernetesApiError as exc:
