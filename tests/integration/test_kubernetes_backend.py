@@ -27,6 +27,7 @@ from .test_ingest_dag import dags_test, lineage, task_states, write_slice
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = "it_k8s"
+CRDS = REPO.parent / "shared" / "k8s-crds"
 IMAGE = re.compile(r"(?:.*/)?airflow-mlops-(?P<runtime>[a-z]+)(?:-cuda)?:")
 
 
@@ -116,6 +117,19 @@ def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):
     uri = deployment["spec"]["predictors"][0]["graph"]["modelUri"]
     assert uri == f"pvc://airflow-mlops-data/models/{PIPELINE}/1"
     assert (cluster["state_dir"] / "models" / PIPELINE / "1" / "saved_model.pb").is_file()
+
+    # what was sent is valid: pods for the client's own model, the MPIJob and SeldonDeployment for the real CRDs
+    from kubernetes import client as k8s
+
+    api = k8s.ApiClient()
+    for posted in fake.requests_of("POST", "/namespaces/mlops/pods"):
+        assert api.sanitize_for_serialization(api._ApiClient__deserialize(posted.body, "V1Pod")) == posted.body
+    if CRDS.is_dir():
+        from airflow_mlops.kubernetes.mpijob import validate_mpijob
+        from airflow_mlops.serving.manifest import validate_manifest
+
+        validate_mpijob(fake.requests_of("POST", "/mpijobs")[0].body, CRDS)
+        validate_manifest(fake.requests_of("POST", "/seldondeployments")[0].body, CRDS)
 
     # nothing left behind but the finished launcher (the MPIJob's TTL removes it), and nothing the Role forbids
     left = [p["metadata"]["name"] for p in fake.list_objects("pods", "mlops")]
