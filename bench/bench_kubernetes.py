@@ -46,7 +46,7 @@ def main() -> None:
     install = local.get_runtime()
 
     def rewrite(argv, env):
-        env = {k: v for k, v in env.items() if k not in ("PATH", "HOME", "LANG", "TMPDIR")}
+        env = {k: v for k, v in env.items() if k not in ("PATH", "HOME", "LANG")}
         return runtime_command(install, argv, env={**env, "PYTHONPATH": str(REPO)}, binds=[str(REPO), state])
 
     timings: dict[str, list[float]] = {"local": [], "pod": []}

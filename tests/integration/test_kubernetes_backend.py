@@ -47,7 +47,7 @@ class RuntimePods:
         install = RuntimeHook(runtime=IMAGE.match(image)["runtime"], mlops_conn_id=None).get_runtime()
 
         def rewrite(argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-            env = {k: v for k, v in env.items() if k not in ("PATH", "HOME", "LANG", "TMPDIR")}
+            env = {k: v for k, v in env.items() if k not in ("PATH", "HOME", "LANG")}  # TMPDIR: the pod's own
             env["PYTHONPATH"] = str(REPO)  # the image's /opt/airflow-mlops
             if env.get(ENV_HOSTFILE):  # the MPI Operator's /etc/mpi/hostfile, for ranks on this machine
                 hostfile = self.scratch / f"{pod['metadata']['name']}.hostfile"

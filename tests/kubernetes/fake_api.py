@@ -564,15 +564,23 @@ def use_local_python(executable: str = sys.executable) -> Callable[[list[str], d
 
 
 class _LocalProcess:
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None, kill_after: float) -> None:
-        self.argv, self.env, self.cwd, self.kill_after = argv, env, cwd, kill_after
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None, kill_after: float,
+                 tmp: str | None = None) -> None:
+        self.argv, self.env, self.cwd, self.kill_after, self.tmp = argv, env, cwd, kill_after, tmp
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _remove_tmp(self) -> None:
+        if self.tmp:
+            import shutil
+
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def start(self) -> None:
         try:
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as error:
+            self._remove_tmp()
             raise ContainerStartError(
                 "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
                 f'runc create failed: unable to start container process: exec: "{self.argv[0]}": {error.strerror}: '
@@ -585,11 +593,13 @@ class _LocalProcess:
     def exit_code(self) -> int:
         assert self.proc is not None
         code = self.proc.wait()
+        self._remove_tmp()  # the container's /tmp goes with it
         return code if code >= 0 else 128 - code
 
     def stop(self) -> None:
         proc = self.proc
         if proc is None or proc.poll() is not None:
+            self._remove_tmp()
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -598,13 +608,14 @@ class _LocalProcess:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        self._remove_tmp()
 
 
 class LocalProcessKubelet:
     """Runs the first container's ``command`` + ``args`` as a LOCAL subprocess; its merged stdout/stderr is the log.
 
     The environment is ``PATH``/``HOME`` of this process (all of it with ``inherit_env``), ``HOSTNAME``,
-    the container's ``env`` (``value`` and ``fieldRef``; ``$(VAR)`` expanded in command/args), then
+    ``TMPDIR`` (a directory of the pod's own, removed when it ends, as a container's ``/tmp``), the container's ``env`` (``value`` and ``fieldRef``; ``$(VAR)`` expanded in command/args), then
     ``env``; ``rewrite(argv, env) -> (argv, env)`` may change both (see :func:`use_local_python`).
     The exit code decides the phase; deleting the pod sends SIGTERM (SIGKILL after ``kill_after`` s).
 
@@ -641,10 +652,16 @@ class LocalProcessKubelet:
             message = ("LocalProcessKubelet: the container has no command; the image's ENTRYPOINT is unknown to "
                        "this FAKE kubelet")
             return PodRun(start=_fail_start(message))
+        # a container has a /tmp of its own, gone with it: TMPDIR points the process at one
+        tmp = None
+        if "TMPDIR" not in {var.get("name") for var in container.get("env") or []}:
+            import tempfile
+
+            tmp = env["TMPDIR"] = tempfile.mkdtemp(prefix="fake-pod-tmp-")
         if self.rewrite:
             argv, env = self.rewrite(argv, env)
         workdir = self.cwd or (container.get("workingDir") if os.path.isdir(container.get("workingDir") or "") else None)
-        process = _LocalProcess(argv, env, workdir, self.kill_after)
+        process = _LocalProcess(argv, env, workdir, self.kill_after, tmp)
         return PodRun(logs=process.lines, exit_code=process.exit_code, start=process.start, stop=process.stop)
 
     @staticmethod
