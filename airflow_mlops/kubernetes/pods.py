@@ -309,7 +309,9 @@ class PodStepRunner:
                     pod, schedule_timeout=startup_timeout, startup_timeout=startup_timeout,
                     check_interval=self.poll_interval))
             except (PodLaunchTimeoutException, PodLaunchFailedException) as exc:
-                raise PodStepError(f"{where} did not start: {exc}{self._events(name, namespace)}") from exc
+                events = self._events(name, namespace)
+                self.delete(name, namespace)  # left there, it could still start later and run the step unseen
+                raise PodStepError(f"{where} did not start (deleted): {exc}{events}") from exc
 
             def on_line(container: str, line: str) -> str:
                 if line.lstrip().startswith(RESULT_MARKER):

@@ -106,15 +106,17 @@ def test_on_finish_action(local_kubelet, runner, action, kept):
 
 def test_an_image_that_cannot_be_pulled_fails_fast_with_the_reason(fake_kube, runner):
     fake_kube.kubelet = ScriptedKubelet(pods={"step-*": PodRun(pending_reason="ErrImagePull")})
-    with pytest.raises(PodStepError, match="did not start: .*ErrImagePull"):
+    with pytest.raises(PodStepError, match=r"did not start \(deleted\): .*ErrImagePull"):
         runner.run(manifest(), LABELS, startup_timeout=30)
+    assert fake_kube.list_objects("pods") == []  # it would otherwise run the step later, unseen
 
 
 def test_an_unschedulable_pod_times_out_with_the_schedulers_message(fake_kube, runner):
     fake_kube.kubelet = ScriptedKubelet(
         pods={"step-*": PodRun(unschedulable="0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")})
-    with pytest.raises(PodStepError, match=r"did not start: .*too long.*Insufficient nvidia.com/gpu"):
+    with pytest.raises(PodStepError, match=r"did not start \(deleted\): .*too long.*Insufficient nvidia.com/gpu"):
         runner.run(manifest(), LABELS, startup_timeout=1)
+    assert fake_kube.list_objects("pods") == []
 
 
 def test_a_retry_reads_the_result_of_a_pod_that_already_succeeded(local_kubelet, runner):
