@@ -811,25 +811,33 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
             self.defer(trigger=MPIJobTrigger(spec.name, spec.namespace, self.hook.setting("kubernetes_conn_id"),
                                              poll_interval=self.poll_interval),
                        method_name="execute_complete")
+        self._followed = False
         final = self.mpijobs.wait(spec.name, spec.namespace, poll_interval=self.poll_interval,
                                   follow=self._follow_launcher)
-        return self._mpijob_result(spec.name, spec.namespace, *final)
+        log_text = self.mpijobs.launcher_log(spec.name, spec.namespace)
+        if not self._followed:  # the job ended before its launcher was seen running (or a retry found it ended)
+            self._print_launcher_log(log_text)
+        return self._mpijob_result(spec.name, spec.namespace, *final, log_text=log_text)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after :class:`MPIJobTrigger`: read the launcher's log and the node's result."""
         name, namespace = event["name"], event["namespace"]
         self._job = (name, namespace)
         log_text = self.mpijobs.launcher_log(name, namespace)
-        for line in log_text.splitlines():
-            if not line.lstrip().startswith(RESULT_MARKER):
-                self.log.info("[launcher] %s", line)
+        self._print_launcher_log(log_text)
         state = {"success": "Succeeded", "failed": "Failed"}.get(event["status"], event["status"])
         return self._mpijob_result(name, namespace, state, event.get("reason", ""), event.get("message", ""),
                                    log_text=log_text)
 
+    def _print_launcher_log(self, log_text: str) -> None:
+        for line in log_text.splitlines():
+            if not line.lstrip().startswith(RESULT_MARKER):
+                self.log.info("[launcher] %s", line)
+
     def _follow_launcher(self, pod: Any) -> None:
         from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
 
+        self._followed = True
         def formatter(container: str, line: str) -> str:
             return "[launcher] (the node's result)" if line.lstrip().startswith(RESULT_MARKER) else f"[launcher] {line}"
 

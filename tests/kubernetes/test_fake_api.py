@@ -727,6 +727,8 @@ def test_kubernetes_asyncio_client(fake_kube) -> None:
         async with async_k8s.ApiClient(async_k8s.Configuration(host=fake_kube.url)) as api:
             core, custom = async_k8s.CoreV1Api(api), async_k8s.CustomObjectsApi(api)
             await core.create_namespaced_pod(NS, pod())
+            # follow a started container (an unscheduled pod's log is empty, as on a real API server)
+            fake_kube.wait_for_pod(NS, "p", phases=("Running", "Succeeded"))
             response = await core.read_namespaced_pod_log("p", NS, follow=True, _preload_content=False)
             assert [line async for line in response.content] == [b"a\n", b"b\n"]
             assert (await core.read_namespaced_pod("p", NS)).status.phase == "Succeeded"
