@@ -34,7 +34,7 @@ from airflow_mlops.kubernetes.api import (
     label_selector,
     read_log,
 )
-from airflow_mlops.runtimes.contract import REQUEST_ENV, RESULT_MARKER, ContractError, StepRequest, StepResult, \
+from airflow_mlops.runtimes.contract import REQUEST_ENV, ContractError, StepRequest, StepResult, is_result_line, \
     result_from_log
 
 log = logging.getLogger(__name__)
@@ -314,7 +314,7 @@ class PodStepRunner:
                 raise PodStepError(f"{where} did not start (deleted): {exc}{events}") from exc
 
             def on_line(container: str, line: str) -> str:
-                if line.lstrip().startswith(RESULT_MARKER):
+                if is_result_line(line):
                     found.append(line)
                     return f"{self.prefix}(the step's result: {len(line)} characters)"
                 tail.append(line)
@@ -324,7 +324,7 @@ class PodStepRunner:
             remote = self.pod_manager.await_pod_completion(pod, container_name=CONTAINER)
             if not found:  # the stream was cut, or this try reattached to a pod that had already ended
                 text = self.log_text(name, namespace)
-                found = [line for line in text.splitlines() if line.lstrip().startswith(RESULT_MARKER)]
+                found = [line for line in text.splitlines() if is_result_line(line)]
                 if not tail:
                     tail.extend(text.splitlines()[-TAIL_LINES:])
             result = self._result(where, remote, found, tail)
@@ -365,9 +365,9 @@ class PodStepRunner:
             text = self.log_text(name, namespace)
             lines = text.splitlines()
             for line in lines:
-                if not line.lstrip().startswith(RESULT_MARKER):
+                if not is_result_line(line):
                     log.info("%s%s", self.prefix, line)
-            tail = [line for line in lines if not line.lstrip().startswith(RESULT_MARKER)][-TAIL_LINES:]
+            tail = [line for line in lines if not is_result_line(line)][-TAIL_LINES:]
             result = self._result(where, pod, lines, tail)
             succeeded = pod.status.phase == "Succeeded"
             return result

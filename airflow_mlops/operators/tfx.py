@@ -35,7 +35,7 @@ from airflow_mlops.kubernetes.mpijob import (
     mpijob_state,
 )
 from airflow_mlops.kubernetes.pods import RUNTIME_LABEL, STEP_COMMAND
-from airflow_mlops.runtimes.contract import REQUEST_ENV, RESULT_MARKER, ContractError, StepRequest, result_from_log
+from airflow_mlops.runtimes.contract import REQUEST_ENV, ContractError, StepRequest, is_result_line, result_from_log
 from airflow_mlops.triggers.mpijob import MPIJobTrigger
 from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
@@ -831,7 +831,7 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
 
     def _print_launcher_log(self, log_text: str) -> None:
         for line in log_text.splitlines():
-            if not line.lstrip().startswith(RESULT_MARKER):
+            if not is_result_line(line):
                 self.log.info("[launcher] %s", line)
 
     def _follow_launcher(self, pod: Any) -> None:
@@ -839,7 +839,7 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
 
         self._followed = True
         def formatter(container: str, line: str) -> str:
-            return "[launcher] (the node's result)" if line.lstrip().startswith(RESULT_MARKER) else f"[launcher] {line}"
+            return "[launcher] (the node's result)" if is_result_line(line) else f"[launcher] {line}"
 
         PodManager(self.mpijobs.core).fetch_container_logs(pod, "launcher", follow=True, log_formatter=formatter)
 
@@ -849,7 +849,7 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         if log_text is None:
             log_text = self.mpijobs.launcher_log(name, namespace)
         if state != "Succeeded":
-            tail = [line for line in log_text.splitlines() if not line.lstrip().startswith(RESULT_MARKER)][-40:]
+            tail = [line for line in log_text.splitlines() if not is_result_line(line)][-40:]
             try:
                 error = result_from_log(log_text).error or {}
             except ContractError:

@@ -30,6 +30,11 @@ REQUEST_ENV = "AIRFLOW_MLOPS_STEP_REQUEST"
 RESULT_MARKER = "AIRFLOW_MLOPS_RESULT "
 
 
+def is_result_line(line: str) -> bool:
+    """Whether a log line is a pod's result line (see :data:`RESULT_MARKER`)."""
+    return line.lstrip().startswith(RESULT_MARKER)
+
+
 def result_from_log(lines: list[str] | str) -> StepResult:
     """The :class:`StepResult` a pod printed (the last marker line of its log)."""
     if isinstance(lines, str):
