@@ -134,15 +134,50 @@ def _transform_features_signature(model, tf_transform_output):
     return transform_features
 
 
+def save_checkpoint(model, checkpoint_dir, step):
+    """Write the weights after ``step`` so that a kill at any moment leaves a whole checkpoint.
+
+    Each checkpoint's weights get a file of their own; ``state.json``, replaced atomically once
+    they are written, names the one to resume from. A kill while the weights are being written
+    leaves a partial file that nothing reads (the next checkpoint removes it).
+    """
+    import json
+    import os
+
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    weights = f"step-{step}.weights.h5"
+    model.save_weights(os.path.join(checkpoint_dir, weights))
+    state_file = os.path.join(checkpoint_dir, "state.json")
+    with open(state_file + ".tmp", "w") as handle:
+        json.dump({"step": step, "weights": weights}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(state_file + ".tmp", state_file)
+    for name in os.listdir(checkpoint_dir):
+        if name.endswith(".weights.h5") and name != weights:
+            os.remove(os.path.join(checkpoint_dir, name))
+
+
+def load_checkpoint(model, checkpoint_dir):
+    """Load the last whole checkpoint in ``checkpoint_dir`` into ``model``; returns its step (0: none)."""
+    import json
+    import os
+
+    state_file = os.path.join(checkpoint_dir, "state.json")
+    if not os.path.exists(state_file):
+        return 0
+    with open(state_file) as handle:
+        state = json.load(handle)
+    model.load_weights(os.path.join(checkpoint_dir, state["weights"]))
+    return int(state["step"])
+
+
 def run_fn(fn_args):
     """TFX Trainer: data-parallel training with Horovod; rank 0 writes checkpoints and the model.
 
     ``fn_args.custom_config["horovod"]`` holds this worker's ``rank`` and ``size`` and the
     shared ``checkpoint_dir``: a retry of the Trainer task resumes from the last checkpoint there.
     """
-    import json
-    import os
-
     import horovod.tensorflow as hvd
     import keras
 
@@ -155,12 +190,8 @@ def run_fn(fn_args):
     optimizer = keras.optimizers.SGD(learning_rate=LEARNING_RATE * size)  # scaled by the number of workers
     loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
     steps = max(1, -(-int(fn_args.train_steps) // size))  # the steps are shared between the workers
-    start = 0
-    state_file = os.path.join(checkpoint_dir, "state.json") if checkpoint_dir else None
-    if state_file and os.path.exists(state_file):
-        with open(state_file) as handle:
-            start = int(json.load(handle)["step"])
-        model.load_weights(os.path.join(checkpoint_dir, "model.weights.h5"))
+    start = load_checkpoint(model, checkpoint_dir) if checkpoint_dir else 0
+    if start:
         print(f"rank {rank}: resuming from the checkpoint at step {start}/{steps}", flush=True)
     # Keras 3 variables wrap a tf.Variable in .value, which Horovod's TensorFlow API needs.
     hvd.broadcast_variables([v.value for v in model.variables], root_rank=0)
@@ -182,11 +213,7 @@ def run_fn(fn_args):
         if (step + 1) % every == 0 or step + 1 == steps:
             print(f"rank {rank}: step {step + 1}/{steps} loss {float(loss):.4f}", flush=True)
             if rank == 0 and checkpoint_dir:
-                os.makedirs(checkpoint_dir, exist_ok=True)
-                model.save_weights(os.path.join(checkpoint_dir, "model.weights.h5"))
-                with open(state_file + ".tmp", "w") as handle:
-                    json.dump({"step": step + 1}, handle)
-                os.replace(state_file + ".tmp", state_file)
+                save_checkpoint(model, checkpoint_dir, step + 1)
     import hashlib
 
     digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.variables)).hexdigest()

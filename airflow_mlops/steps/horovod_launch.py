@@ -8,6 +8,8 @@ tells the launcher how many ranks to start, through the ``AIRFLOW_MLOPS_HOROVOD_
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from collections.abc import Mapping
 
 ENV_NP, ENV_HOSTFILE = "AIRFLOW_MLOPS_HOROVOD_NP", "AIRFLOW_MLOPS_HOROVOD_HOSTFILE"
@@ -38,3 +40,43 @@ def horovodrun_args(workers: int, env: Mapping[str, str]) -> list[str]:
     if env.get(ENV_SSH_PORT):
         args += ["--ssh-port", env[ENV_SSH_PORT]]
     return args
+
+
+#: horovodrun's prefix on each rank's output, and how it names the first rank that failed.
+_RANK_LINE = re.compile(r"^\[(\d+)\]<(?:stdout|stderr)>:(.*)$")
+_FIRST_FAILED = re.compile(r"^Process name: (\d+)\s*$")
+
+
+class LaunchLog:
+    """The last lines of each rank and of horovodrun itself, to say why a training failed.
+
+    horovodrun's own error only says which rank exited first; the reason is in that rank's output.
+    """
+
+    def __init__(self, rank_lines: int = 30, launcher_lines: int = 3):
+        self._rank_lines = rank_lines
+        self.ranks: dict[int, deque[str]] = {}
+        self.launcher: deque[str] = deque(maxlen=launcher_lines)
+        self.first_failed: int | None = None
+
+    def add(self, line: str) -> None:
+        if match := _RANK_LINE.match(line):
+            self.ranks.setdefault(int(match.group(1)), deque(maxlen=self._rank_lines)).append(match.group(2))
+            return
+        if (match := _FIRST_FAILED.match(line)) and self.first_failed is None:
+            self.first_failed = int(match.group(1))
+        if line.strip():
+            self.launcher.append(line)
+
+    def failure(self, workers: int, exit_code: int) -> str:
+        """The error of a failed training: the failed rank's last lines, then horovodrun's."""
+        message = f"Horovod training with {workers} worker(s) failed (exit code {exit_code})"
+        rank = self.first_failed if self.first_failed in self.ranks else None
+        if rank is None:  # horovodrun did not say (it died itself, or a rank hung): the ranks that printed an error
+            failed = [r for r, lines in sorted(self.ranks.items()) if any("Traceback" in x or "Error" in x for x in lines)]
+            rank = failed[0] if failed else None
+        if rank is not None:
+            message += f"; rank {rank} exited first, its last lines:\n  " + "\n  ".join(self.ranks[rank])
+        if self.launcher:
+            message += "\nhorovodrun's last lines:\n  " + "\n  ".join(self.launcher)
+        return message

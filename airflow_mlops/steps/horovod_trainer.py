@@ -17,13 +17,12 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections import deque
 from typing import Any
 
 from tfx.components.trainer import executor as trainer_executor
 from tfx.types import artifact_utils
 
-from airflow_mlops.steps.horovod_launch import horovodrun_args, on_mpijob
+from airflow_mlops.steps.horovod_launch import LaunchLog, horovodrun_args, on_mpijob
 
 log = logging.getLogger("airflow_mlops.horovod")
 
@@ -58,19 +57,16 @@ class HorovodTrainerExecutor(trainer_executor.GenericExecutor):
             command = [sys.executable, "-m", "horovod.runner.launch", *horovodrun_args(workers, os.environ),
                        sys.executable, "-m", "airflow_mlops.steps.horovod_trainer", path]
             log.info("starting %d Horovod worker(s): %s", workers, " ".join(command))
-            tail: deque[str] = deque(maxlen=40)
+            launch_log = LaunchLog()
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
             assert proc.stdout is not None
             for line in proc.stdout:
                 line = line.rstrip("\n")
-                tail.append(line)
+                launch_log.add(line)
                 print(line, flush=True)
             if proc.wait() != 0:
-                raise RuntimeError(
-                    f"Horovod training with {workers} worker(s) failed (exit code {proc.returncode}); last lines:\n"
-                    + "\n".join(tail)
-                )
+                raise RuntimeError(launch_log.failure(workers, proc.returncode))
 
 
 def worker_main(path: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import airflow_mlops.modules as modules
 from airflow_mlops.hooks.runtime import RuntimeHook
+from airflow_mlops.runtimes.local import runtime_command
 
 from ..conftest import BIN, airflow_env
 from .test_ingest_dag import TEST_DAGS, dags_test, lineage, write_slice
@@ -52,7 +55,8 @@ def test_two_horovod_workers_train_identical_weights_and_rank_0_exports(state):
     assert [step for step, _ in scalars["eval/binary_accuracy"]] == [60]
     run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
     checkpoint = state["state_dir"] / "pipelines" / PIPELINE / "Trainer" / ".checkpoints" / run
-    assert (checkpoint / "state.json").read_text() == '{"step": 30}'
+    assert json.loads((checkpoint / "state.json").read_text()) == {"step": 30, "weights": "step-30.weights.h5"}
+    assert sorted(p.name for p in checkpoint.glob("*.weights.h5")) == ["step-30.weights.h5"]  # earlier ones removed
 
 
 def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(state):
@@ -94,3 +98,18 @@ def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(sta
     assert len(trainer["outputs"]["model"]) == 1  # one execution, one model for the run
     models = list((state["state_dir"] / "pipelines" / "it_resume" / "Trainer" / "model").iterdir())
     assert [m.name for m in models] == [str(trainer["id"])]
+
+
+def test_a_checkpoint_killed_while_written_leaves_the_previous_one_to_resume_from(tfx_runtime, tmp_path):
+    """The shipped module's checkpoints, in the TFX runtime: a kill while step 800's weights are
+    written (half a file on disk) must leave step 400 loadable, weights and all."""
+    script = Path(__file__).parent / "scripts" / "checkpoint_check.py"
+    package_parent = str(Path(modules.__file__).parents[2])  # airflow_mlops/, as the runtime hook gives it
+    command, env = runtime_command(tfx_runtime, ["python", str(script), str(tmp_path / "ckpt")],
+                                   env={"PYTHONPATH": package_parent, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                                   binds=[package_parent, str(script.parent), str(tmp_path)])
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert "LEFT ['state.json', 'step-400.weights.h5', 'step-800.weights.h5']" in log, log[-3000:]  # the torn file
+    assert "CHECKPOINT step=400 same=True" in log, log[-3000:]
