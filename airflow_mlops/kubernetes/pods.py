@@ -21,6 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from functools import wraps
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,21 @@ TAIL_LINES = 40
 
 class PodStepError(KubernetesApiError):
     """A step pod could not start, failed, or gave no result; the message says which and why."""
+
+
+def _as_step_error(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Any API failure of a step's pod reaches the task as a :class:`PodStepError`."""
+
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except PodStepError:
+            raise
+        except KubernetesApiError as exc:
+            raise PodStepError(str(exc), status=exc.status, reason=exc.reason) from exc
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -281,6 +297,7 @@ class PodStepRunner:
             self.sleep(self.poll_interval)
         raise PodStepError(f"pod {namespace}/{name} was still there {timeout:g} s after it was deleted")
 
+    @_as_step_error
     def run(
         self,
         manifest: dict[str, Any],
@@ -330,10 +347,6 @@ class PodStepRunner:
             result = self._result(where, remote, found, tail)
             succeeded = remote.status.phase == "Succeeded"
             return result
-        except KubernetesApiError as exc:
-            if isinstance(exc, PodStepError):
-                raise
-            raise PodStepError(str(exc), status=exc.status, reason=exc.reason) from exc
         finally:
             self.current = None
             if started:
@@ -355,6 +368,7 @@ class PodStepRunner:
             except KubernetesApiError as exc:
                 log.warning("could not delete pod %s/%s: %s", namespace, name, exc)
 
+    @_as_step_error
     def collect(self, name: str, namespace: str, *, on_finish_action: str = "delete_succeeded_pod") -> StepResult:
         """The result of a pod that has ended (waited for elsewhere, e.g. by a trigger); its log
         is logged here, and ``on_finish_action`` applied."""
@@ -371,10 +385,6 @@ class PodStepRunner:
             result = self._result(where, pod, lines, tail)
             succeeded = pod.status.phase == "Succeeded"
             return result
-        except KubernetesApiError as exc:
-            if isinstance(exc, PodStepError):
-                raise
-            raise PodStepError(str(exc), status=exc.status, reason=exc.reason) from exc
         finally:
             self._finish(name, namespace, on_finish_action, succeeded)
 

@@ -193,3 +193,10 @@ def test_collect_reads_a_finished_pod(local_kubelet, runner):
     result = runner.collect("step-1", "default")
     assert result.succeeded and local_kubelet.list_objects("pods") == []
     assert CONTAINER == "step"
+
+
+def test_collect_of_a_pod_that_is_gone_says_so_as_a_step_error(fake_kube, runner):
+    """A deferred task resuming after someone deleted its pod: the API's 404, as the step's error."""
+    with pytest.raises(PodStepError, match="step-1") as raised:
+        runner.collect("step-1", "default")
+    assert raised.value.status == 404
