@@ -59,9 +59,18 @@ class KubernetesApiError(Exception):
         self.status = status
         self.reason = reason
 
+    @property
+    def not_found(self) -> bool:
+        """The object asked for does not exist (a 404 for it; not one for a resource type the server lacks)."""
+        return self.status == 404
+
 
 class CrdMissingError(KubernetesApiError):
     """The custom resource is not known to the API server: its operator is not installed."""
+
+    @property
+    def not_found(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)

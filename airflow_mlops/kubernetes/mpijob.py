@@ -31,7 +31,6 @@ from typing import Any
 from airflow_mlops.kubernetes.api import (
     DEFAULT_BACKOFF,
     Backoff,
-    CrdMissingError,
     KubernetesApiError,
     call,
     create_or_adopt,
@@ -336,10 +335,8 @@ class MPIJobController:
         try:
             return self._call(f"reading {KIND} {namespace}/{name}", self.custom.get_namespaced_custom_object,
                               GROUP, VERSION, namespace, PLURAL, name)
-        except CrdMissingError:
-            raise
         except KubernetesApiError as exc:
-            if exc.status == 404:
+            if exc.not_found:
                 return None
             raise
 
@@ -348,10 +345,8 @@ class MPIJobController:
         try:
             self._call(f"deleting {KIND} {namespace}/{name}", self.custom.delete_namespaced_custom_object,
                        GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
-        except CrdMissingError:
-            raise
         except KubernetesApiError as exc:
-            if exc.status == 404:
+            if exc.not_found:
                 return False
             raise
         return True

@@ -241,7 +241,7 @@ class PodStepRunner:
             self._call(f"deleting pod {namespace}/{name}", self.core_v1.delete_namespaced_pod, name, namespace,
                        grace_period_seconds=5)
         except KubernetesApiError as exc:
-            if exc.status == 404:
+            if exc.not_found:
                 return False
             raise
         return True
@@ -291,7 +291,7 @@ class PodStepRunner:
             try:
                 self.read(name, namespace)
             except KubernetesApiError as exc:
-                if exc.status == 404:
+                if exc.not_found:
                     return
                 raise
             self.sleep(self.poll_interval)

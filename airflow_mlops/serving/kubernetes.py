@@ -49,12 +49,16 @@ class SeldonKubernetesError(Exception):
     :param message: what happened, naming the deployment.
     :param status: the HTTP status of the API server's answer, if any.
     :param state: the rollout state (``Failed``, ``Timeout``), if a rollout failed.
+    :param not_found: the deployment does not exist (default: ``status`` is 404); False for the
+        404 of an API server without the SeldonDeployment CRD.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, state: str | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, state: str | None = None,
+                 not_found: bool | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.state = state
+        self.not_found = status == 404 if not_found is None else not_found
 
 
 def _describe(spec: Mapping[str, Any] | None) -> str:
@@ -99,7 +103,7 @@ class SeldonKubernetesController:
             return call(what, fn, api_group=m.GROUP, group=m.GROUP, version=VERSION, plural=PLURAL,
                         backoff=self.backoff, sleep=self.sleep, **kwargs)
         except KubernetesApiError as exc:
-            raise SeldonKubernetesError(str(exc), status=exc.status) from exc
+            raise SeldonKubernetesError(str(exc), status=exc.status, not_found=exc.not_found) from exc
 
     def get(self, name: str, namespace: str) -> dict | None:
         """The SeldonDeployment ``namespace/name``, or None when it does not exist."""
@@ -111,7 +115,7 @@ class SeldonKubernetesController:
                 name=name,
             )
         except SeldonKubernetesError as exc:
-            if exc.status == 404:
+            if exc.not_found:
                 return None
             raise
 
@@ -125,7 +129,7 @@ class SeldonKubernetesController:
                 name=name,
             )
         except SeldonKubernetesError as exc:
-            if exc.status == 404:
+            if exc.not_found:
                 return False
             raise
         return True

@@ -46,7 +46,7 @@ class MPIJobTrigger(BaseTrigger):
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
         from kubernetes_asyncio.client import CustomObjectsApi
 
-        from airflow_mlops.kubernetes.api import CrdMissingError, KubernetesApiError, acall
+        from airflow_mlops.kubernetes.api import KubernetesApiError, acall
         from airflow_mlops.kubernetes.mpijob import GROUP, KIND, PLURAL, VERSION, mpijob_state
 
         where = f"{KIND} {self.namespace}/{self.name}"
@@ -59,8 +59,7 @@ class MPIJobTrigger(BaseTrigger):
                     job = await acall(f"reading {where}", api.get_namespaced_custom_object,
                                       GROUP, VERSION, self.namespace, PLURAL, self.name, api_group=GROUP)
                 except KubernetesApiError as exc:
-                    gone = exc.status == 404 and not isinstance(exc, CrdMissingError)
-                    message = f"{where} was deleted before it ended" if gone else str(exc)
+                    message = f"{where} was deleted before it ended" if exc.not_found else str(exc)
                     yield self._event("error", message=message)
                     return
                 state, reason, message = mpijob_state(job)

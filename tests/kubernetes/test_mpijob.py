@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from airflow_mlops.kubernetes.api import CrdMissingError
 from airflow_mlops.kubernetes.mpijob import (
     DISCOVER_HOSTS,
     HOSTFILE,
+    MPIJobController,
     MPIJobSpec,
     build_mpijob,
     job_name,
@@ -112,3 +114,13 @@ def condition(kind: str, at: str, reason: str = "", message: str = "", status: s
 ])
 def test_state_from_the_operators_conditions(conditions, expected):
     assert mpijob_state({"status": {"conditions": conditions}}) == expected
+
+
+@pytest.mark.parametrize("operation", ["get", "delete"])
+def test_a_missing_job_is_none_but_a_missing_mpi_operator_is_an_error(fake_kube, kube_client, operation):
+    """Both are a 404 from the API server; only the first means "no such job"."""
+    controller = MPIJobController(kube_client, sleep=lambda seconds: None)
+    assert getattr(controller, operation)("nope", "default") in (None, False)
+    fake_kube.unregister_crd("mpijobs")
+    with pytest.raises(CrdMissingError, match="the Kubeflow MPI Operator"):
+        getattr(controller, operation)("nope", "default")

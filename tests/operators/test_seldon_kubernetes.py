@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_mlops.exceptions import InvalidArgumentError
-from airflow_mlops.hooks.seldon import SeldonDeployError
+from airflow_mlops.hooks.seldon import SeldonDeployError, SeldonHook
 from airflow_mlops.operators.seldon import (
     SeldonDeployOperator,
     SeldonPromoteOperator,
@@ -93,6 +93,19 @@ def test_without_seldon_core_the_task_says_what_to_install(cluster):
     with pytest.raises(SeldonDeployError, match="does not know the machinelearning.seldon.io API: the Seldon Core v1 "
                                                 "operator"):
         deploy(3)
+
+
+@pytest.mark.parametrize("operation", ["undeploy", "status"])
+def test_without_seldon_core_other_operations_say_what_to_install_not_that_nothing_is_deployed(cluster, operation):
+    """The API's 404 for a missing CRD is not "no such deployment": an undeploy must not report it stopped."""
+    deploy(3)
+    cluster.unregister_crd("seldondeployments")
+    with pytest.raises(SeldonDeployError, match="does not know the machinelearning.seldon.io API: the Seldon Core v1 "
+                                                "operator"):
+        if operation == "undeploy":
+            SeldonUndeployOperator(task_id="u", deployment_name="taxi").execute({})
+        else:
+            SeldonHook().get_deployment("taxi")
 
 
 def test_undeploy_deletes_it(cluster):
