@@ -7,10 +7,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
+
+from airflow_mlops.triggers.kubernetes import KubernetesObjectTrigger
 
 
-class MPIJobTrigger(BaseTrigger):
+class MPIJobTrigger(KubernetesObjectTrigger):
     """Poll an MPIJob's conditions with the asyncio Kubernetes client until it ``Succeeded`` or ``Failed``.
 
     Yields one event: ``status`` is ``success``, ``failed`` (with the condition's ``reason``
@@ -27,17 +29,7 @@ class MPIJobTrigger(BaseTrigger):
 
     def __init__(self, name: str, namespace: str, kubernetes_conn_id: str, poll_interval: float = 10.0,
                  timeout: float | None = None) -> None:
-        super().__init__()
-        self.name = name
-        self.namespace = namespace
-        self.kubernetes_conn_id = kubernetes_conn_id
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("airflow_mlops.triggers.mpijob.MPIJobTrigger",
-                {"name": self.name, "namespace": self.namespace, "kubernetes_conn_id": self.kubernetes_conn_id,
-                 "poll_interval": self.poll_interval, "timeout": self.timeout})
+        super().__init__(name, namespace, kubernetes_conn_id, poll_interval, timeout)
 
     def _event(self, status: str, **fields: Any) -> TriggerEvent:
         return TriggerEvent({"status": status, "name": self.name, "namespace": self.namespace, **fields})

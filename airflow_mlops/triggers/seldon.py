@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_mlops.triggers.kubernetes import KubernetesObjectTrigger
+
 
 class SeldonDeploymentTrigger(BaseTrigger):
     """Poll a local model server's ``/health/status`` until it serves ``version`` (any version when None).
@@ -57,7 +59,7 @@ class SeldonDeploymentTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_interval)
 
 
-class SeldonDeploymentKubernetesTrigger(BaseTrigger):
+class SeldonDeploymentKubernetesTrigger(KubernetesObjectTrigger):
     """Poll a ``SeldonDeployment`` until it is ``Available`` (and has observed its latest spec) or ``Failed``.
 
     Yields one event: ``status`` is ``success``, ``failed`` (with ``message``: the resource's
@@ -72,17 +74,7 @@ class SeldonDeploymentKubernetesTrigger(BaseTrigger):
 
     def __init__(self, name: str, namespace: str, kubernetes_conn_id: str, poll_interval: float = 5.0,
                  timeout: float = 600.0) -> None:
-        super().__init__()
-        self.name = name
-        self.namespace = namespace
-        self.kubernetes_conn_id = kubernetes_conn_id
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("airflow_mlops.triggers.seldon.SeldonDeploymentKubernetesTrigger",
-                {"name": self.name, "namespace": self.namespace, "kubernetes_conn_id": self.kubernetes_conn_id,
-                 "poll_interval": self.poll_interval, "timeout": self.timeout})
+        super().__init__(name, namespace, kubernetes_conn_id, poll_interval, timeout)
 
     def _controller(self):
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook

@@ -155,6 +155,9 @@ def test_sensor_and_its_trigger_on_kubernetes(cluster):
                                                                          poll_interval=0.01, timeout=0.2)))
     assert missing["status"] == "timeout"
     classpath, kwargs = SeldonDeploymentKubernetesTrigger("taxi", "mlops", "k8s_fake").serialize()
+    assert classpath == "airflow_mlops.triggers.seldon.SeldonDeploymentKubernetesTrigger"
+    assert kwargs == {"name": "taxi", "namespace": "mlops", "kubernetes_conn_id": "k8s_fake", "poll_interval": 5.0,
+                      "timeout": 600.0}
     assert SeldonDeploymentKubernetesTrigger(**kwargs).name == "taxi"
 
 

@@ -198,6 +198,7 @@ def test_deferred_training_resumes_with_the_result(ops, k8s_env, capsys):
     trigger = deferred.value.trigger
     assert isinstance(trigger, MPIJobTrigger) and deferred.value.method_name == "execute_complete"
     classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_mlops.triggers.mpijob.MPIJobTrigger"  # where the triggerer imports it from
     event = asyncio.run(_first_event(MPIJobTrigger(**kwargs)))
     assert event["status"] == "success"
     result = ops.tr.execute_complete(context(), event)
