@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from airflow_mlops.runtimes.local import RuntimeInstall, RuntimeProcess, runtime
 from airflow_mlops.runtimes.specs import get_runtime_spec
 from airflow_mlops.runtimes.warm import WarmRuntime, WarmRuntimeError
 from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
-from airflow_mlops.kubernetes.pods import CALL_LABEL, RUNTIME_LABEL, STEP_LABEL, PodSettings, PodStepError, \
+from airflow_mlops.kubernetes.pods import CALL_LABEL, RUNTIME_LABEL, STEP_LABEL, PodSettings, \
     PodStepRunner, step_pod
 
 BACKENDS = ("local", "kubernetes")
@@ -408,14 +409,21 @@ class RuntimeHook(BaseHook):
         with self._lock:
             self._process = runner
         try:
-            result = runner.run(manifest, labels, on_finish_action=settings.on_finish_action,
-                                startup_timeout=settings.startup_timeout)
-        except PodStepError as err:
-            raise RuntimeStepFailed(f"step {step} in runtime {self.runtime}: {err}", step=step) from err
+            with self._pod_errors(step):
+                result = runner.run(manifest, labels, on_finish_action=settings.on_finish_action,
+                                    startup_timeout=settings.startup_timeout)
         finally:
             with self._lock:
                 self._process = None
         return self._outputs(step, result, code=0)
+
+    @contextlib.contextmanager
+    def _pod_errors(self, step: str) -> Iterator[None]:
+        """A step pod's failure, or the API's, as the task's :class:`RuntimeStepFailed`."""
+        try:
+            yield
+        except KubernetesApiError as err:
+            raise RuntimeStepFailed(f"step {step} in runtime {self.runtime}: {err}", step=step) from err
 
     def start_pod_step(self, step: str, params: dict[str, Any], *, context: dict[str, Any] | None = None,
                        timeout: float | None = None) -> dict[str, Any]:
@@ -424,10 +432,8 @@ class RuntimeHook(BaseHook):
         For deferrable operators: the task waits in the triggerer, then finishes with the handle.
         """
         manifest, labels, settings = self._pod_manifest(step, params, context or {}, timeout)
-        try:
+        with self._pod_errors(step):
             pod = self._pod_runner().start(manifest, labels)
-        except KubernetesApiError as err:
-            raise RuntimeStepFailed(f"step {step} in runtime {self.runtime}: {err}", step=step) from err
         return {"step": step, "name": manifest["metadata"]["name"], "namespace": settings.namespace,
                 "labels": labels, "on_finish_action": settings.on_finish_action,
                 "startup_timeout": settings.startup_timeout, "phase": getattr(pod.status, "phase", None)}
@@ -435,11 +441,9 @@ class RuntimeHook(BaseHook):
     def finish_pod_step(self, handle: dict[str, Any]) -> dict[str, Any]:
         """The outputs of the step pod ``handle`` names (its log goes to the task log); applies ``on_finish_action``."""
         step = handle["step"]
-        try:
+        with self._pod_errors(step):
             result = self._pod_runner().collect(handle["name"], handle["namespace"],
                                                 on_finish_action=handle["on_finish_action"])
-        except PodStepError as err:
-            raise RuntimeStepFailed(f"step {step} in runtime {self.runtime}: {err}", step=step) from err
         return self._outputs(step, result, code=0)
 
     def delete_pod_step(self, handle: dict[str, Any]) -> None:

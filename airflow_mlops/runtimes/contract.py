@@ -40,10 +40,9 @@ def result_from_log(lines: list[str] | str) -> StepResult:
     if isinstance(lines, str):
         lines = lines.splitlines()
     for line in reversed(lines):
-        head, marker, payload = line.partition(RESULT_MARKER)
-        if marker and not head.strip():
+        if is_result_line(line):
             try:
-                return StepResult.from_dict(json.loads(payload))
+                return StepResult.from_dict(json.loads(line.lstrip()[len(RESULT_MARKER):]))
             except json.JSONDecodeError as err:
                 raise ContractError(f"the step's result line is not valid JSON: {err}") from None
     raise ContractError("the step printed no result line (it died before it could, or its log was cut)")
