@@ -273,9 +273,9 @@ class RuntimeHook(BaseHook):
                     f"step {step} in runtime {self.runtime} exited with code {code} and no usable result: {err}",
                     step=step,
                 ) from None
-        return self._outputs(step, result, code)
+        return self.step_outputs(step, result, code)
 
-    def _outputs(self, step: str, result: StepResult, code: int | None) -> dict[str, Any]:
+    def step_outputs(self, step: str, result: StepResult, code: int | None) -> dict[str, Any]:
         """The outputs of a succeeded step; raise the runtime's error otherwise."""
         if code != 0 or not result.succeeded:
             error = result.error or {}
@@ -415,7 +415,7 @@ class RuntimeHook(BaseHook):
         finally:
             with self._lock:
                 self._process = None
-        return self._outputs(step, result, code=0)
+        return self.step_outputs(step, result, code=0)
 
     @contextlib.contextmanager
     def _pod_errors(self, step: str) -> Iterator[None]:
@@ -444,7 +444,7 @@ class RuntimeHook(BaseHook):
         with self._pod_errors(step):
             result = self._pod_runner().collect(handle["name"], handle["namespace"],
                                                 on_finish_action=handle["on_finish_action"])
-        return self._outputs(step, result, code=0)
+        return self.step_outputs(step, result, code=0)
 
     def delete_pod_step(self, handle: dict[str, Any]) -> None:
         """Delete the pod of ``handle`` (a task killed or timed out while deferred)."""

@@ -844,10 +844,8 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         PodManager(self.mpijobs.core).fetch_container_logs(pod, "launcher", follow=True, log_formatter=formatter)
 
     def _mpijob_result(self, name: str, namespace: str, state: str, reason: str, message: str,
-                       log_text: str | None = None) -> dict[str, Any]:
+                       log_text: str) -> dict[str, Any]:
         where = f"MPIJob {namespace}/{name}"
-        if log_text is None:
-            log_text = self.mpijobs.launcher_log(name, namespace)
         if state != "Succeeded":
             tail = [line for line in log_text.splitlines() if not is_result_line(line)][-40:]
             try:
@@ -866,7 +864,7 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         except ContractError as exc:
             raise MlopsException(f"{self.task_id}: {where} succeeded but its launcher's log has no result: {exc}") \
                 from None
-        return self.report(self.hook._outputs("tfx.run_node", result, 0))
+        return self.report(self.hook.step_outputs("tfx.run_node", result, 0))
 
     def on_kill(self) -> None:
         job = getattr(self, "_job", None)
