@@ -87,8 +87,8 @@ class SeldonHook(BaseHook):
         if self.runtime_hook.backend != "local":
             raise MlopsException(f"backend {self.runtime_hook.backend!r}: this is a local-server operation (its "
                                  "Kubernetes counterpart works on the SeldonDeployment); set [mlops] backend = local")
-        root = self.runtime_hook.setting("prediction_log") or str(self.runtime_hook.state_dir / "predictions")
-        return LocalServing(registry=self.registry, command=self._server_command, prediction_log_root=root)
+        return LocalServing(registry=self.registry, command=self._server_command,
+                            prediction_log_root=self.prediction_log_root)
 
     def _server_command(self, deployment_dir: str, name: str, host: str, port: int, prediction_log: str):
         install = self.runtime_hook.get_runtime()
@@ -135,10 +135,14 @@ class SeldonHook(BaseHook):
         except SeldonKubernetesError as err:
             raise SeldonDeployError(str(err)) from None
 
+    @property
+    def prediction_log_root(self) -> str:
+        """Where model servers log requests and predictions: ``[mlops] prediction_log``, else ``{state_dir}/predictions``."""
+        return self.runtime_hook.setting("prediction_log") or str(self.runtime_hook.state_dir / "predictions")
+
     def prediction_log(self, name: str) -> str:
-        """Where deployment ``name`` logs its requests and predictions (``[mlops] prediction_log``/name)."""
-        root = self.runtime_hook.setting("prediction_log") or str(self.runtime_hook.state_dir / "predictions")
-        return f"{root.rstrip('/')}/{name}"
+        """Where deployment ``name`` logs its requests and predictions (``prediction_log_root``/name)."""
+        return f"{self.prediction_log_root.rstrip('/')}/{name}"
 
     def local_model_root(self, root: str) -> str:
         """``pvc://<claim>/<path>`` back to the path in the state directory (where the claim is mounted)."""
