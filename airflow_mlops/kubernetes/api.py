@@ -275,6 +275,21 @@ def is_ours(obj: Mapping[str, Any] | Any, labels: Mapping[str, str]) -> bool:
     return all(have.get(key) == value for key, value in labels.items())
 
 
+#: Seconds a deleted object may take to go (graceful termination, finalizers) before a replacement gives up.
+DELETE_TIMEOUT = 120.0
+
+
+def wait_gone(exists: Callable[[], bool], *, timeout: float = DELETE_TIMEOUT, poll: float = 1.0,
+              sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Poll ``exists()`` until it is False (an object deleted, its finalizers done); False after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while exists():
+        if time.monotonic() >= deadline:
+            return False
+        sleep(poll)
+    return True
+
+
 def create_or_adopt(
     what: str,
     create: Callable[[], T],

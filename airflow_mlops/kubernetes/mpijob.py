@@ -30,12 +30,14 @@ from typing import Any
 
 from airflow_mlops.kubernetes.api import (
     DEFAULT_BACKOFF,
+    DELETE_TIMEOUT,
     Backoff,
     KubernetesApiError,
     call,
     create_or_adopt,
     object_name,
     read_log,
+    wait_gone,
 )
 from airflow_mlops.kubernetes.pods import pod_spec
 from airflow_mlops.steps.horovod_launch import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
@@ -369,15 +371,9 @@ class MPIJobController:
             if not adopted or mpijob_state(job)[0] != "Failed":
                 return job, adopted
             self.delete(name, namespace)
-            self._wait_gone(name, namespace)
+            if not wait_gone(lambda: self.get(name, namespace) is not None, sleep=self.sleep):
+                raise ManifestError(f"{KIND} {namespace}/{name} was still there {DELETE_TIMEOUT:g} s after it was deleted")
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait_gone(self, name: str, namespace: str, timeout: float = 120.0, poll: float = 1.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.get(name, namespace) is not None:
-            if time.monotonic() > deadline:
-                raise ManifestError(f"{KIND} {namespace}/{name} was still there {timeout:g} s after it was deleted")
-            self.sleep(poll)
 
     def launcher_pod(self, name: str, namespace: str) -> Any | None:
         """The newest launcher pod of the job, or None."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from airflow_mlops.kubernetes.api import (
     DEFAULT_BACKOFF,
+    DELETE_TIMEOUT,
     RUN_ANNOTATION,
     Backoff,
     KubernetesApiError,
@@ -34,6 +35,7 @@ from airflow_mlops.kubernetes.api import (
     create_or_adopt,
     label_selector,
     read_log,
+    wait_gone,
 )
 from airflow_mlops.runtimes.contract import REQUEST_ENV, ContractError, StepRequest, StepResult, is_result_line, \
     result_from_log
@@ -284,18 +286,19 @@ class PodStepRunner:
             self._delete_and_wait(name, namespace)
         raise PodStepError(f"{what}: the failed pod of an earlier try could not be replaced")
 
-    def _delete_and_wait(self, name: str, namespace: str, timeout: float = 120.0) -> None:
+    def _exists(self, name: str, namespace: str) -> bool:
+        try:
+            self.read(name, namespace)
+        except KubernetesApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
+
+    def _delete_and_wait(self, name: str, namespace: str) -> None:
         self.delete(name, namespace)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.read(name, namespace)
-            except KubernetesApiError as exc:
-                if exc.not_found:
-                    return
-                raise
-            self.sleep(self.poll_interval)
-        raise PodStepError(f"pod {namespace}/{name} was still there {timeout:g} s after it was deleted")
+        if not wait_gone(lambda: self._exists(name, namespace), poll=self.poll_interval, sleep=self.sleep):
+            raise PodStepError(f"pod {namespace}/{name} was still there {DELETE_TIMEOUT:g} s after it was deleted")
 
     @_as_step_error
     def run(

@@ -6,6 +6,7 @@ Against the FAKE Kubernetes API server (tests/kubernetes/fake_api.py), through t
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from kubernetes import client as k8s
@@ -20,6 +21,7 @@ from airflow_mlops.kubernetes.api import (
     is_ours,
     object_name,
     owner_labels,
+    wait_gone,
 )
 from tests.kubernetes.fake_api import FakeKubeAPI
 
@@ -184,3 +186,15 @@ def test_acall_retries_with_the_asyncio_client(fake_kube):
 
     assert asyncio.run(read()).metadata.name == "p"
     assert len(fake_kube.requests_of("GET", "/pods/p")) == 3
+
+
+@pytest.mark.parametrize(("answers", "expected", "sleeps_taken"), [
+    ([True, True, False], True, 2),  # gone after two polls
+    ([True] * 100, False, None),  # still there when the time is up
+])
+def test_wait_gone_polls_until_the_object_is_gone_or_the_time_is_up(answers, expected, sleeps_taken):
+    polls, slept = iter(answers), []
+    gone = wait_gone(lambda: next(polls), timeout=0.05, poll=0.01, sleep=lambda s: (slept.append(s), time.sleep(s)))
+    assert gone is expected
+    if sleeps_taken is not None:
+        assert slept == [0.01] * sleeps_taken
