@@ -3,6 +3,7 @@
     airflow-mlops runtime list               # each runtime: state, isolation, location, disk size
     airflow-mlops runtime build tfx          # build (or reuse) the tfx runtime
     airflow-mlops runtime build tfx --force  # rebuild it
+    airflow-mlops runtime download drift DIR # its packages into DIR, for an offline build elsewhere
     airflow-mlops runtime prune              # delete stale and partial builds
     airflow-mlops runtime stop               # stop warm runtimes (they exit by themselves when idle)
     airflow-mlops runtime run tfx runtime.info '{"packages": ["tfx"]}'
@@ -63,12 +64,46 @@ def cmd_build(args: argparse.Namespace) -> int:
                 isolation=hook.setting("runtime_isolation"),
                 force=args.force,
                 mirror=hook.setting("debian_mirror"),
+                sources=_package_sources(hook, name),
                 log=lambda line: print(line, flush=True),
             )
         except (RuntimeBuildError, KeyError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         print(f"{name}: {install.isolation} runtime at {install.path}")
+    return 0
+
+
+def _package_sources(hook, runtime: str):
+    from airflow_mlops.runtimes.sources import PackageSources
+
+    return PackageSources.from_settings(hook.setting, runtime)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from airflow_mlops.runtimes.builder import RuntimeBuildError, download_runtime
+    from airflow_mlops.runtimes.specs import RUNTIMES, get_runtime_spec
+
+    hook = _settings()
+    names = list(RUNTIMES) if args.name == "all" else [args.name]
+    for name in names:
+        try:
+            # the connected machine reads indexes, whatever the offline machine's settings say
+            sources = replace(_package_sources(hook, name), offline=False)
+            download_runtime(
+                get_runtime_spec(name),
+                Path(args.dest),
+                isolation=args.isolation or hook.setting("runtime_isolation"),
+                sources=sources,
+                python_version=args.python_version,
+                platforms=args.platform or None,
+                log=lambda line: print(line, flush=True),
+            )
+        except (RuntimeBuildError, KeyError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -115,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
     p.set_defaults(func=cmd_build)
+    p = runtime.add_parser("download", help="download a runtime's packages (or 'all') into a directory, "
+                           "for an offline build with pip_offline and pip_find_links")
+    p.add_argument("name")
+    p.add_argument("dest", help="directory to fill (created if missing)")
+    p.add_argument("--isolation", choices=("venv", "rootfs"),
+                   help="how the offline machine builds the runtime (default: as this machine would)")
+    p.add_argument("--python-version", help="the runtime's Python there, e.g. 3.13 (default: from --isolation)")
+    p.add_argument("--platform", action="append", default=[],
+                   help="wheel platform tag there, e.g. manylinux_2_39_x86_64 (repeatable)")
+    p.set_defaults(func=cmd_download)
     p = runtime.add_parser("prune", help="delete stale and partial builds")
     p.set_defaults(func=cmd_prune)
     p = runtime.add_parser("stop", help="stop the warm runtimes of this user (they also exit when idle)")

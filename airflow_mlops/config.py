@@ -53,6 +53,32 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
     "warm_runtime_idle_timeout": ("600", "Seconds a warm runtime waits for work before it exits."),
     "debian_mirror": ("http://deb.debian.org/debian", "Debian mirror used to build root-filesystem runtimes."),
+    "pip_index_url": (
+        "",
+        "Package index that replaces PyPI (or the index of pip's own configuration) when runtimes are built, "
+        'e.g. a corporate mirror. Like every pip_* option: one value for all runtimes, or a JSON object by runtime '
+        '({"drift": "...", "*": "..."}, where "*" is every runtime not named).',
+    ),
+    "pip_extra_index_urls": (
+        "",
+        "More package indexes for runtime builds (space- or comma-separated, or a JSON list), searched besides "
+        "the main index and the indexes the runtime itself declares (PyTorch's CPU index for drift).",
+    ),
+    "pip_find_links": (
+        "",
+        "Wheel directories (or URLs of pages of links) searched by runtime builds; fill one with "
+        "`airflow-mlops runtime download <runtime> <dir>`.",
+    ),
+    "pip_trusted_hosts": ("", "Hosts whose plain-HTTP or self-signed package indexes pip may use (pip's --trusted-host)."),
+    "pip_offline": (
+        "False",
+        "Build runtimes from pip_find_links only, with no package index at all (air-gapped machines).",
+    ),
+    "pip_spec_indexes": (
+        "True",
+        "Also search the indexes a runtime declares for its lock file (drift: https://download.pytorch.org/whl/cpu); "
+        "False where pip_index_url / pip_extra_index_urls already mirror them.",
+    ),
     "prediction_log": (
         "",
         "Where model servers log every request and prediction (monitoring reads it): a directory or any "

@@ -30,6 +30,7 @@ from airflow_mlops.exceptions import (
 from airflow_mlops.runtimes.builder import RuntimeBuildError, default_cache_dir, ensure_runtime
 from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResult, write_json_atomic
 from airflow_mlops.runtimes.local import RuntimeInstall, RuntimeProcess, runtime_command
+from airflow_mlops.runtimes.sources import PackageSources
 from airflow_mlops.runtimes.specs import get_runtime_spec
 from airflow_mlops.runtimes.warm import WarmRuntime, WarmRuntimeError
 from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
@@ -199,6 +200,11 @@ class RuntimeHook(BaseHook):
     def schema_store_dir(self) -> Path:
         return self.state_dir / "schemas"
 
+    @property
+    def package_sources(self) -> PackageSources:
+        """Where this runtime's build finds its packages (the ``pip_*`` settings, for :attr:`runtime`)."""
+        return PackageSources.from_settings(self.setting, self.runtime)
+
     # -- runtimes -----------------------------------------------------------------
     def get_runtime(self) -> RuntimeInstall:
         """The built runtime, building it first if allowed (``build_runtimes_on_demand``)."""
@@ -211,6 +217,7 @@ class RuntimeHook(BaseHook):
                 isolation=self.setting("runtime_isolation"),
                 build=build,
                 mirror=self.setting("debian_mirror"),
+                sources=self.package_sources,
                 log=lambda line: self.log.info("[build %s] %s", self.runtime, line),
             )
         except (RuntimeBuildError, ValueError) as err:

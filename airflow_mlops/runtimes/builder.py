@@ -21,6 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_mlops.runtimes.local import READY_FILE, ROOTFS_VENV, RuntimeInstall, rootfs_command
+from airflow_mlops.runtimes.sources import (
+    PackageSources,
+    explain_missing_package,
+    is_pip_diagnostic,
+    pip_download_command,
+    pip_install_command,
+)
 from airflow_mlops.runtimes.specs import RUNTIMES, RuntimeSpec
 
 ISOLATIONS = ("auto", "venv", "rootfs")
@@ -98,10 +105,16 @@ def ensure_runtime(
     build: bool = True,
     force: bool = False,
     mirror: str = DEFAULT_DEBIAN_MIRROR,
+    sources: PackageSources | None = None,
     log: Log = print,
 ) -> RuntimeInstall:
-    """Return the cached runtime, building it first when missing (or when ``force``)."""
+    """Return the cached runtime, building it first when missing (or when ``force``).
+
+    :param sources: where pip finds the packages (the user's ``[mlops] pip_*`` settings); the
+        spec's own ``extra_index_urls`` are added to them.
+    """
     isolation = choose_isolation(spec, isolation)
+    sources = sources or PackageSources()
     if not force:
         found = find_runtime(spec, cache_dir, isolation)
         if found:
@@ -121,11 +134,13 @@ def ensure_runtime(
             shutil.rmtree(stale, ignore_errors=True)
         partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
         started = time.monotonic()
+        sources = sources.checked(spec, log)
+        log(f"packages for {spec.name!r} from {sources.describe(spec)}")
         try:
             if isolation == "rootfs":
-                _build_rootfs(spec, partial, cache_dir, mirror, log)
+                _build_rootfs(spec, partial, cache_dir, mirror, log, sources)
             else:
-                _build_venv(spec, partial, log, cache_dir)
+                _build_venv(spec, partial, log, cache_dir, sources)
             meta = {
                 "name": spec.name,
                 "isolation": isolation,
@@ -148,33 +163,59 @@ def ensure_runtime(
         return RuntimeInstall(spec.name, isolation, final, spec.cache_key(isolation))
 
 
-def _run(cmd: list[str], log: Log, what: str, env: dict[str, str] | None = None) -> None:
+def _run(
+    cmd: list[str],
+    log: Log,
+    what: str,
+    env: dict[str, str] | None = None,
+    explain: Callable[[list[str]], str | None] | None = None,
+) -> None:
+    """Run ``cmd``, logging its output; on failure raise with its last lines.
+
+    :param explain: turns pip's diagnostic lines (where it looked, what it did not find) into
+        the first line of the error, when it recognises the failure.
+    """
     log(f"$ {what}")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
     tail: list[str] = []
+    diagnostics: list[str] = []
     for raw in iter(proc.stdout.readline, b""):
         line = raw.decode("utf-8", errors="replace").rstrip("\n")
         tail = (tail + [line])[-30:]
+        if is_pip_diagnostic(line):
+            diagnostics.append(line)
         log(line)
     if proc.wait() != 0:
+        reason = explain(diagnostics) if explain else None
         raise RuntimeBuildError(
-            f"{what} failed with exit code {proc.returncode}; last lines:\n" + "\n".join(tail)
+            (f"{reason}\n" if reason else "")
+            + f"{what} failed with exit code {proc.returncode}; last lines:\n" + "\n".join(tail)
         )
 
 
-def source_build_script(spec: RuntimeSpec, python: str, cache_dir: Path) -> tuple[str, list[str]]:
+def _pip_explainer(spec: RuntimeSpec, sources: PackageSources) -> Callable[[list[str]], str | None]:
+    return lambda lines: explain_missing_package(lines, spec, sources)
+
+
+def source_build_script(
+    spec: RuntimeSpec, python: str, cache_dir: Path, sources: PackageSources | None = None
+) -> tuple[str, list[str]]:
     """Shell script building ``spec.source_builds`` with ``python``, and the host paths it needs.
 
     Each wheel is cached in ``<cache>/wheels/<name>-<key>/``; a cached wheel is installed without
     rebuilding. The wheel directory appears only once complete (built elsewhere, then renamed).
+    The sdist is fetched from ``sources`` (with the spec's indexes), like the lock file's wheels.
     """
     import shlex
 
     import airflow_mlops
 
     q = shlex.quote
-    lines, paths = ["set -e"], [str(Path(airflow_mlops.__file__).resolve().parent.parent)]
+    sources = sources or PackageSources()
+    pip_options = " ".join(q(o) for o in sources.pip_options(spec))
+    lines = ["set -e"]
+    paths = [str(Path(airflow_mlops.__file__).resolve().parent.parent), *sources.local_paths(spec)]
     for build in spec.source_builds:
         name = build.requirement.split("==")[0]
         wheels = Path(cache_dir).resolve() / "wheels" / f"{name}-{build.key(spec.lock_text())}"
@@ -187,7 +228,8 @@ def source_build_script(spec: RuntimeSpec, python: str, cache_dir: Path) -> tupl
             'if ! ls "$W"/*.whl >/dev/null 2>&1; then',
             f'  echo "building {build.requirement} from source (cached in $W)"',
             '  T=$(mktemp -d)',
-            f'  {q(python)} -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$T" {q(build.requirement)}',
+            f'  {q(python)} -m pip download --no-deps --no-binary :all: --no-build-isolation {pip_options} '
+            f'-d "$T" {q(build.requirement)}',
             '  tar -xzf "$T"/*.tar.gz -C "$T"',
             '  SRC=$(find "$T" -mindepth 1 -maxdepth 1 -type d | head -n 1)',
             f"  {patch}",
@@ -207,18 +249,22 @@ def _pip_env() -> dict[str, str]:
     return keep
 
 
-def _build_venv(spec: RuntimeSpec, target: Path, log: Log, cache_dir: Path | None = None) -> None:
+def _build_venv(
+    spec: RuntimeSpec, target: Path, log: Log, cache_dir: Path | None = None, sources: PackageSources | None = None
+) -> None:
     import sys
 
+    sources = sources or PackageSources()
     _run([sys.executable, "-m", "venv", str(target)], log, f"python -m venv {target}")
     lock = target / "runtime-lock.txt"
     lock.write_text(spec.lock_text())
     env = {**os.environ, **_pip_env()}
-    _run([str(target / "bin/python"), "-m", "pip", "install", "--no-deps", "-r", str(lock)], log,
-         f"pip install -r {spec.lock_file}", env=env)
+    _run(pip_install_command(spec, str(target / "bin/python"), str(lock), sources), log,
+         f"pip install -r {spec.lock_file}", env=env, explain=_pip_explainer(spec, sources))
     if spec.source_builds:
-        script, _ = source_build_script(spec, str(target / "bin/python"), cache_dir)
-        _run(["/bin/sh", "-c", script], log, "build " + ", ".join(b.requirement for b in spec.source_builds), env=env)
+        script, _ = source_build_script(spec, str(target / "bin/python"), cache_dir, sources)
+        _run(["/bin/sh", "-c", script], log, "build " + ", ".join(b.requirement for b in spec.source_builds), env=env,
+             explain=_pip_explainer(spec, sources))
     _run([str(target / "bin/python"), "-c", spec.probe], log, f"probe: {spec.probe}", env=env)
 
 
@@ -237,8 +283,13 @@ def _require_rootfs_tools() -> None:
         )
 
 
-def _build_rootfs(spec: RuntimeSpec, target: Path, cache_dir: Path, mirror: str, log: Log) -> None:
+def _build_rootfs(
+    spec: RuntimeSpec, target: Path, cache_dir: Path, mirror: str, log: Log, sources: PackageSources | None = None
+) -> None:
+    import shlex
+
     _require_rootfs_tools()
+    sources = sources or PackageSources()
     deb_cache = Path(cache_dir) / "debootstrap-debs"
     deb_cache.mkdir(parents=True, exist_ok=True)
     _run(
@@ -271,27 +322,89 @@ def _build_rootfs(spec: RuntimeSpec, target: Path, cache_dir: Path, mirror: str,
         "PIP_CACHE_DIR": str(pip_cache),
         **_pip_env(),
     }
-    script = (
-        f"python3 -m venv {ROOTFS_VENV} && "
-        f"{ROOTFS_VENV}/bin/python -m pip install --no-deps -r /opt/runtime-lock.txt"
-    )
+    install = pip_install_command(spec, f"{ROOTFS_VENV}/bin/python", "/opt/runtime-lock.txt", sources)
+    script = f"python3 -m venv {ROOTFS_VENV} && " + " ".join(shlex.quote(word) for word in install)
+    binds = [str(pip_cache), *sources.local_paths(spec)]  # wheel directories and file:// indexes
     _run(
-        rootfs_command(target, ["/bin/sh", "-c", script], env=env, binds=[str(pip_cache)]),
+        rootfs_command(target, ["/bin/sh", "-c", script], env=env, binds=binds),
         log,
         f"install {spec.lock_file} into {target}{ROOTFS_VENV}",
+        explain=_pip_explainer(spec, sources),
     )
     if spec.source_builds:
-        build_script, paths = source_build_script(spec, f"{ROOTFS_VENV}/bin/python", cache_dir)
+        build_script, paths = source_build_script(spec, f"{ROOTFS_VENV}/bin/python", cache_dir, sources)
         _run(
             rootfs_command(target, ["/bin/sh", "-c", build_script], env=env, binds=[str(pip_cache), *paths]),
             log,
             "build " + ", ".join(b.requirement for b in spec.source_builds),
+            explain=_pip_explainer(spec, sources),
         )
     _run(
         rootfs_command(target, [f"{ROOTFS_VENV}/bin/python", "-c", spec.probe], env=env),
         log,
         f"probe: {spec.probe}",
     )
+
+
+#: Python and glibc of the Debian releases root-filesystem runtimes are built on.
+DEBIAN_SUITES = {"trixie": ("3.13", (2, 41)), "bookworm": ("3.11", (2, 36))}
+
+
+def runtime_target(spec: RuntimeSpec, isolation: str = "auto") -> tuple[str, list[str]]:
+    """The Python version and the wheel platforms a build of ``spec`` installs for, on this host."""
+    import sys
+
+    isolation = choose_isolation(spec, isolation)
+    if isolation == "rootfs":
+        python, (major, minor) = DEBIAN_SUITES[spec.debian_suite]
+        return python, [f"manylinux_{major}_{minor}_{platform.machine()}"]
+    return f"{sys.version_info.major}.{sys.version_info.minor}", []
+
+
+def download_runtime(
+    spec: RuntimeSpec,
+    dest: Path,
+    *,
+    isolation: str = "auto",
+    sources: PackageSources | None = None,
+    python_version: str | None = None,
+    platforms: list[str] | None = None,
+    log: Log = print,
+) -> None:
+    """Fill ``dest`` with everything a build of ``spec`` installs, for an offline build elsewhere.
+
+    The lock file's distributions for the runtime's Python and platform (as chosen on this host,
+    unless given), the sdists of its source builds, and the build backends sdists need; a
+    build with ``[mlops] pip_offline = True`` and ``pip_find_links = <dest>`` then needs no index.
+    """
+    import sys
+    import tempfile
+
+    sources = (sources or PackageSources()).checked(spec, log)
+    default_python, default_platforms = runtime_target(spec, isolation)
+    python_version = python_version or default_python
+    platforms = default_platforms if platforms is None else platforms
+    dest = Path(dest).absolute()
+    dest.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **_pip_env()}
+    explain = _pip_explainer(spec, sources)
+    with tempfile.TemporaryDirectory() as tmp:
+        lock = Path(tmp) / "runtime-lock.txt"
+        lock.write_text(spec.lock_text())
+        _run(pip_download_command(spec, sys.executable, str(lock), str(dest), sources,
+                                  python_version=python_version, platforms=platforms),
+             log, f"pip download -r {spec.lock_file} (Python {python_version}) into {dest}", env=env, explain=explain)
+    if any(path.name.endswith((".tar.gz", ".zip")) for path in dest.iterdir()) or spec.source_builds:
+        # sdists are built where they are installed: their build backends must be there too
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--dest", str(dest),
+              *sources.pip_options(spec), "setuptools", "wheel"], log, "pip download setuptools wheel", env=env,
+             explain=explain)
+    for build in spec.source_builds:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+              "--dest", str(dest), *sources.pip_options(spec), build.requirement], log,
+             f"pip download {build.requirement} (sdist)", env=env, explain=explain)
+    log(f"{spec.name}: {len(list(dest.iterdir()))} files in {dest}; build offline with "
+        f"[mlops] pip_offline = True and pip_find_links = {dest}")
 
 
 @dataclass

@@ -54,6 +54,10 @@ class RuntimeSpec:
     :param preload: modules a warm runtime imports once, before forking a process per step.
     :param source_builds: packages built from source after the lock file is installed; each
         wheel is cached and reused while its requirement, patch and the lock file stay the same.
+    :param extra_index_urls: package indexes the lock file needs besides PyPI (a package pinned
+        to a build that only such an index serves). Used by every build of the runtime, local or
+        image (:mod:`.sources`); where packages come from, not what they are, so not part of the
+        cache key. Users' own mirrors and wheel directories are settings (``[mlops] pip_*``).
     """
 
     name: str
@@ -65,6 +69,7 @@ class RuntimeSpec:
     probe: str = "pass"
     preload: tuple[str, ...] = ()
     source_builds: tuple[SourceBuild, ...] = ()
+    extra_index_urls: tuple[str, ...] = ()
 
     def lock_text(self) -> str:
         """The lock file's text: a packaged file name, or an absolute path (for your own runtimes)."""
@@ -77,6 +82,7 @@ class RuntimeSpec:
         recipe = asdict(self)
         recipe.pop("description")
         recipe.pop("preload")  # how it is run, not what it contains
+        recipe.pop("extra_index_urls")  # where the pinned packages are fetched from, not what they are
         payload = json.dumps(
             {"recipe": recipe, "isolation": isolation, "version": BUILD_RECIPE_VERSION, "lock": self.lock_text(),
              "source_builds": [b.key(self.lock_text()) for b in self.source_builds]},
@@ -84,6 +90,9 @@ class RuntimeSpec:
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
+
+#: PyTorch's index of CPU-only wheels (``torch==<version>+cpu``).
+PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 HOROVOD_CPU = SourceBuild(
     requirement="horovod==0.28.1",  # the last release, an sdist only
@@ -135,6 +144,8 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         # alibi-detect >= 0.11.5 is under the Business Source License 1.1: see the README.
         description="Alibi Detect 0.13.0 (PyTorch 2.13 CPU backend, numpy 1.26); Python of the Airflow environment",
         lock_file="drift.txt",
+        # torch==2.13.0+cpu (the CPU-only build, no CUDA libraries) is on PyTorch's CPU index, not on PyPI.
+        extra_index_urls=(PYTORCH_CPU_INDEX,),
         probe="import alibi_detect.cd, alibi_detect.saving, torch",
         preload=("numpy", "scipy.stats", "alibi_detect.cd"),
     ),

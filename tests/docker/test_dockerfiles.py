@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shlex
 import shutil
@@ -146,15 +147,89 @@ def test_hadolint_passes(path):
 
 @pytest.mark.parametrize("path", sorted(RUNTIME_IMAGES))
 def test_runtime_image_installs_the_lock_file_its_spec_names(path):
+    """The image installs its spec's lock file through docker/install_runtime.py, never with a pip line of its own."""
     spec = RUNTIMES[RUNTIME_IMAGES[path][0]]
     stages = parse(path)
     copies = [copy_args(i) for stage in stages for i in stage if i.keyword == "COPY"]
     locks = [(src, dest) for flags, sources, dest in copies for src in sources if src.startswith(LOCKS)]
     assert [src for src, _ in locks] == [LOCKS + spec.lock_file], \
         f"{path} must copy exactly the {spec.name!r} spec's lock file {LOCKS + spec.lock_file}, copies {locks}"
-    dest = locks[0][1]
-    installs = [r for r in runs(stages) if re.search(rf"pip install (\S+ )*--no-deps (\S+ )*-r {re.escape(dest)}(\s|$)", r)]
-    assert installs, f"{path}: no `pip install --no-deps -r {dest}` (the local builder's way)"
+    assert locks[0][1] == f"/src/{LOCKS}{spec.lock_file}", "where airflow_mlops.runtimes.specs reads it"
+    copied = {src for flags, sources, dest in copies for src in sources}
+    assert {"airflow_mlops/runtimes/specs.py", "airflow_mlops/runtimes/sources.py", "docker/install_runtime.py"} \
+        <= copied, f"{path}: install_runtime.py needs the spec and the sources module before the lock is installed"
+    installs = [r for r in runs(stages)
+                if re.search(rf"install_runtime\.py {spec.name} .*--lock /opt/runtime-lock\.txt", r)]
+    assert len(installs) == 1, f"{path}: no `install_runtime.py {spec.name} ... --lock /opt/runtime-lock.txt`"
+    for run in runs(stages):
+        assert not re.search(r"pip install .*-r", run), \
+            f"{path}: requirements are installed by docker/install_runtime.py (the builder's command), not: {run}"
+
+
+@pytest.mark.parametrize("path", sorted(RUNTIME_IMAGES))
+def test_runtime_image_takes_the_package_source_settings_and_names_no_index(path):
+    """Indexes come from the spec and the user's pip_* settings (build arguments), never from the Dockerfile."""
+    from airflow_mlops.runtimes.sources import SETTINGS
+
+    text = (REPO / path).read_text()
+    build_args = {i.args.split("=")[0] for stage in parse(path) for i in stage if i.keyword == "ARG"}
+    assert {f"AIRFLOW__MLOPS__{name.upper()}" for name in SETTINGS} <= build_args
+    for spec in RUNTIMES.values():
+        for url in spec.extra_index_urls:
+            assert url not in text, f"{path} names {url}: the {spec.name!r} spec declares it"
+    assert not re.search(r"\b(PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|--index-url|--extra-index-url)\b",
+                         re.sub(r"AIRFLOW__MLOPS__PIP_\w+", "", text))
+
+
+def _install_runtime(monkeypatch, capsys, *argv: str, **env: str) -> list[list[str]]:
+    """The commands docker/install_runtime.py runs for ``argv`` (with ``--print``), under ``env``."""
+    for name in list(os.environ):
+        if name.startswith("AIRFLOW__MLOPS__PIP_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    module = _load_install_runtime()
+    assert module.main([*argv, "--print"]) == 0
+    return [shlex.split(line[2:]) for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+
+
+def _load_install_runtime():
+    module_spec = importlib.util.spec_from_file_location("install_runtime", DOCKER / "install_runtime.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_install_runtime_runs_the_local_builders_pip_command(runtime, monkeypatch, capsys):
+    from airflow_mlops.runtimes.sources import PackageSources, pip_install_command
+
+    spec = RUNTIMES[runtime]
+    (command,) = _install_runtime(monkeypatch, capsys, runtime, "--python", "/opt/runtime/bin/python",
+                                  "--lock", "/opt/runtime-lock.txt")
+    assert command == pip_install_command(spec, "/opt/runtime/bin/python", "/opt/runtime-lock.txt")
+    for url in spec.extra_index_urls:
+        assert command[command.index(url) - 1] == "--extra-index-url"
+    mirrored = _install_runtime(
+        monkeypatch, capsys, runtime, "--python", "/opt/runtime/bin/python", "--lock", "/opt/runtime-lock.txt",
+        AIRFLOW__MLOPS__PIP_INDEX_URL="https://mirror.example/simple",
+        AIRFLOW__MLOPS__PIP_SPEC_INDEXES="False",
+        AIRFLOW__MLOPS__PIP_TRUSTED_HOSTS=f'{{"{runtime}": "mirror.example"}}',
+    )[0]
+    assert mirrored == pip_install_command(
+        spec, "/opt/runtime/bin/python", "/opt/runtime-lock.txt",
+        PackageSources(index_url="https://mirror.example/simple", spec_indexes=False, trusted_hosts=("mirror.example",)))
+    assert "--extra-index-url" not in mirrored and mirrored[mirrored.index("--index-url") + 1].startswith("https://mirror")
+
+
+def test_drift_image_finds_torch_through_the_spec_index(monkeypatch, capsys):
+    """The drift lock's torch build is on PyTorch's CPU index: the drift spec declares it, so the image uses it."""
+    from airflow_mlops.runtimes.specs import PYTORCH_CPU_INDEX
+
+    assert "torch==2.13.0+cpu" in RUNTIMES["drift"].lock_text()
+    assert RUNTIMES["drift"].extra_index_urls == (PYTORCH_CPU_INDEX,)
+    (command,) = _install_runtime(monkeypatch, capsys, "drift", "--python", "p", "--lock", "l")
+    assert ["--extra-index-url", PYTORCH_CPU_INDEX] == command[command.index(PYTORCH_CPU_INDEX) - 1:][:2]
 
 
 @pytest.mark.parametrize("path", sorted(RUNTIME_IMAGES))
@@ -301,15 +376,13 @@ def test_cuda_image_builds_horovod_with_the_cuda_of_tensorflows_packages():
                 if line and not line.startswith("#"))
     assert cuda == {".".join(pins["nvidia-cuda-runtime-cu12"].split(".")[:2])}
     assert ".".join(pins["nvidia-cuda-nvcc-cu12"].split(".")[:2]) in cuda
-    horovod = [r for r in runs(stages) if "install_source_builds.py" in r]
+    horovod = [r for r in runs(stages) if "install_runtime.py" in r and "--source-builds" in r]
     assert len(horovod) == 1 and "HOROVOD_GPU_OPERATIONS=NCCL" in horovod[0]
 
 
 def test_source_build_script_overrides_the_environment_and_keeps_the_recipe(tmp_path):
-    """docker/install_source_builds.py: the spec's recipe plus --env, with its own cache key."""
-    module_spec = importlib.util.spec_from_file_location("install_source_builds", DOCKER / "install_source_builds.py")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    """docker/install_runtime.py --source-builds: the spec's recipe plus --env, with its own cache key."""
+    module = _load_install_runtime()
     cpu = RUNTIMES["tfx"]
     gpu = module.with_env(cpu, module.parse_env(["HOROVOD_GPU_OPERATIONS=NCCL", "MAKEFLAGS=-j8"]))
     (build,), (cpu_build,) = gpu.source_builds, cpu.source_builds

@@ -122,9 +122,9 @@ def test_concurrent_builds_build_once(tmp_path, small_spec, monkeypatch):
     calls = []
     real = builder._build_venv
 
-    def counting(spec, target, log, cache_dir=None):
+    def counting(spec, target, log, cache_dir=None, sources=None):
         calls.append(target)
-        real(spec, target, log, cache_dir)
+        real(spec, target, log, cache_dir, sources)
 
     monkeypatch.setattr(builder, "_build_venv", counting)
     results = []
