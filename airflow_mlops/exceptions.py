@@ -49,4 +49,4 @@ class RuntimeStepRejected(RuntimeStepFailed, AirflowFailException):
 
 
 #: Error types a runtime reports for bad input: retrying the same request gives the same answer.
-NON_RETRYABLE_ERRORS = frozenset({"MalformedInput", "ContractError"})
+NON_RETRYABLE_ERRORS = frozenset({"MalformedInput", "ContractError", "InvalidInput"})

@@ -9,9 +9,11 @@ back to the data span. Copy this file into your DAGs folder and edit it.
 * **Transform / Trainer**: your TFX module file (``preprocessing_fn``, ``run_fn``), or the
   taxi module shipped with the provider. The Trainer runs ``num_workers`` Horovod workers
   (data parallel, Gloo); a retry resumes from the run's last checkpoint.
-* **Evaluator**: TFMA on the eval split. The model is blessed when the chosen metric reaches
-  the threshold and is no worse (by more than ``max_regression``) than the latest blessed
-  model of the pipeline.
+* **Evaluator**: TFMA on the eval split, for the ``model_type`` (binary, multiclass,
+  regression). The model is blessed when the chosen metric reaches the threshold (at least it,
+  or at most it for errors) and is no worse (by more than ``max_regression``) than the latest
+  blessed model of the pipeline. ``label_key`` and ``prediction_key`` name the label and the
+  output; a full TFMA EvalConfig file can replace the generated one.
 * **Pusher**: a blessed model becomes the next numeric version under
   ``{state_dir}/models/<pipeline>/`` (TF Serving's layout) with a record of its run and
   metrics. An unblessed model is not pushed: Pusher and every task after it (deploy) are
@@ -33,6 +35,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, Param
 
+from airflow_mlops.evaluation import DIRECTIONS, MODEL_TYPES
 from airflow_mlops.operators.seldon import SeldonDeployOperator
 from airflow_mlops.operators.tfx import (
     GATE_METRICS,
@@ -73,10 +76,27 @@ with DAG(
                              description="Python file with preprocessing_fn and run_fn; empty for the shipped taxi module."),
         "num_workers": Param(2, type="integer", minimum=1, maximum=64, title="Horovod workers"),
         "train_steps": Param(1000, type="integer", minimum=1, title="Training steps (shared by the workers)"),
-        "eval_metric": Param("AUC", type="string", enum=list(GATE_METRICS), title="Blessing metric"),
-        "eval_threshold": Param(0.6, type="number", minimum=0, maximum=1, title="Lowest acceptable metric value"),
-        "max_regression": Param(0.0, type="number", minimum=0, maximum=1,
-                                title="Allowed drop against the blessed model"),
+        "model_type": Param("binary", type="string", enum=list(MODEL_TYPES), title="Model type",
+                           description="What the model predicts: binary (one score), multiclass (one score per "
+                           "class) or regression (a number). Decides the metrics."),
+        "label_key": Param("big_tipper", type="string", minLength=1, title="Label",
+                           description="The label as your module's transform_features signature outputs it "
+                           "(TFX's examples: <name>_xf)."),
+        "prediction_key": Param(None, type=["null", "string"], title="Prediction output",
+                                description="The serving signature's output holding the prediction; empty: its "
+                                "only output."),
+        "eval_metric": Param(None, type=["null", "string"], examples=list(GATE_METRICS), title="Blessing metric",
+                             description="Empty: AUC (binary), SparseCategoricalAccuracy (multiclass), "
+                             "MeanSquaredError (regression)."),
+        "metric_direction": Param("auto", type="string", enum=list(DIRECTIONS), title="Better is",
+                                  description="auto: the metric's own (errors: lower is better)."),
+        "eval_threshold": Param(0.6, type="number", title="Worst acceptable metric value",
+                                description="A lowest value where higher is better, a highest one for errors."),
+        "max_regression": Param(0.0, type="number", minimum=0, title="Allowed loss against the blessed model"),
+        "slice_features": Param(None, type=["null", "string"], title="Slice by",
+                                description="Comma-separated features: metrics are also reported per value."),
+        "eval_config": Param(None, type=["null", "string"], title="TFMA EvalConfig file",
+                             description="A JSON or pbtxt EvalConfig used instead of the settings above."),
         "deployment_name": Param("chicago-taxi", type="string", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
                                  title="Deployment", description="Name of the model deployment to update."),
     },
@@ -104,8 +124,11 @@ with DAG(
         train_steps="{{ params.train_steps }}", eval_steps=50,
     )
     evaluator = EvaluatorOperator(
-        task_id="Evaluator", examples=example_gen, model=trainer, metric="{{ params.eval_metric }}",
+        task_id="Evaluator", examples=example_gen, model=trainer, model_type="{{ params.model_type }}",
+        metric="{{ params.eval_metric or '' }}", direction="{{ params.metric_direction }}",
         threshold="{{ params.eval_threshold }}", max_regression="{{ params.max_regression }}",
+        label_key="{{ params.label_key }}", prediction_key="{{ params.prediction_key or '' }}",
+        slice_features="{{ params.slice_features or '' }}", eval_config="{{ params.eval_config or '' }}",
     )
     pusher = PusherOperator(task_id="Pusher", model=trainer, model_blessing=evaluator)
     deploy = SeldonDeployOperator(

@@ -55,7 +55,9 @@ class BaseDriftCheckOperator(BaseOperator):
             raise InvalidArgumentError(f"{self.task_id}: the model at {model_path} has no assets.extra/"
                                        "feature_spec.json; pass features={name: 'numeric'|'categorical'}")
         spec = json.loads(spec_file.read_text())
-        return {name: "categorical" if f["dtype"] == "string" else "numeric" for name, f in spec.items()}
+        # the kind the pipeline's schema gives (the Pusher writes it), else by type
+        return {name: f.get("kind") or ("categorical" if f["dtype"] == "string" else "numeric")
+                for name, f in spec.items()}
 
     def check_drift(self, context: Any) -> dict[str, Any]:
         """Run one drift check (reference via lineage, window from the prediction log) and write its report."""
@@ -112,6 +114,9 @@ class BaseDriftCheckOperator(BaseOperator):
         Path(result["report"]).write_text(json.dumps(result, indent=2, sort_keys=True))
         if result.get("skipped_features"):
             self.log.warning("not compared (no value in the training data): %s", result["skipped_features"])
+        if result.get("unserved_features"):
+            self.log.warning("never served in the window (every request left them out): %s",
+                             ", ".join(result["unserved_features"]))
         if result["status"] == "insufficient_data":
             self.log.warning("not enough traffic to check drift: %s", result["message"])
         elif result["is_drift"]:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, conf
 
+from airflow_mlops.evaluation import DEFAULT_METRIC, METRICS, EvaluationSpecError, check_gate
 from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.kubernetes.api import KubernetesApiError, owner_labels
@@ -878,53 +879,75 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         super().on_kill()
 
 
-#: TFMA metrics the blessing gate can use (higher is better for all of them).
-GATE_METRICS = ("AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall")
+#: TFMA metrics the blessing gate can use, every model type's (:mod:`airflow_mlops.evaluation`).
+GATE_METRICS = tuple(METRICS)
 
 
 class EvaluatorOperator(TfxComponentOperator):
     """Evaluate the trained model with TFMA and bless it or not (TFX ``Evaluator``).
 
-    The model is blessed when ``metric >= threshold`` on the eval split and, if a model was
-    blessed before in this pipeline (the baseline, picked by TFX's
-    ``LatestBlessedModelStrategy`` in this same task), ``metric >= baseline - max_regression``.
-    The task succeeds either way; the result says ``blessed`` and why not, and
-    :class:`PusherOperator` skips (with its downstream tasks) when the model is not blessed.
+    The model is blessed when ``metric`` reaches ``threshold`` on the eval split (``>=`` where
+    higher is better, ``<=`` for errors such as MeanSquaredError) and, if a model was blessed
+    before in this pipeline (the baseline, picked by TFX's ``LatestBlessedModelStrategy`` in this
+    same task), is no worse than the baseline's by more than ``max_regression``. The task succeeds
+    either way; the result says ``blessed`` and why not, and :class:`PusherOperator` skips (with
+    its downstream tasks) when the model is not blessed. Before TFMA runs, the model is checked:
+    a ``label_key`` or ``prediction_key`` it lacks, or a metric its output cannot feed (binary AUC
+    on a 3-class output), fails the task at once, without a retry, naming what to set.
 
     :param examples: the example-gen operator (its eval split is evaluated on; raw examples).
     :param model: the trainer operator.
-    :param metric: TFMA metric that gates the blessing, one of :data:`GATE_METRICS` (templated).
-    :param threshold: lowest acceptable value of ``metric`` (templated).
-    :param max_regression: how much lower than the baseline's ``metric`` is acceptable (templated).
+    :param model_type: ``binary``, ``multiclass`` or ``regression`` (templated).
+    :param metric: TFMA metric that gates the blessing, one of the model type's
+        (:data:`GATE_METRICS`); empty: AUC, SparseCategoricalAccuracy or MeanSquaredError (templated).
+    :param direction: ``auto`` (the metric's own), ``higher`` or ``lower`` is better (templated).
+    :param threshold: the worst acceptable value of ``metric`` (templated).
+    :param max_regression: how much worse than the baseline's ``metric`` is acceptable (templated).
     :param compare_to_baseline: compare with the latest blessed model of the pipeline.
-    :param label_key: the label, as the model's ``transform_features`` signature names it.
-    :param prediction_key: the output of the serving signature holding the prediction.
+    :param label_key: the label, as the model's ``transform_features`` signature names it (templated).
+    :param prediction_key: the serving signature's output holding the prediction; empty: its only
+        output (templated).
+    :param slice_features: features to slice by (a list, or comma-separated): metrics are reported
+        for each value of each (templated).
+    :param eval_config: a TFMA ``EvalConfig`` file (JSON or pbtxt) used instead of the one built
+        from the arguments above (templated).
     """
 
     component = "Evaluator"
     input_outputs = {"examples": "examples", "model": "model"}
-    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "metric", "threshold", "max_regression")
+    template_fields: Sequence[str] = (
+        *TfxComponentOperator.template_fields, "model_type", "metric", "direction", "threshold", "max_regression",
+        "label_key", "prediction_key", "slice_features", "eval_config",
+    )
 
     def __init__(
         self,
         *,
         examples: TfxComponentOperator | str,
         model: TfxComponentOperator | str,
-        metric: str = "AUC",
+        model_type: str = "binary",
+        metric: str | None = None,
+        direction: str = "auto",
         threshold: float | str = 0.5,
         max_regression: float | str = 0.0,
         compare_to_baseline: bool = True,
         label_key: str = "big_tipper",
-        prediction_key: str = "probabilities",
+        prediction_key: str = "",
+        slice_features: list[str] | str | None = None,
+        eval_config: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.model_type = model_type
         self.metric = metric
+        self.direction = direction
         self.threshold = threshold
         self.max_regression = max_regression
         self.compare_to_baseline = compare_to_baseline
         self.label_key = label_key
         self.prediction_key = prediction_key
+        self.slice_features = slice_features
+        self.eval_config = eval_config
         self._wire_input("examples", examples)
         self._wire_input("model", model)
 
@@ -951,22 +974,50 @@ class EvaluatorOperator(TfxComponentOperator):
         except (TypeError, ValueError):
             raise InvalidArgumentError(f"{self.task_id}: {name} must be a number, got {value!r}") from None
 
+    @property
+    def gate_metric(self) -> str:
+        return self.metric or DEFAULT_METRIC.get(self.model_type, "AUC")
+
+    @property
+    def _slices(self) -> list[str]:
+        value = self.slice_features or []
+        if isinstance(value, str):
+            value = value.split(",")
+        return [f.strip() for f in value if f and f.strip()]
+
     def component_args(self) -> dict[str, Any]:
-        return {"metric": self.metric, "threshold": self.threshold, "max_regression": self.max_regression,
-                "label_key": self.label_key, "prediction_key": self.prediction_key}
+        return {"model_type": self.model_type, "metric": self.gate_metric, "direction": self.direction,
+                "threshold": self.threshold, "max_regression": self.max_regression, "label_key": self.label_key,
+                "prediction_key": self.prediction_key or "", "slice_features": self._slices,
+                "eval_config_path": os.path.abspath(self.eval_config) if self.eval_config else ""}
+
+    def host_paths(self) -> list[str]:
+        return [os.path.abspath(self.eval_config)] if self.eval_config else []
+
+    @property
+    def higher_is_better(self) -> bool:
+        try:
+            return check_gate(self.model_type, self.gate_metric, self.direction or "auto", self._float("threshold"))
+        except EvaluationSpecError as err:
+            raise InvalidArgumentError(f"{self.task_id}: {err}") from None
 
     def validate_args(self) -> None:
         super().validate_args()
-        if self.metric not in GATE_METRICS:
-            raise InvalidArgumentError(f"{self.task_id}: metric must be one of {GATE_METRICS}, got {self.metric!r}")
-        if not 0 <= self._float("threshold") <= 1:
-            raise InvalidArgumentError(f"{self.task_id}: threshold must be in [0, 1], got {self.threshold!r}")
+        if self.eval_config:
+            if not os.path.isfile(self.eval_config):
+                raise InvalidArgumentError(f"{self.task_id}: eval_config {self.eval_config} is not a file")
+        else:
+            self.higher_is_better  # noqa: B018 - raises for a gate that does not fit
+            if not self.label_key:
+                raise InvalidArgumentError(f"{self.task_id}: label_key is empty: name the label as the model's "
+                                           "transform_features signature outputs it")
         if self._float("max_regression") < 0:
             raise InvalidArgumentError(f"{self.task_id}: max_regression must be >= 0, got {self.max_regression!r}")
 
     def gate_reasons(self, evaluation: dict[str, Any]) -> list[str]:
         """Why the model was not blessed, one readable line per failed check."""
-        name = self.metric.lower()
+        higher = True if self.eval_config else self.higher_is_better
+        word, worse, loss = (">=", "below", "drop") if higher else ("<=", "above", "rise")
         metrics = evaluation.get("metrics", {})
         reasons = []
         for failure in evaluation.get("failures", []):
@@ -977,14 +1028,17 @@ class EvaluatorOperator(TfxComponentOperator):
                 base = metrics.get("baseline", {}).get(metric)
                 change = failure.get("value")
                 reasons.append(
-                    f"{metric} = {shown} is {abs(change or 0):.4f} below the blessed baseline model's "
-                    f"{'n/a' if base is None else f'{base:.4f}'}; allowed drop: {self._float('max_regression'):g}"
+                    f"{metric} = {shown} is {abs(change or 0):.4f} {worse} the blessed baseline model's "
+                    f"{'n/a' if base is None else f'{base:.4f}'}; allowed {loss}: {self._float('max_regression'):g}"
                 )
+            elif self.eval_config:
+                reasons.append(f"{metric} = {shown}: {failure.get('message') or failure.get('threshold')}")
             else:
-                reasons.append(f"{metric} = {shown}, threshold: >= {self._float('threshold'):g}")
+                reasons.append(f"{metric} = {shown}, threshold: {word} {self._float('threshold'):g}")
         if not reasons and not evaluation.get("blessed"):
-            value = evaluation.get("metrics", {}).get("candidate", {}).get(name)
-            reasons.append(f"TFMA did not validate the model ({name} = {value}); see the Evaluator log")
+            key = METRICS[self.gate_metric].key if self.gate_metric in METRICS else self.gate_metric
+            value = evaluation.get("metrics", {}).get("candidate", {}).get(key)
+            reasons.append(f"TFMA did not validate the model ({key} = {value}); see the Evaluator log")
         return reasons
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -992,17 +1046,26 @@ class EvaluatorOperator(TfxComponentOperator):
         evaluation = result.get("evaluation") or {}
         for model, values in sorted(evaluation.get("metrics", {}).items()):
             self.log.info("%s metrics: %s", model, ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
+        for name, per_model in sorted((evaluation.get("slices") or {}).items()):
+            values = per_model.get("candidate", {})
+            self.log.info("slice %s: %s", name, ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
         baseline = evaluation.get("baseline_model")
         self.log.info("baseline: %s", f"model {baseline['id']} at {baseline['uri']}" if baseline
                       else "none (no model of this pipeline was blessed before)")
         reasons = self.gate_reasons(evaluation)
         if evaluation.get("blessed"):
-            self.log.info("the model is BLESSED (%s >= %g%s)", self.metric.lower(), self._float("threshold"),
-                          " and no worse than the baseline" if baseline else "")
+            if self.eval_config:
+                self.log.info("the model is BLESSED (the thresholds of %s)", self.eval_config)
+            else:
+                self.log.info("the model is BLESSED (%s %s %g%s)", METRICS[self.gate_metric].key,
+                              ">=" if self.higher_is_better else "<=", self._float("threshold"),
+                              " and no worse than the baseline" if baseline else "")
         else:
             self.log.warning("the model is NOT blessed: %s", "; ".join(reasons))
         return {**result, "blessed": bool(evaluation.get("blessed")), "gate": {
-            "metric": self.metric, "threshold": self._float("threshold"),
+            "model_type": self.model_type, "metric": None if self.eval_config else self.gate_metric,
+            "higher_is_better": None if self.eval_config else self.higher_is_better,
+            "eval_config": self.eval_config or None, "threshold": self._float("threshold"),
             "max_regression": self._float("max_regression"), "reasons": reasons}}
 
 
@@ -1059,9 +1122,13 @@ class PusherOperator(TfxComponentOperator):
         base = self.hook.model_root(self.pipeline_name, self.model_root)
         if _is_local_path(base):
             os.makedirs(base, exist_ok=True)
+        trainer = context["ti"].xcom_pull(task_ids=self.tfx_inputs["model"]["node"]) or {}
+        graphs = (trainer.get("inputs") or {}).get("transform_graph") or []
         self._push_args = {
             "base_directory": base, "pipeline_name": self.pipeline_name, "run_id": context["run_id"],
             "evaluation": {"metrics": (evaluation.get("metrics") or {}).get("candidate", {})},
+            # the model's raw feature spec is read from the Transform graph it was trained with
+            "transform_graph": graphs[0]["uri"] if graphs else "",
         }
         result = self.run_node(context)
         if not result.get("pushed"):

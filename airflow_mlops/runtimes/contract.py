@@ -169,3 +169,10 @@ class StepError(Exception):
         self.message = message
         self.details = details or []
         self.kind = kind
+
+
+class RejectedInput(Exception):
+    """Raised inside a runtime (by a step or a TFX executor) when the user's input cannot work as given:
+    a label or output the model lacks, a module file that does not load, data without a feature the
+    module reads. The step fails with kind ``InvalidInput``, which is not retried; the message says what
+    to set."""

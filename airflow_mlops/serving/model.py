@@ -92,6 +92,10 @@ def check_types(records: list[dict[str, Any]], spec: dict[str, dict[str, Any]] |
     if not spec:
         return
     for i, record in enumerate(records):
+        unknown = sorted(name for name, value in record.items() if name not in spec and value is not None)
+        if unknown:
+            raise BadRequest(f"row {i}: unknown feature{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(repr(n) for n in unknown)}; the model reads: {', '.join(sorted(spec))}")
         for name, feature in spec.items():
             value = record.get(name)
             if value is None:
@@ -162,6 +166,9 @@ def load_version(version: int, path: str) -> _Loaded:
     if os.path.exists(spec_path):
         with open(spec_path) as handle:
             spec = json.load(handle)
+    else:
+        log.warning("model version %s has no %s: JSON values reach the model as they come (no type coercion; "
+                    "an integer for a float feature is refused by TensorFlow)", version, FEATURE_SPEC)
     signature(examples=tf.constant([], dtype=tf.string))
     return _Loaded(version, path, signature, spec)
 

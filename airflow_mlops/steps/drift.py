@@ -318,7 +318,9 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     else:
         base["reference_size"] = saved.get("reference_size")
         skipped = saved.get("skipped", {})
-    x_win, issues = encode(window, encoding)
+    window_frame = _frame(window, list(encoding))  # built once: encoding and the unserved check read it
+    unserved = [n for n in encoding if window_frame[n].isna().all()]
+    x_win, issues = encode(window, encoding, window_frame)
     predict_started = time.monotonic()
     prediction = detector.predict(x_win)["data"]
     alibi_seconds += time.monotonic() - predict_started
@@ -339,6 +341,7 @@ def detect(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         "features": per_feature, "drifted_features": [n for n, e in per_feature.items() if e.get("drift")],
         "data_issues": issues, "detector_reused": reused,
         "skipped_features": skipped,  # not compared: no value in the training data
+        "unserved_features": unserved,  # in the model's features, never in a served request of the window
         "alibi_seconds": round(alibi_seconds, 3),  # Alibi Detect's own calls: construct or load, predict
         "read_seconds": round(read_seconds, 3),  # reading the window (and the reference, when fitting)
     }

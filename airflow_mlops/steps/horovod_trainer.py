@@ -20,9 +20,12 @@ import tempfile
 from typing import Any
 
 from tfx.components.trainer import executor as trainer_executor
+from tfx.components.util import udf_utils
 from tfx.types import artifact_utils
 
+from airflow_mlops.runtimes.contract import RejectedInput
 from airflow_mlops.steps.horovod_launch import LaunchLog, horovodrun_args, on_mpijob
+from airflow_mlops.steps.module_file import uses_horovod
 
 log = logging.getLogger("airflow_mlops.horovod")
 
@@ -42,12 +45,24 @@ class HorovodTrainerExecutor(trainer_executor.GenericExecutor):
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
         settings = horovod_settings(exec_properties)
         workers = int(settings.get("num_workers", 1))
+        remote = on_mpijob(os.environ)
+        run_fn = udf_utils.get_fn(exec_properties, "run_fn")
+        if (workers > 1 or remote) and not uses_horovod(run_fn):
+            advice = ("to train data-parallel, import horovod.tensorflow in the module, call hvd.init(), shard the "
+                      "dataset by hvd.rank()/hvd.size(), wrap the optimizer's gradients with hvd.DistributedGradientTape "
+                      "(or average them with hvd.allreduce) and broadcast the initial weights from rank 0 "
+                      "(README: Transform and Horovod training)")
+            if remote:
+                raise RejectedInput(f"run_fn of {run_fn.__module__} never uses Horovod, so each of the MPIJob's ranks "
+                                    f"would train the whole model on its own: {advice}; or train it with num_workers=1")
+            log.warning("run_fn of %s never uses Horovod: %d workers would each train the whole model, so it runs "
+                        "once, on one worker. %s", run_fn.__module__, workers, advice)
+            workers = 1
         payload = {
             "input_dict": artifact_utils.jsonify_artifact_dict(input_dict),
             "output_dict": artifact_utils.jsonify_artifact_dict(output_dict),
             "exec_properties": {k: v for k, v in exec_properties.items()},
         }
-        remote = on_mpijob(os.environ)
         # ranks in other pods (MPIJob) read the payload from the shared pipeline root, local ones from /tmp
         shared = os.path.dirname(artifact_utils.get_single_uri(output_dict["model_run"])) if remote else None
         with tempfile.TemporaryDirectory(prefix=".horovod-", dir=shared) as tmp:

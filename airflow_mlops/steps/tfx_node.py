@@ -16,7 +16,8 @@ import os
 import time
 from typing import Any
 
-from airflow_mlops.runtimes.contract import StepError
+from airflow_mlops.runtimes.contract import RejectedInput, StepError
+from airflow_mlops.steps.module_file import REQUIRED, load_module_file
 from airflow_mlops.steps.tfx_pipeline import (
     compile_pipeline,
     metadata_connection_config,
@@ -135,30 +136,43 @@ def read_statistics_summary(stats_uri: str, splits: list[str]) -> dict[str, Any]
 
 
 def _metric_value(value) -> float | None:
+    """A metric's number; None for other kinds and for NaN (a class absent from a slice has no recall)."""
+    import math
+
     kind = value.WhichOneof("type")
     if kind == "double_value":
-        return float(value.double_value.value)
-    if kind == "bounded_value":
-        return float(value.bounded_value.value.value)
-    return None
+        number = float(value.double_value.value)
+    elif kind == "bounded_value":
+        number = float(value.bounded_value.value.value)
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _slice_name(slice_key) -> str:
+    return ", ".join(f"{k}={v}" for k, v in slice_key) if slice_key else "overall"
 
 
 def read_evaluation(evaluation_uri: str) -> dict[str, Any]:
-    """TFMA's overall-slice metrics per model (``candidate``, ``baseline``) and its validation result."""
+    """TFMA's metrics per model (``candidate``, ``baseline``) on the overall slice, per slice (``slices``:
+    one per value of each sliced feature), per class (``precision/class_1``), and its validation result."""
     import tensorflow_model_analysis as tfma
     from google.protobuf import text_format
 
     metrics: dict[str, dict[str, float]] = {}
+    slices: dict[str, dict[str, dict[str, float]]] = {}
     for per_slice in tfma.load_metrics(evaluation_uri):
-        if per_slice.slice_key.single_slice_keys:
-            continue  # the overall slice only
+        key = tfma.slicer.deserialize_slice_key(per_slice.slice_key)
         for item in per_slice.metric_keys_and_values:
             value = _metric_value(item.value)
             if value is None:
                 continue
             model = item.key.model_name or "candidate"
             name = item.key.name + ("_diff" if item.key.is_diff else "")
-            metrics.setdefault(model, {})[name] = value
+            if item.key.sub_key.HasField("class_id"):
+                name += f"/class_{item.key.sub_key.class_id.value}"
+            target = metrics if not key else slices.setdefault(_slice_name(key), {})
+            target.setdefault(model, {})[name] = value
     validation = tfma.load_validation_result(evaluation_uri)
     failures = []
     for per_slice in validation.metric_validations_per_slice:
@@ -171,7 +185,8 @@ def read_evaluation(evaluation_uri: str) -> dict[str, Any]:
                 "threshold": text_format.MessageToString(failure.metric_threshold, as_one_line=True),
                 "message": failure.message,
             })
-    return {"validation_ok": bool(validation.validation_ok), "metrics": metrics, "failures": failures}
+    return {"validation_ok": bool(validation.validation_ok), "metrics": metrics, "slices": slices,
+            "failures": failures}
 
 
 def _component_details(node_component: str, artifacts: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +252,12 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             ).launch()
 
         started = time.monotonic()
+        functions = REQUIRED.get(node_spec["component"])
+        if functions and node_spec["args"].get("module_file"):  # a broken module file fails here, not in Beam
+            try:
+                load_module_file(node_spec["args"]["module_file"], functions)
+            except RejectedInput as err:
+                raise StepError(f"{node_spec['component']}: {err}", kind="InvalidInput") from None
         # Companion nodes (a resolver picking the baseline model) run first, in the same task.
         for companion in (n for n in spec["nodes"] if n.get("companion_of") == node_id):
             log.info("running companion node %s (%s) of %s", companion["id"], companion["component"], node_id)
@@ -254,6 +275,11 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             reason = f"{type(launch_error).__name__}: {launch_error}" if launch_error else _execution_error(after[-1] if after else None)
             details: list[dict[str, Any]] = []
             kind = "ComponentFailed"
+            rejected = rejection(launch_error)
+            if rejected is None and node_spec["component"] == "Transform":
+                rejected = missing_feature(launch_error, execution_artifacts(store, after[-1].id) if after else {})
+            if rejected is not None:
+                raise StepError(f"{node_spec['component']}: {rejected}", kind="InvalidInput")
             if node_spec["component"] == "CsvExampleGen":
                 details = diagnose_csv(resolve_input_base(node_spec["args"]["input_base"]))
                 if details:
@@ -280,6 +306,44 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         **artifacts,
         **_component_details(node_spec["component"], artifacts),
     }
+
+
+def rejection(error: BaseException | None) -> RejectedInput | None:
+    """The :class:`RejectedInput` behind ``error`` (TFX may wrap what an executor raised), if any."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, RejectedInput):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
+def missing_feature(error: BaseException | None, artifacts: dict[str, Any]) -> RejectedInput | None:
+    """For a Transform whose ``preprocessing_fn`` read a feature the data lacks (``KeyError``): say which."""
+    seen, key = 0, None
+    while error is not None and seen < 10 and key is None:
+        if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
+            key = error.args[0]
+        error = error.__cause__ or error.__context__
+        seen += 1
+    if key is None:
+        return None
+    columns: list[str] = []
+    schema = ((artifacts.get("inputs") or {}).get("schema") or [{}])[0].get("uri")
+    if schema:
+        try:
+            from tensorflow_metadata.proto.v0 import schema_pb2
+            from tfx.utils import io_utils
+
+            parsed = io_utils.parse_pbtxt_file(os.path.join(schema, "schema.pbtxt"), schema_pb2.Schema())
+            columns = sorted(f.name for f in parsed.feature)
+        except Exception:  # noqa: BLE001 - the message is still useful without the columns
+            columns = []
+    return RejectedInput(
+        f"the module's preprocessing_fn reads feature {key!r}, which the data does not have"
+        + (f" (its columns: {', '.join(columns)})" if columns else "")
+        + ": rename the CSV column, or change the module's feature names")
 
 
 def diagnose_csv(input_base: str, limit: int = 50) -> list[dict[str, Any]]:

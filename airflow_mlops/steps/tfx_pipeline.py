@@ -169,22 +169,37 @@ def _latest_blessed_model_resolver(inputs, args, target=True):
 
 
 def eval_config(args: dict[str, Any]):
-    """A TFMA EvalConfig with one gated metric: ``value >= threshold`` and, against a baseline,
-    ``value >= baseline - max_regression``."""
+    """The TFMA EvalConfig of the Evaluator: the user's file (``eval_config_path``), or one built for the
+    model type with one gated metric (per-class metrics of a multi-class model are added by the executor, which
+    knows the number of classes): ``value >= threshold`` and, against a baseline, ``value >= baseline -
+    max_regression`` (``<=`` and ``+`` where lower is better), the model type's other metrics reported, per
+    class for a multi-class model, on the overall slice and one slice per value of each ``slice_features``."""
     import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis.proto import config_pb2
 
-    metric = tfma.MetricConfig(
-        class_name=args["metric"],
-        threshold=tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": float(args["threshold"])}),
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                absolute={"value": -float(args.get("max_regression") or 0.0) - 1e-10},
-            ),
+    from airflow_mlops.evaluation import DEFAULT_METRIC, REPORTED, check_gate
+
+    if args.get("eval_config_path"):
+        return load_eval_config(args["eval_config_path"])
+    model_type = args.get("model_type") or "binary"
+    name = args.get("metric") or DEFAULT_METRIC[model_type]
+    threshold = float(args["threshold"])
+    higher = check_gate(model_type, name, args.get("direction") or "auto", threshold)
+    regression = float(args.get("max_regression") or 0.0)
+    bound = {"lower_bound" if higher else "upper_bound": {"value": threshold}}
+    threshold_spec = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(**bound),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER if higher else tfma.MetricDirection.LOWER_IS_BETTER,
+            absolute={"value": (-regression - 1e-10) if higher else (regression + 1e-10)},
         ),
     )
-    reported = [tfma.MetricConfig(class_name=name) for name in ("ExampleCount", "AUC", "BinaryAccuracy")
-                if name != args["metric"]]
+    # gated on the overall slice only (a bare threshold would apply to every slice); slices are reported
+    metric = tfma.MetricConfig(class_name=name, per_slice_thresholds=[
+        config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold_spec)])
+    specs = [tfma.MetricsSpec(metrics=[*(tfma.MetricConfig(class_name=n) for n in REPORTED[model_type] if n != name),
+                                       metric])]
+    slices = [tfma.SlicingSpec(), *(tfma.SlicingSpec(feature_keys=[f]) for f in args.get("slice_features") or [])]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=args.get("signature_name") or "serving_default",
@@ -192,21 +207,52 @@ def eval_config(args: dict[str, Any]):
             prediction_key=args.get("prediction_key") or "",
             preprocessing_function_names=list(args.get("preprocessing_function_names") or ["transform_features"]),
         )],
-        slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=[*reported, metric])],
+        slicing_specs=slices,
+        metrics_specs=specs,
     )
+
+
+def load_eval_config(path: str):
+    """A TFMA EvalConfig from a JSON or text-proto (pbtxt) file; a file that is neither is named with the error."""
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import json_format, text_format
+
+    from airflow_mlops.runtimes.contract import RejectedInput
+
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except OSError as err:
+        raise RejectedInput(f"eval_config {path}: cannot be read: {err.strerror or err}") from None
+    config = tfma.EvalConfig()
+    try:
+        if text.lstrip().startswith("{"):
+            json_format.Parse(text, config)
+        else:
+            text_format.Parse(text, config)
+    except (json_format.ParseError, text_format.ParseError) as err:
+        raise RejectedInput(f"eval_config {path} is not a TFMA EvalConfig (JSON or pbtxt): {err}") from None
+    if not config.model_specs:
+        raise RejectedInput(f"eval_config {path} has no model_specs: name at least the label_key")
+    return config
 
 
 def _evaluator(inputs, args, target=True):
     from tfx.components import Evaluator
+    from tfx.dsl.components.base import executor_spec
 
-    return Evaluator(
+    from airflow_mlops.steps.evaluator import CheckedEvaluatorExecutor
+
+    evaluator = Evaluator(
         examples=inputs["examples"],
         model=inputs["model"],
         baseline_model=inputs.get("baseline_model"),
         eval_config=eval_config(args) if target else None,
         example_splits=list(args.get("example_splits") or ["eval"]),
     )
+    # TFX's Evaluator takes no custom executor: the same component, its executor checking the model first
+    evaluator.executor_spec = executor_spec.BeamExecutorSpec(CheckedEvaluatorExecutor)
+    return evaluator
 
 
 def _versioned_pusher(inputs, args, target=True):
@@ -223,7 +269,7 @@ def _versioned_pusher(inputs, args, target=True):
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=args.get("base_directory") or "")
         ),
         custom_executor_spec=executor_spec.ExecutorClassSpec(VersionedPusherExecutor),
-        custom_config={CONFIG_KEY: {k: args.get(k) for k in ("registry_dir", "pipeline_name", "run_id", "evaluation")}},
+        custom_config={CONFIG_KEY: {k: args.get(k) for k in ("pipeline_name", "run_id", "evaluation", "transform_graph")}},
     )
 
 

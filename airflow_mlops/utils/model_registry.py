@@ -140,10 +140,20 @@ class ModelRegistry:
             numbers += [int(p.name) for p in self.base.iterdir() if p.name.isdigit()]
         return max(numbers, default=0) + 1
 
-    def publish(self, source: str | os.PathLike[str], *, model_uri: str, **record: Any) -> tuple[ModelVersion, bool]:
+    def publish(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        model_uri: str,
+        extra_files: dict[str, str] | None = None,
+        **record: Any,
+    ) -> tuple[ModelVersion, bool]:
         """Add the SavedModel at ``source`` as the next version; return it and whether it was new.
 
         The same ``model_uri`` published again (a retried push) returns its existing version.
+
+        :param extra_files: ``{relative path: text}`` written into the version beside the model's own
+            files (those the model has are kept), before the version appears.
         """
         if not (Path(source) / "saved_model.pb").exists():
             raise ModelRegistryError(f"{source} is not a SavedModel directory (no saved_model.pb)")
@@ -161,6 +171,11 @@ class ModelRegistry:
                 staging = self.base / f".incoming-{entry.version}-{os.getpid()}"
                 shutil.rmtree(staging, ignore_errors=True)
                 copy_saved_model(source, staging)
+                for relative, text in (extra_files or {}).items():
+                    target = staging / relative
+                    if not target.exists():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_text(text)
                 os.rename(staging, entry.path)
             entry.status = READY
             self._write(entry)

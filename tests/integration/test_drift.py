@@ -140,3 +140,24 @@ def test_a_feature_empty_in_the_training_data_is_skipped_and_reported(drift):
 def test_a_reference_with_no_value_at_all_is_named(drift):
     with pytest.raises(RuntimeStepFailed, match=r"no feature has a value in the reference \(3 records\)"):
         drift(reference=[{}, {}, {}], window=sample(100, seed=7))
+
+
+def test_a_feature_of_the_schema_never_served_is_reported(drift):
+    window = [{k: v for k, v in r.items() if k != "trip_miles"} for r in sample(300, seed=8)]
+    result = drift(reference=REFERENCE, window=window)
+    assert result["status"] == "ok" and result["unserved_features"] == ["trip_miles"]
+    assert drift(reference=REFERENCE, window=sample(300, seed=9))["unserved_features"] == []
+
+
+def test_features_and_kinds_of_any_schema_not_only_taxi(drift):
+    """Penguin-like features: an integer feature the schema calls categorical is compared as categories."""
+    rng = random.Random(11)
+
+    def penguins(n, heavy=0.0):
+        return [{"body_mass_g": int(rng.gauss(4200 + heavy, 400)), "island": rng.choice(["Biscoe", "Dream"]),
+                 "year": rng.choice([2007, 2008, 2009])} for _ in range(n)]
+
+    features = {"body_mass_g": "numeric", "island": "categorical", "year": "categorical"}
+    result = drift(reference=penguins(1000), window=penguins(400, heavy=600), features=features)
+    assert result["drifted_features"] == ["body_mass_g"]
+    assert {n: f["kind"] for n, f in result["features"].items()} == features

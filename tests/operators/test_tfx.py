@@ -299,10 +299,18 @@ def test_evaluator_without_baseline(state_dir):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"metric": "MeanSquaredError"}, "metric must be one of"),
+    ({"metric": "MeanSquaredError"}, "metric MeanSquaredError is for regression models, not binary: use one of AUC"),
+    ({"metric": "Accuracy"}, "metric 'Accuracy' is not one the gate knows; for model_type 'binary' use one of AUC"),
+    ({"model_type": "regression", "metric": "SparseCategoricalAccuracy"},
+     "metric SparseCategoricalAccuracy is for multiclass models, not regression: use one of MeanSquaredError"),
+    ({"model_type": "ranking"}, "model_type must be one of binary, multiclass, regression"),
+    ({"direction": "sideways"}, "direction must be one of auto, higher, lower"),
     ({"threshold": "high"}, "threshold must be a number"),
-    ({"threshold": 1.5}, r"threshold must be in \[0, 1\]"),
+    ({"threshold": 1.5}, r"threshold of AUC must be in \[0, 1\], got 1.5"),
+    ({"model_type": "regression", "threshold": -1}, "threshold of MeanSquaredError must be >= 0"),
     ({"max_regression": -0.1}, "max_regression must be >= 0"),
+    ({"label_key": ""}, "label_key is empty"),
+    ({"eval_config": "/no/such/eval_config.pbtxt"}, "eval_config /no/such/eval_config.pbtxt is not a file"),
 ])
 def test_evaluator_argument_errors(state_dir, kwargs, message):
     op = EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr", **kwargs)
@@ -323,6 +331,37 @@ def test_evaluator_gate_reasons_name_metric_value_and_threshold(state_dir):
         "auc = 0.6100, threshold: >= 0.9",
         "auc = 0.6100 is 0.3400 below the blessed baseline model's 0.9500; allowed drop: 0.01",
     ]
+
+
+def test_evaluator_defaults_and_directions_by_model_type(state_dir):
+    def ev(**kwargs):
+        return EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr", **kwargs)
+
+    assert (ev().gate_metric, ev().higher_is_better) == ("AUC", True)
+    multi = ev(model_type="multiclass", label_key="species_xf", slice_features="island, sex")
+    assert (multi.gate_metric, multi.higher_is_better) == ("SparseCategoricalAccuracy", True)
+    assert multi.component_args()["slice_features"] == ["island", "sex"]
+    regression = ev(model_type="regression", metric="MeanAbsoluteError", threshold=4.5, max_regression=0.5)
+    regression.validate_args()
+    assert regression.higher_is_better is False
+    assert ev(model_type="regression", direction="higher").higher_is_better is True
+    evaluation = {"blessed": False, "metrics": {"candidate": {"mean_absolute_error": 5.2},
+                                                "baseline": {"mean_absolute_error": 3.9}},
+                  "failures": [{"metric": "mean_absolute_error", "against_baseline": False, "value": 5.2},
+                               {"metric": "mean_absolute_error", "against_baseline": True, "value": 1.3}]}
+    assert regression.gate_reasons(evaluation) == [
+        "mean_absolute_error = 5.2000, threshold: <= 4.5",
+        "mean_absolute_error = 5.2000 is 1.3000 above the blessed baseline model's 3.9000; allowed rise: 0.5",
+    ]
+
+
+def test_evaluator_with_an_eval_config_file_checks_only_the_file(state_dir, tmp_path):
+    config = tmp_path / "eval_config.pbtxt"
+    config.write_text('model_specs { label_key: "y" }')
+    op = EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr", metric="Nonsense",
+                           eval_config=str(config))
+    op.validate_args()
+    assert op.component_args()["eval_config_path"] == str(config) and op.host_paths() == [str(config)]
 
 
 def test_pusher_skips_an_unblessed_model_without_running_anything(train_ops, monkeypatch):

@@ -55,10 +55,17 @@ def test_type_errors_name_the_feature_and_row(record, message):
         check_types([record], SPEC)
 
 
-def test_optional_missing_and_unknown_features_pass():
-    check_types([{"fare": 1, "trip_seconds": 2, "company": None, "tips": 0.5}], SPEC)
+def test_optional_and_missing_features_pass_and_integers_are_floats():
+    check_types([{"fare": 1, "trip_seconds": 2, "company": None}], SPEC)
     check_types([{"fare": 1.0, "trip_seconds": 60.0}], SPEC)  # an integral float is an int (SeldonClient sends those)
     check_types([{"anything": "goes"}], None)  # a model without a feature spec: TensorFlow decides
+
+
+def test_an_unknown_feature_is_named_with_the_features_the_model_reads():
+    with pytest.raises(BadRequest, match=r"row 1: unknown feature 'tips'; the model reads: company, fare, "):
+        check_types([{"fare": 1.0, "trip_seconds": 2}, {"fare": 1.0, "trip_seconds": 2, "tips": 0.5}], SPEC)
+    with pytest.raises(BadRequest, match=r"row 0: unknown features 'a', 'b'"):
+        check_types([{"fare": 1.0, "trip_seconds": 2, "b": 1, "a": 2}], SPEC)
 
 
 def test_tf_error_summary_keeps_the_feature_line():
