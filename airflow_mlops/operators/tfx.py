@@ -12,10 +12,11 @@ id, so artifacts and lineage land in one ML Metadata store.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -159,17 +160,38 @@ class TfxComponentOperator(BaseOperator):
         """Nodes that are no Airflow task of their own but run first in this task (e.g. a resolver)."""
         return []
 
-    def _args_rendered_with(self, context: Any) -> dict[str, Any]:
-        """``component_args()`` as this operator's own task would see them (its fields rendered first,
-        so defaults for empty values apply); the operator is left as it was."""
+    @contextlib.contextmanager
+    def _rendered(self, context: Any) -> Iterator[None]:
+        """This operator's fields rendered as its own task will see them, meanwhile; left as it was after."""
         saved = {name: getattr(self, name) for name in self.template_fields}
         try:
             for name, value in saved.items():
                 setattr(self, name, self.render_template(value, context))
-            return self.component_args()
+            yield
         finally:
             for name, value in saved.items():
                 setattr(self, name, value)
+
+    def _args_rendered_with(self, context: Any) -> dict[str, Any]:
+        """``component_args()`` as this operator's own task would see them (defaults for empty values apply)."""
+        with self._rendered(context):
+            return self.component_args()
+
+    def check_pipeline_args(self, context: Any) -> None:
+        """At the pipeline's first task: check the arguments of every other TFX task of the DAG as that task
+        will render them, so a mistake in the Evaluator's or the Trainer's params fails the run before
+        anything is ingested or trained, naming the task. Arguments that can only be rendered later (an
+        upstream task's result) are left to their own task."""
+        for task in (self.dag.tasks if self.dag is not None else []):
+            if task is self or not isinstance(task, TfxComponentOperator):
+                continue
+            try:
+                with task._rendered(context):
+                    task.validate_args()
+            except InvalidArgumentError as err:
+                raise InvalidArgumentError(f"{self.task_id}: the run cannot succeed: {err}") from None
+            except Exception:  # noqa: BLE001 - not renderable yet (needs an upstream result): checked later
+                continue
 
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
         args = self.component_args()
@@ -218,6 +240,8 @@ class TfxComponentOperator(BaseOperator):
 
     def node_params(self, context: Any) -> tuple[dict[str, Any], list[str]]:
         """The ``tfx.run_node`` parameters of this task, and the local paths it needs."""
+        if not self.tfx_inputs:  # the pipeline's first task checks the others' arguments too
+            self.check_pipeline_args(context)
         self.validate_args()
         spec = self.pipeline_spec(self.hook, context)
         binds = [spec["pipeline_root"], *self.host_paths()]

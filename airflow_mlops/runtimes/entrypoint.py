@@ -40,6 +40,7 @@ from airflow_mlops.runtimes.contract import (
     STATUS_FAILED,
     STATUS_SUCCEEDED,
     ContractError,
+    RejectedInput,
     StepError,
     StepRequest,
     StepResult,
@@ -76,6 +77,9 @@ def execute(request: StepRequest) -> StepResult:
             status=STATUS_FAILED,
             error={"type": err.kind, "message": err.message, "details": err.details},
         )
+    except RejectedInput as err:  # the user's input cannot work as given: not retried
+        log.error("step %s refused its input: %s", request.step, err)
+        return StepResult(status=STATUS_FAILED, error={"type": "InvalidInput", "message": str(err), "details": []})
     except Exception as err:  # noqa: BLE001 - every failure must become a result
         log.error("step %s raised:\n%s", request.step, traceback.format_exc())
         return StepResult(

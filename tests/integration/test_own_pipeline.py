@@ -31,6 +31,7 @@ import pytest
 from airflow_mlops.hooks.seldon import SeldonHook
 from airflow_mlops.utils.model_registry import ModelRegistry
 from airflow_mlops.utils.public_datasets import write_cars, write_penguins
+from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
 from .conftest import stop_deployments
 from .test_ingest_dag import dags_test, task_states, write_slice
@@ -157,6 +158,8 @@ def test_penguins_multiclass_blessed_pushed_served(state, penguins, tfx_runtime)
 def test_wrong_label_and_prediction_keys_are_named_with_what_the_model_has(state, penguins, tfx_runtime):
     module = tfx_example(tfx_runtime, "penguin/penguin_utils_keras.py")
     before = served(state, "penguins").version
+    schemas = ReferenceSchemaStore(state["state_dir"] / "schemas")
+    reference = schemas.versions("penguins")
     code, log, states = train(state, "penguins", penguins["ready"], module_file=module, model_type="multiclass",
                               label_key="species", train_steps=20)
     assert code != 0
@@ -170,10 +173,18 @@ def test_wrong_label_and_prediction_keys_are_named_with_what_the_model_has(state
                           "prediction_key 'probabilities' is not an output of the model's 'serving_default' signature; "
                           "its outputs: outputs")
     assert served(state, "penguins").version == before == 1  # the served model is untouched
+    assert schemas.versions("penguins") == reference == [1]  # and the reference schema too
+    assert [v.version for v in ModelRegistry(state["state_dir"] / "models" / "penguins").versions()] == [1]
 
 
 # -- regression: a module of our own --------------------------------------------------------------------
 def test_cars_regression_gated_on_mean_absolute_error(state, cars):
+    code, log, states = train(state, "cars", cars, module_file=str(CARS_MODULE), model_type="regression",
+                              label_key="Miles_per_Gallon_xf", eval_metric="AUC")
+    assert code != 0  # refused by the run's first task: nothing ingested, nothing trained
+    assert_failed_once_at(log, states, "CsvExampleGen", "CsvExampleGen: the run cannot succeed: Evaluator: metric AUC "
+                          "is for binary models, not regression: use one of MeanSquaredError")
+    assert states["Transform"] == "upstream_failed" and not (state["state_dir"] / "models" / "cars").exists()
     code, log, states = train(state, "cars", cars, module_file=str(CARS_MODULE), model_type="regression",
                               label_key="Miles_per_Gallon_xf", eval_metric="MeanAbsoluteError", eval_threshold=8,
                               slice_features="Origin", train_steps=300)
@@ -190,6 +201,31 @@ def test_cars_regression_gated_on_mean_absolute_error(state, cars):
     assert status == 200, body
     mpg = body["data"]["ndarray"][0]
     assert 5 < (mpg[0] if isinstance(mpg, list) else mpg) < 60
+
+
+def test_a_tfma_eval_config_file_replaces_the_generated_gate(state, cars, tmp_path):
+    broken = tmp_path / "broken.pbtxt"
+    broken.write_text("model_specs { label_key: 'Miles_per_Gallon_xf' \n")
+    code, log, states = train(state, "cars_config", cars, module_file=str(CARS_MODULE), model_type="regression",
+                              label_key="Miles_per_Gallon_xf", eval_config=str(broken), train_steps=50)
+    assert code != 0
+    assert_failed_once_at(log, states, "Evaluator", f"eval_config {broken} is not a TFMA EvalConfig (JSON or pbtxt)")
+    config = tmp_path / "eval_config.pbtxt"
+    config.write_text("""
+        model_specs { label_key: "Miles_per_Gallon_xf" }
+        slicing_specs {}
+        slicing_specs { feature_keys: "Cylinders" }
+        metrics_specs {
+          metrics { class_name: "ExampleCount" }
+          metrics { class_name: "RootMeanSquaredError"
+                    threshold { value_threshold { upper_bound { value: 12.0 } } } }
+        }
+    """)
+    code, log, states = train(state, "cars_config", cars, module_file=str(CARS_MODULE), model_type="regression",
+                              label_key="ignored_when_a_file_is_given", eval_config=str(config), train_steps=300)
+    assert code == 0 and set(states.values()) == {"success"}, (states, log[-6000:])
+    assert f"the model is BLESSED (the thresholds of {config})" in log
+    assert re.search(r"slice Cylinders=4: .*root_mean_squared_error=\d+\.\d{4}", log)
 
 
 # -- TFX's own taxi module ------------------------------------------------------------------------------

@@ -292,6 +292,20 @@ def test_evaluator_runs_a_baseline_resolver_in_its_own_task(train_ops):
     assert train_ops.pu.tfx_inputs["model_blessing"] == {"node": "ev", "output": "blessing"}
 
 
+def test_the_first_task_refuses_a_run_whose_later_tasks_cannot_succeed(train_ops, monkeypatch):
+    """A metric of another model type fails the run at CsvExampleGen, before anything is ingested or trained."""
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda *a, **k: pytest.fail("the run reached the runtime"))
+    context = {"run_id": "manual__1", "params": {"metric": "MeanSquaredError", "threshold": 0.5}}
+    with pytest.raises(InvalidArgumentError, match=r"^eg: the run cannot succeed: ev: metric MeanSquaredError is "
+                                                   r"for regression models, not binary"):
+        train_ops.eg.node_params(context)
+    assert train_ops.ev.metric == "{{ params.metric }}"  # the other task is left as it was
+    train_ops.eg.check_pipeline_args({"run_id": "manual__1", "params": {"metric": "AUC", "threshold": 0.5}})
+    # a template that needs an upstream task's result is left to its own task
+    train_ops.ev.threshold = "{{ ti.xcom_pull(task_ids='nowhere')['threshold'] }}"
+    train_ops.eg.check_pipeline_args({"run_id": "manual__1", "params": {"metric": "AUC"}})
+
+
 def test_evaluator_without_baseline(state_dir):
     op = EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr", compare_to_baseline=False)
     assert op.companion_nodes() == []

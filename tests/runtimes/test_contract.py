@@ -11,6 +11,7 @@ from airflow_mlops.runtimes import entrypoint
 from airflow_mlops.runtimes.contract import (
     CONTRACT_VERSION,
     ContractError,
+    RejectedInput,
     StepError,
     StepRequest,
     StepResult,
@@ -78,11 +79,16 @@ def _crashing_step(params, context):
     raise ZeroDivisionError("division by zero")
 
 
+def _rejecting_step(params, context):
+    raise RejectedInput("eval_config /x.pbtxt is not a TFMA EvalConfig")
+
+
 @pytest.fixture
 def fake_steps(monkeypatch):
     monkeypatch.setitem(entrypoint.STEPS, "test.ok", f"{__name__}:_ok_step")
     monkeypatch.setitem(entrypoint.STEPS, "test.domain", f"{__name__}:_domain_error_step")
     monkeypatch.setitem(entrypoint.STEPS, "test.crash", f"{__name__}:_crashing_step")
+    monkeypatch.setitem(entrypoint.STEPS, "test.reject", f"{__name__}:_rejecting_step")
 
 
 def test_execute_success(fake_steps):
@@ -104,6 +110,15 @@ def test_execute_unexpected_error_is_a_failed_result(fake_steps):
     result = entrypoint.execute(StepRequest(step="test.crash"))
     assert result.status == "failed"
     assert result.error["type"] == "ZeroDivisionError"
+
+
+def test_rejected_input_is_a_non_retryable_failure(fake_steps):
+    from airflow_mlops.exceptions import NON_RETRYABLE_ERRORS
+
+    result = entrypoint.execute(StepRequest(step="test.reject"))
+    assert result.error == {"type": "InvalidInput", "message": "eval_config /x.pbtxt is not a TFMA EvalConfig",
+                            "details": []}
+    assert result.error["type"] in NON_RETRYABLE_ERRORS
 
 
 def test_unknown_step_names_known_steps():
