@@ -52,6 +52,12 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "(saves the import in every task); False starts a fresh process for every step.",
     ),
     "warm_runtime_idle_timeout": ("600", "Seconds a warm runtime waits for work before it exits."),
+    "max_warm_runtimes": (
+        "3",
+        "At most this many warm runtimes run at once on a machine (per user): starting another first stops "
+        "the least recently used idle one; when all are running steps, the step runs in a fresh process. "
+        "A TFX one holds ~900 MB. 0: no bound.",
+    ),
     "debian_mirror": ("http://deb.debian.org/debian", "Debian mirror used to build root-filesystem runtimes."),
     "pip_index_url": (
         "",

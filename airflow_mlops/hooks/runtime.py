@@ -32,7 +32,7 @@ from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResu
 from airflow_mlops.runtimes.local import RuntimeInstall, RuntimeProcess, runtime_command
 from airflow_mlops.runtimes.sources import PackageSources
 from airflow_mlops.runtimes.specs import get_runtime_spec
-from airflow_mlops.runtimes.warm import WarmRuntime, WarmRuntimeError
+from airflow_mlops.runtimes.warm import ServerGone, WarmRuntime, WarmRuntimeError
 from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
 from airflow_mlops.kubernetes.pods import CALL_LABEL, RUNTIME_LABEL, STEP_LABEL, PodSettings, \
     PodStepRunner, step_pod
@@ -302,7 +302,8 @@ class RuntimeHook(BaseHook):
     def _run_warm(self, install, env, base_binds, binds, request, result, on_line, step, timeout) -> int | None:
         """Run the step in the warm runtime; None when that is not possible (then a fresh process runs it)."""
         warm = WarmRuntime(install, base_binds=base_binds, env=env, preload=get_runtime_spec(self.runtime).preload,
-                           idle_timeout=float(self.setting("warm_runtime_idle_timeout")))
+                           idle_timeout=float(self.setting("warm_runtime_idle_timeout")),
+                           max_running=int(self.setting("max_warm_runtimes") or 0))
         try:
             pid = warm.ensure_started(log=lambda line: self.log.info("%s", line))
             warm.bind(binds)
@@ -315,6 +316,9 @@ class RuntimeHook(BaseHook):
             self._process = warm
         try:
             return warm.run(request, result, on_line, timeout=timeout)
+        except ServerGone as err:  # stopped before the step started (to make room for another): nothing ran
+            self.log.warning("warm runtime gone, running step %s in a fresh process: %s", step, err)
+            return None
         except TimeoutError as err:
             raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
         except WarmRuntimeError as err:

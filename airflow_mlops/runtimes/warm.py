@@ -53,8 +53,77 @@ def socket_dir() -> Path:
     return Path("/tmp") / f"airflow-mlops-{os.getuid()}"
 
 
+class RuntimeLimitReached(WarmRuntimeError):
+    """As many warm runtimes as allowed run and every one is running a step: this step takes a fresh process."""
+
+
+def _alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+class ServerGone(WarmRuntimeError):
+    """The server could not be reached before the step started (e.g. stopped to make room): nothing ran."""
+
+
+def _stop_if_idle(name: str, pid: int) -> bool:
+    """Stop server ``name`` unless a client runs a step on it (clients hold a shared lock on ``<name>.inuse``
+    from before they connect until the step ends; this holds it exclusively while stopping)."""
+    with open(socket_dir() / f"{name}.inuse", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+        (socket_dir() / f"{name}.pid").unlink(missing_ok=True)
+        (socket_dir() / f"{name}.sock").unlink(missing_ok=True)
+        return True
+
+
+def make_room(limit: int, keep: str, log: Callable[[str], None] = print) -> None:
+    """Stop idle warm runtimes, least recently used first, until fewer than ``limit`` run (``keep`` is spared).
+
+    The caller holds ``<socket dir>/limit.lock`` until the server it starts has written its pid file,
+    so two starts cannot both see room for one. Raises :class:`RuntimeLimitReached` when ``limit``
+    run and all of them are busy.
+    """
+    if limit <= 0:
+        return
+    running = []
+    for pid_file in socket_dir().glob("*.pid"):
+        name = pid_file.name[: -len(".pid")]
+        pid = _alive(pid_file)
+        if pid is None or name == keep:
+            continue
+        used = socket_dir() / f"{name}.used"
+        last = used.stat().st_mtime if used.exists() else pid_file.stat().st_mtime
+        running.append((last, name, pid))
+    for last, name, pid in sorted(running):
+        if len(running) < limit:
+            return
+        if not _stop_if_idle(name, pid):
+            continue  # running a step
+        log(f"stopped warm runtime {name} (pid {pid}, unused for {time.time() - last:.0f} s): at most {limit} run "
+            "at once ([mlops] max_warm_runtimes)")
+        running = [r for r in running if r[1] != name]
+    if len(running) >= limit:
+        raise RuntimeLimitReached(f"{len(running)} warm runtimes run and each is running a step "
+                                  f"([mlops] max_warm_runtimes = {limit})")
+
+
 class WarmRuntime:
-    """One warm runtime server for ``install`` with ``base_binds`` (state dir, code) and ``env``."""
+    """One warm runtime server for ``install`` with ``base_binds`` (state dir, code) and ``env``.
+
+    :param max_running: at most this many warm runtimes of this user run at once: starting another
+        first stops the least recently used idle one (0: no bound).
+    """
 
     def __init__(
         self,
@@ -65,8 +134,10 @@ class WarmRuntime:
         preload: Iterable[str],
         idle_timeout: float = 600.0,
         start_timeout: float = 180.0,
+        max_running: int = 0,
     ) -> None:
         self.install = install
+        self.max_running = max_running
         self.base_binds = normalise_binds(base_binds)
         self.env = dict(env)
         self.preload = list(preload)
@@ -75,6 +146,7 @@ class WarmRuntime:
         ident = json.dumps([str(install.path), install.key, self.base_binds, sorted(self.env.items()), self.preload,
                             code_fingerprint()])
         name = f"{install.name}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
+        self.name = name
         self.socket_path = socket_dir() / f"{name}.sock"
         self.pid_file = socket_dir() / f"{name}.pid"
         self.log_file = socket_dir() / f"{name}.log"
@@ -84,12 +156,8 @@ class WarmRuntime:
     # -- lifecycle ----------------------------------------------------------------------
     def pid(self) -> int | None:
         """The server's pid if it is running and listening."""
-        try:
-            pid = int(self.pid_file.read_text())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid if self.socket_path.exists() else None
+        pid = _alive(self.pid_file)
+        return pid if pid is not None and self.socket_path.exists() else None
 
     def ensure_started(self, log: Callable[[str], None] = print) -> int:
         socket_dir().mkdir(mode=0o700, exist_ok=True)
@@ -99,28 +167,34 @@ class WarmRuntime:
             if pid:
                 return pid
             self.socket_path.unlink(missing_ok=True)
-            command, env = runtime_command(
-                self.install,
-                ["python", "-m", "airflow_mlops.runtimes.server", str(self.socket_path),
-                 "--preload", ",".join(self.preload), "--idle-timeout", str(self.idle_timeout)],
-                env=self.env,
-                binds=self.base_binds,
-            )
-            log(f"starting warm runtime {self.install.name} (log: {self.log_file})")
-            with open(self.log_file, "ab") as out:
-                # exec chain (unshare → sh → chroot → env → python) keeps this pid for the server
-                proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-            deadline = time.monotonic() + self.start_timeout
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise WarmRuntimeError(f"warm runtime exited with code {proc.returncode}:\n{self._log_tail()}")
-                if self.socket_path.exists():
-                    self.pid_file.write_text(str(proc.pid))
-                    return proc.pid
-                time.sleep(0.2)
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise WarmRuntimeError(f"warm runtime did not listen within {self.start_timeout:.0f} s:\n{self._log_tail()}")
+            with open(socket_dir() / "limit.lock", "w") as limit:  # starts and evictions one at a time
+                fcntl.flock(limit, fcntl.LOCK_EX)
+                make_room(self.max_running, keep=self.name, log=log)
+                return self._start(log)
+
+    def _start(self, log: Callable[[str], None]) -> int:
+        command, env = runtime_command(
+            self.install,
+            ["python", "-m", "airflow_mlops.runtimes.server", str(self.socket_path),
+             "--preload", ",".join(self.preload), "--idle-timeout", str(self.idle_timeout)],
+            env=self.env,
+            binds=self.base_binds,
+        )
+        log(f"starting warm runtime {self.install.name} (log: {self.log_file})")
+        with open(self.log_file, "ab") as out:
+            # exec chain (unshare → sh → chroot → env → python) keeps this pid for the server
+            proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise WarmRuntimeError(f"warm runtime exited with code {proc.returncode}:\n{self._log_tail()}")
+            if self.socket_path.exists():
+                self.pid_file.write_text(str(proc.pid))
+                return proc.pid
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise WarmRuntimeError(f"warm runtime did not listen within {self.start_timeout:.0f} s:\n{self._log_tail()}")
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
@@ -160,12 +234,16 @@ class WarmRuntime:
 
         Raises :class:`TimeoutError` after ``timeout`` seconds, having stopped the step.
         """
+        (socket_dir() / f"{self.name}.used").touch()  # for the least-recently-used order of make_room
+        inuse = open(socket_dir() / f"{self.name}.inuse", "a")  # noqa: SIM115 - held for the step
+        fcntl.flock(inuse, fcntl.LOCK_SH)  # a busy server is never stopped to make room
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             conn.connect(str(self.socket_path))
         except OSError as err:
             conn.close()
-            raise WarmRuntimeError(f"cannot reach the warm runtime at {self.socket_path}: {err}") from err
+            inuse.close()
+            raise ServerGone(f"cannot reach the warm runtime at {self.socket_path}: {err}") from err
         self._conn = conn
         self._cancelled = False
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -190,6 +268,7 @@ class WarmRuntime:
         finally:
             self._conn = None
             conn.close()
+            inuse.close()
 
     def terminate(self) -> None:
         """Stop the step in flight: the server kills the step when its client hangs up."""

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from airflow_mlops.runtimes.contract import RejectedInput, StepError
@@ -308,25 +309,22 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _causes(error: BaseException | None, limit: int = 10) -> Iterator[BaseException]:
+    """``error`` and what it was raised from (TFX may wrap what an executor raised)."""
+    while error is not None and limit > 0:
+        yield error
+        error, limit = error.__cause__ or error.__context__, limit - 1
+
+
 def rejection(error: BaseException | None) -> RejectedInput | None:
-    """The :class:`RejectedInput` behind ``error`` (TFX may wrap what an executor raised), if any."""
-    seen = 0
-    while error is not None and seen < 10:
-        if isinstance(error, RejectedInput):
-            return error
-        error = error.__cause__ or error.__context__
-        seen += 1
-    return None
+    """The :class:`RejectedInput` behind ``error``, if any."""
+    return next((e for e in _causes(error) if isinstance(e, RejectedInput)), None)
 
 
 def missing_feature(error: BaseException | None, artifacts: dict[str, Any]) -> RejectedInput | None:
     """For a Transform whose ``preprocessing_fn`` read a feature the data lacks (``KeyError``): say which."""
-    seen, key = 0, None
-    while error is not None and seen < 10 and key is None:
-        if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
-            key = error.args[0]
-        error = error.__cause__ or error.__context__
-        seen += 1
+    key = next((e.args[0] for e in _causes(error)
+                if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str)), None)
     if key is None:
         return None
     columns: list[str] = []
@@ -340,6 +338,8 @@ def missing_feature(error: BaseException | None, artifacts: dict[str, Any]) -> R
             columns = sorted(f.name for f in parsed.feature)
         except Exception:  # noqa: BLE001 - the message is still useful without the columns
             columns = []
+    if key in columns:
+        return None  # a KeyError of something else than the data's features
     return RejectedInput(
         f"the module's preprocessing_fn reads feature {key!r}, which the data does not have"
         + (f" (its columns: {', '.join(columns)})" if columns else "")

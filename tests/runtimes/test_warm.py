@@ -180,3 +180,56 @@ def test_a_change_of_the_provider_code_starts_a_new_server(small_install, tmp_pa
     assert make().socket_path == before
     monkeypatch.setattr(warm_module, "code_fingerprint", lambda: "changed")
     assert make().socket_path != before
+
+
+@pytest.fixture
+def own_socket_dir(monkeypatch):
+    """A socket directory of the test's own: the bound counts only these servers, not others on the machine."""
+    import shutil
+    import tempfile
+
+    from airflow_mlops.runtimes import warm as warm_module
+
+    path = tempfile.mkdtemp(prefix="wm-", dir="/tmp")  # short: socket paths are limited to 108 bytes
+    monkeypatch.setattr(warm_module, "socket_dir", lambda: __import__("pathlib").Path(path))
+    yield path
+    warm_module.stop_all()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _server(install, tmp_path, name, limit):
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    return WarmRuntime(install, base_binds=[REPO, str(folder)], env={"PYTHONPATH": REPO, "PYTHONUNBUFFERED": "1"},
+                       preload=["json"], idle_timeout=60, max_running=limit)
+
+
+def test_at_most_n_servers_run_and_the_least_recently_used_idle_one_makes_room(small_install, tmp_path,
+                                                                               own_socket_dir):
+    from airflow_mlops.runtimes.warm import RuntimeLimitReached, ServerGone
+
+    a, b, c = (_server(small_install, tmp_path, n, limit=2) for n in "abc")
+    pid_a, pid_b = a.ensure_started(log=lambda _: None), b.ensure_started(log=lambda _: None)
+    time.sleep(1.1)  # file times have a resolution to respect
+    req, res = request(tmp_path, "a1")
+    assert a.run(req, res, lambda _: None) == 0  # a is now the more recently used
+    lines: list[str] = []
+    pid_c = c.ensure_started(log=lines.append)
+    wait_until_dead(pid_b)
+    assert alive(pid_a) and alive(pid_c) and b.pid() is None
+    assert any("stopped warm runtime small-" in line and "max_warm_runtimes" in line for line in lines)
+    with pytest.raises(ServerGone):  # a client of the stopped server learns it before any step ran
+        b.run(*request(tmp_path, "b1"), lambda _: None)
+
+    # a server running a step is never stopped: with a busy and c the least recently used, c makes room
+    time.sleep(1.1)
+    busy = threading.Thread(target=a.run, args=(*request(tmp_path, "a2", sleep=4), lambda _: None))
+    busy.start()
+    time.sleep(1.5)
+    pid_b = b.ensure_started(log=lambda _: None)
+    wait_until_dead(pid_c)
+    assert alive(pid_a) and alive(pid_b)
+    # one allowed, and it is busy: no room, the caller runs the step elsewhere
+    with pytest.raises(RuntimeLimitReached, match="each is running a step"):
+        _server(small_install, tmp_path, "d", limit=1).ensure_started(log=lambda _: None)
+    busy.join()
