@@ -7,6 +7,10 @@
     airflow-mlops runtime prune              # delete stale and partial builds
     airflow-mlops runtime stop               # stop warm runtimes (they exit by themselves when idle)
     airflow-mlops runtime run tfx runtime.info '{"packages": ["tfx"]}'
+    airflow-mlops schema list                # each pipeline's reference schema: current version, features
+    airflow-mlops schema show PIPELINE       # its record and features (--version N for an older one)
+    airflow-mlops schema set PIPELINE FILE   # make FILE (a schema.pbtxt) the reference, as a new version
+    airflow-mlops schema reset PIPELINE      # no reference: the next accepted span's schema becomes it
 
 Settings come from the ``[mlops]`` section, as for the operators.
 """
@@ -138,6 +142,73 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schemas():
+    from airflow_mlops.utils.schema_store import ReferenceSchemaStore
+
+    return ReferenceSchemaStore(_settings().schema_store_dir)
+
+
+def _describe(store, pipeline: str, version: int | None = None) -> dict:
+    from airflow_mlops.utils.schema_store import schema_features
+
+    if version is None:
+        pointer = store.root / pipeline / "CURRENT"
+        if not pointer.is_file():
+            return {"pipeline": pipeline, "current": None, "versions": store.versions(pipeline)}
+        version = int(pointer.read_text().strip() or 0)
+    row: dict = {"pipeline": pipeline, "current": version, "versions": store.versions(pipeline)}
+    try:
+        reference = store.get(pipeline, version)
+        features = schema_features(reference.schema_file)
+        row.update(schema_file=str(reference.schema_file), features=features, record=reference.meta,
+                   problem=None if features else "no feature: every span would fail against it")
+    except (OSError, ValueError) as err:
+        row.update(problem=f"unreadable: {err}")
+    return row
+
+
+def cmd_schema_list(args: argparse.Namespace) -> int:
+    store = _schemas()
+    pipelines = sorted(p.name for p in store.root.iterdir() if p.is_dir()) if store.root.is_dir() else []
+    rows = [_describe(store, p) for p in pipelines]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(f"reference schemas: {store.root}")
+    for row in rows:
+        state = row.get("problem") or f"{len(row.get('features') or [])} features"
+        print(f"{row['pipeline']:<24} current v{row['current']} of {row['versions']}: {state}"
+              if row["current"] else f"{row['pipeline']:<24} no current reference ({row['versions']} kept)")
+    return 0
+
+
+def cmd_schema_show(args: argparse.Namespace) -> int:
+    row = _describe(_schemas(), args.pipeline, args.version)
+    print(json.dumps(row, indent=2, default=str))
+    return 1 if row.get("problem") else 0
+
+
+def cmd_schema_set(args: argparse.Namespace) -> int:
+    store = _schemas()
+    try:
+        kept = store.promote(args.pipeline, Path(args.file).absolute(), set_by="airflow-mlops schema set")
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"reference schema of pipeline {args.pipeline} is now v{kept.version}: {kept.schema_file}")
+    return 0
+
+
+def cmd_schema_reset(args: argparse.Namespace) -> int:
+    was = _schemas().reset(args.pipeline)
+    if was is None:
+        print(f"pipeline {args.pipeline} has no current reference schema")
+    else:
+        print(f"pipeline {args.pipeline} no longer validates against reference v{was} (kept for inspection); "
+              "the next accepted span's schema becomes the reference")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="group", required=True)
@@ -170,6 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("params", nargs="?", default="{}")
     p.add_argument("--bind", action="append", default=[], help="host path the step needs (repeatable)")
     p.set_defaults(func=cmd_run)
+    schema = sub.add_parser("schema", help="inspect, replace or reset reference schemas").add_subparsers(
+        dest="command", required=True)
+    p = schema.add_parser("list", help="each pipeline's current reference schema")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_schema_list)
+    p = schema.add_parser("show", help="a reference schema's record and features (exit 1 if it is unusable)")
+    p.add_argument("pipeline")
+    p.add_argument("--version", type=int)
+    p.set_defaults(func=cmd_schema_show)
+    p = schema.add_parser("set", help="make a schema.pbtxt the pipeline's reference (a new version)")
+    p.add_argument("pipeline")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_schema_set)
+    p = schema.add_parser("reset", help="stop validating against the current reference (versions are kept)")
+    p.add_argument("pipeline")
+    p.set_defaults(func=cmd_schema_reset)
     return parser
 
 

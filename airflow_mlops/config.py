@@ -25,6 +25,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "Ingest and training read it when their input_base (data_root param) is empty, as does the retraining "
         "that monitoring requests. Empty means the Chicago taxi sample shipped with TFX.",
     ),
+    "min_examples": (
+        "1",
+        "Every split of a span needs at least this many examples; a smaller span (a header-only CSV) is "
+        "rejected at validation, naming the span and the count, and never becomes the reference schema.",
+    ),
     "pipeline_root": ("", "Where TFX writes artifacts. Empty means {state_dir}/pipelines/{pipeline_name}."),
     "model_root": (
         "",

@@ -39,7 +39,7 @@ from airflow_mlops.kubernetes.mpijob import (
 from airflow_mlops.kubernetes.pods import RUNTIME_LABEL, STEP_COMMAND
 from airflow_mlops.runtimes.contract import REQUEST_ENV, ContractError, StepRequest, is_result_line, result_from_log
 from airflow_mlops.triggers.mpijob import MPIJobTrigger
-from airflow_mlops.utils.schema_store import ReferenceSchemaStore
+from airflow_mlops.utils.schema_store import ReferenceSchemaError, ReferenceSchemaStore, schema_features
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SAMPLE_TAXI = "sample://chicago_taxi"
@@ -367,11 +367,35 @@ class CsvExampleGenOperator(TfxComponentOperator):
         base = self._input_base()
         if base != SAMPLE_TAXI and _is_local_path(base) and not os.path.isdir(base):
             raise InvalidArgumentError(f"{self.task_id}: input_base {base!r} is not an existing directory of CSV files")
-        self._span()
+        span = self._span()
+        if base != SAMPLE_TAXI and _is_local_path(base):
+            self._check_data(base, span)
         if self.splits is not None and (
             not self.splits or not all(isinstance(v, int) and v > 0 for v in self.splits.values())
         ):
             raise InvalidArgumentError(f"{self.task_id}: splits must map names to positive hash buckets, got {self.splits!r}")
+
+    def _check_data(self, base: str, span: int | None) -> None:
+        """Refuse, before any TFX execution starts, a span that does not exist (naming those that do) and a
+        directory or span without a data file; neither would succeed on a retry."""
+        spans = sorted(int(m.group(1)) for entry in os.listdir(base)
+                       if (m := re.fullmatch(r"span-(\d+)", entry)) and os.path.isdir(os.path.join(base, entry)))
+        if span is not None and span not in spans:
+            there = f"its spans: {', '.join(map(str, spans))}" if spans else "it has no span-<N>/ directories"
+            raise InvalidArgumentError(f"{self.task_id}: span {span} does not exist under {base} ({there}); "
+                                       "leave span empty for the latest")
+        folder = os.path.join(base, f"span-{span if span is not None else spans[-1]}") if spans else base
+
+        def has_data(path: str) -> bool:
+            for root, dirs, files in os.walk(path):
+                dirs[:] = [] if root == base and not spans else dirs  # a flat directory: its files only
+                if any(not f.startswith(".") and os.path.getsize(os.path.join(root, f)) > 0 for f in files):
+                    return True
+            return False
+
+        if not has_data(folder):
+            raise InvalidArgumentError(f"{self.task_id}: {folder} holds no data file: put CSV files there "
+                                       "(a header line and rows), or point data_root elsewhere")
 
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
         spec = super().node_spec(target=target, context=context)
@@ -473,7 +497,10 @@ class SchemaGenOperator(TfxComponentOperator):
             if self.reference_schema:
                 self._decision = ("curated", self.reference_schema, None)
             else:
-                current = ReferenceSchemaStore(self.hook.schema_store_dir).current(self.pipeline_name)
+                try:  # an empty or unreadable reference is refused, not validated against
+                    current = ReferenceSchemaStore(self.hook.schema_store_dir).checked_current(self.pipeline_name)
+                except ReferenceSchemaError as err:
+                    raise InvalidArgumentError(f"{self.task_id}: {err}") from None
                 if current is not None:
                     self._decision = ("reference", str(current.schema_file), current.version)
                 else:
@@ -536,10 +563,13 @@ class ExampleValidatorOperator(TfxComponentOperator):
     :param max_unseen_category_fraction: in the kept reference, a categorical value the first
         span never had is an anomaly only above this fraction of examples (TFDV
         ``min_domain_mass``); 0 makes any new value an anomaly.
+    :param min_examples: every split needs at least this many examples, else the data is
+        rejected naming the span and the count (templated; default ``[mlops] min_examples``, 1).
     """
 
     component = "ExampleValidator"
     input_outputs = {"statistics": "statistics", "schema": "schema"}
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "min_examples")
 
     def __init__(
         self,
@@ -548,11 +578,13 @@ class ExampleValidatorOperator(TfxComponentOperator):
         schema: TfxComponentOperator | str,
         keep_reference_schema: bool = True,
         max_unseen_category_fraction: float = 0.01,
+        min_examples: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.keep_reference_schema = keep_reference_schema
         self.max_unseen_category_fraction = max_unseen_category_fraction
+        self.min_examples = min_examples
         self._wire_input("statistics", statistics)
         self._wire_input("schema", schema)
 
@@ -562,8 +594,37 @@ class ExampleValidatorOperator(TfxComponentOperator):
             raise InvalidArgumentError(
                 f"{self.task_id}: max_unseen_category_fraction must be in [0, 1), got {self.max_unseen_category_fraction!r}"
             )
+        self._min_examples()
+
+    def _min_examples(self) -> int:
+        value = self.min_examples if self.min_examples not in (None, "") else self.hook.setting("min_examples")
+        try:
+            minimum = int(value)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"{self.task_id}: min_examples must be an integer, got {value!r}") from None
+        if minimum < 1:
+            raise InvalidArgumentError(f"{self.task_id}: min_examples must be at least 1, got {minimum}")
+        return minimum
+
+    def check_example_counts(self, context: Any) -> None:
+        """Reject a span whose split has fewer than ``min_examples`` examples (a header-only CSV has none)."""
+        statistics = context["ti"].xcom_pull(task_ids=self.tfx_inputs["statistics"]["node"]) or {}
+        examples = ((statistics.get("inputs") or {}).get("examples") or [{}])[0]
+        counts = {split: (statistics.get("statistics") or {}).get(split, {}).get("num_examples", 0)
+                  for split in examples.get("splits") or sorted(statistics.get("statistics") or {})}
+        minimum = self._min_examples()
+        short = {split: count for split, count in counts.items() if count < minimum}
+        if short or not counts:
+            span = f"span {examples['span']}" if "span" in examples else "the data"
+            detail = ", ".join(f"split {s} has {c}" for s, c in sorted(short.items())) or "no split was read"
+            message = (f"{span} is too small to validate or train on: {detail} example(s); at least {minimum} "
+                       "are needed ([mlops] min_examples). Nothing was kept or announced.")
+            self.log.error(message)
+            raise DataValidationError(message, [{"split": s, "kind": "TOO_FEW_EXAMPLES", "count": c,
+                                                 "minimum": minimum} for s, c in sorted(short.items())])
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self.check_example_counts(context)  # before TFDV: an empty span has no anomaly to find
         result = self.run_node(context)
         anomalies = result.get("anomalies", [])
         if anomalies:
@@ -585,6 +646,9 @@ class ExampleValidatorOperator(TfxComponentOperator):
         if schema_result.get("schema_source") != "inferred":
             return
         schema_file = schema_result.get("schema_file")
+        if not schema_file or not os.path.isfile(schema_file) or not schema_features(schema_file):
+            self.log.warning("the inferred schema %s has no feature: not keeping it as the reference", schema_file)
+            return
         store = ReferenceSchemaStore(self.hook.schema_store_dir)
         if store.current(self.pipeline_name) is not None:
             return  # a concurrent run promoted one first

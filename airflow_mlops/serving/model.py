@@ -87,32 +87,62 @@ def typed_record(row: dict[str, str], spec: dict[str, dict[str, Any]]) -> dict[s
     return {k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""}
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_value(i: int, name: str, value: Any, kind: str | None) -> None:
+    """One feature value against its kind (``float``, ``int``, ``string``; None: no feature spec, what the
+    value itself says): a client mistake is a :class:`BadRequest` naming the row, the feature and the value."""
+    where = f"row {i}: feature {name!r}"
+    if isinstance(value, bool):
+        raise BadRequest(f"{where}: a boolean is not a feature value (send 0/1 or a string)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest(f"{where}: {value!r} is not a finite number")
+    if kind == "float" or (kind is None and isinstance(value, float)):
+        if not isinstance(value, (int, float)):
+            raise BadRequest(f"{where} must be float, got {type(value).__name__} {value!r}")
+        if abs(value) > FLOAT32_MAX:
+            raise BadRequest(f"{where}: {value!r} is beyond the float32 range the model computes in (+-3.4e38)")
+    elif kind == "int" or (kind is None and isinstance(value, int)):
+        # JSON numbers that went through a protobuf (SeldonClient's ndarray) arrive as 60.0
+        if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise BadRequest(f"{where} must be int, got {type(value).__name__} {value!r}")
+        if not INT64_MIN <= int(value) <= INT64_MAX:
+            raise BadRequest(f"{where}: {value!r} is beyond the int64 range")
+    elif kind == "string" or (kind is None and isinstance(value, str)):
+        if not isinstance(value, str):
+            raise BadRequest(f"{where} must be string, got {type(value).__name__} {value!r}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"{where}: the string is not valid Unicode (a lone surrogate escape such as \\ud800)") \
+                from None
+    else:
+        raise BadRequest(f"{where}: unsupported value {value!r} (send a number or a string)")
+
+
 def check_types(records: list[dict[str, Any]], spec: dict[str, dict[str, Any]] | None) -> None:
-    """Missing required features and wrongly typed values, by name and row (``spec``: feature_spec.json)."""
-    if not spec:
-        return
+    """Missing required, unknown and wrongly typed or out-of-range values, by name and row
+    (``spec``: feature_spec.json; without one every value is still checked against what it is)."""
     for i, record in enumerate(records):
-        unknown = sorted(name for name, value in record.items() if name not in spec and value is not None)
-        if unknown:
-            raise BadRequest(f"row {i}: unknown feature{'s' if len(unknown) > 1 else ''} "
-                             f"{', '.join(repr(n) for n in unknown)}; the model reads: {', '.join(sorted(spec))}")
-        for name, feature in spec.items():
-            value = record.get(name)
-            if value is None:
-                if feature.get("required"):
+        if spec:
+            unknown = sorted(name for name, value in record.items() if name not in spec and value is not None)
+            if unknown:
+                raise BadRequest(f"row {i}: unknown feature{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(repr(n) for n in unknown)}; the model reads: {', '.join(sorted(spec))}")
+            for name, feature in spec.items():
+                if record.get(name) is None and feature.get("required"):
                     raise BadRequest(f"row {i}: feature {name!r} is missing (the model requires it)")
-                continue
-            kind = feature["dtype"]
-            ok = (
-                (kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool)
-                 and math.isfinite(value))
-                # JSON numbers that went through a protobuf (SeldonClient's ndarray) arrive as 60.0
-                or (kind == "int" and not isinstance(value, bool)
-                    and (isinstance(value, int) or (isinstance(value, float) and value.is_integer())))
-                or (kind == "string" and isinstance(value, str))
-            )
-            if not ok:
-                raise BadRequest(f"row {i}: feature {name!r} must be {kind}, got {type(value).__name__} {value!r}")
+        for name, value in record.items():
+            if value is not None:
+                check_value(i, name, value, (spec or {}).get(name, {}).get("dtype") if spec else None)
+
+
+def finite_or_none(values: list[float]) -> tuple[list[float | None], int]:
+    """Model outputs as JSON can carry them: NaN and infinities become null; also how many did."""
+    cleaned = [v if math.isfinite(v) else None for v in values]
+    return cleaned, sum(v is None for v in cleaned)
 
 
 def tf_error_summary(message: str) -> str:
@@ -331,6 +361,12 @@ class TfxSavedModel:
         return self._remote
 
     # -- seldon hooks -------------------------------------------------------------------
+    @property
+    def version(self) -> int | None:
+        """The model version answering now (None before one is loaded)."""
+        active = self._active
+        return active.version if active is not None else None
+
     def health_status(self) -> dict[str, Any]:
         from seldon_core.flask_utils import SeldonMicroserviceException
 
@@ -361,17 +397,28 @@ class TfxSavedModel:
             self._log_error(active.version, 500, f"{type(err).__name__}: {err}", started)
             raise
         names = sorted(outputs)
+        non_finite = 0
+        for name in names:  # NaN or an infinity never reaches a JSON body or the log: null, and counted
+            outputs[name], count = finite_or_none(outputs[name])
+            non_finite += count
+        if non_finite:
+            log.warning("model version %s gave %d non-finite output value(s): answered as null", active.version,
+                        non_finite)
         rows = [[outputs[name][i] for name in names] for i in range(len(records))]
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._log(active.version, records, names, rows, elapsed_ms)
+        tags: dict[str, Any] = {"model_version": active.version, "deployment": self.deployment}
+        version_tag = {"model_version": str(active.version)}
+        if non_finite:
+            tags["non_finite_outputs"] = non_finite
         return {
             "data": {"names": names, "ndarray": rows},
             "meta": {
-                "tags": {"model_version": active.version, "deployment": self.deployment},
+                "tags": tags,
                 "metrics": [
-                    {"type": "COUNTER", "key": "mlops_predictions", "value": len(records)},
-                    {"type": "COUNTER", "key": "mlops_requests", "value": 1},
-                    {"type": "TIMER", "key": "mlops_prediction_ms", "value": elapsed_ms},
+                    {"type": "COUNTER", "key": "mlops_predictions", "value": len(records), "tags": version_tag},
+                    {"type": "COUNTER", "key": "mlops_requests", "value": 1, "tags": version_tag},
+                    {"type": "TIMER", "key": "mlops_prediction_ms", "value": elapsed_ms, "tags": version_tag},
                     {"type": "GAUGE", "key": "mlops_model_version", "value": active.version},
                 ],
             },
@@ -391,7 +438,9 @@ class TfxSavedModel:
         if not self.prediction_log:
             return
         now = datetime.now(timezone.utc)
-        line = json.dumps({"ts": now.isoformat(), "deployment": self.deployment, **entry}, default=str)
+        # strict JSON: inputs are checked finite and outputs cleaned, so a NaN here is a bug, not a line of the log
+        line = json.dumps({"ts": now.isoformat(), "deployment": self.deployment, **entry}, default=str,
+                          allow_nan=False)
         if "://" in self.prediction_log:
             self._remote_log.add(now, line)
             return

@@ -6,8 +6,9 @@
 ``seldon-core-microservice`` always binds ``0.0.0.0`` and also starts a gRPC server that
 loads the model a second time. This builds the same Flask app with seldon-core's own
 factory (:func:`seldon_core.wrapper.get_rest_microservice`) and runs it with seldon-core's
-gunicorn application, bound to ``--host`` (127.0.0.1 by default), with the Prometheus
-metrics on the same port (``/metrics``) and no gRPC. Endpoints: ``/api/v1.0/predictions``,
+gunicorn application behind :mod:`.front` (an asyncio layer on ``--host``, 127.0.0.1 by default,
+that passes only whole requests to gunicorn on a Unix socket, so slow clients cannot take its
+threads), with the Prometheus metrics on the same port (``/metrics``) and no gRPC. Endpoints: ``/api/v1.0/predictions``,
 ``/health/ping``, ``/health/status`` (the served version), ``/metrics``.
 
 In a container (the project's model-server image, ``docker/serving/Dockerfile``) there is no
@@ -38,11 +39,91 @@ def fixed_model_dir(model_uri: str, version: int) -> str:
     return directory
 
 
+PREDICTION_PATHS = ("/predict", "/api/v1.0/predictions", "/api/v0.1/predictions")
+
+
+def json_too_deep(body: bytes) -> bool:
+    """Whether a JSON body nests deeper than Python's parser can follow (a RecursionError in seldon-core)."""
+    if body.count(b"[") + body.count(b"{") < 500:  # cheap: cannot be that deep
+        return False
+    import json
+
+    try:
+        json.loads(body)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False  # not JSON at all: seldon-core says so
+    return False
+
+
+def _error(status: int, reason: str, message: str):
+    """An error answer in seldon-core's shape (``status.info`` holds the message)."""
+    from flask import jsonify
+
+    response = jsonify({"status": {"code": -1, "info": message, "reason": reason, "status": 1}})
+    response.status_code = status
+    return response
+
+
+def set_metric_labels(deployment: str) -> dict[str, str]:
+    """The labels of every ``/metrics`` series: this deployment and this server, not seldon-core's
+    ``NOT_IMPLEMENTED`` placeholders (read from a SeldonDeployment's environment, absent here).
+    ``model_version`` is not a server-wide label: the served version changes without a restart, so
+    each series of the provider's own metrics carries the version that answered."""
+    import seldon_core.metrics as seldon_metrics
+
+    import airflow_mlops
+
+    name = deployment or "local"
+    labels = seldon_metrics.DEFAULT_LABELS
+    for key in ("deployment_name", "seldon_deployment_name", "model_name", "predictor_name"):
+        if labels.get(key, "NOT_IMPLEMENTED").startswith("NOT_IMPLEMENTED"):
+            labels[key] = name
+    for key, value in (("model_image", "airflow-mlops-serving"), ("image_name", "airflow-mlops-serving"),
+                       ("image_version", airflow_mlops.__version__),
+                       ("predictor_version", airflow_mlops.__version__)):
+        if labels.get(key, "NOT_IMPLEMENTED").startswith("NOT_IMPLEMENTED"):
+            labels[key] = value
+    labels.pop("model_version", None)
+    return dict(labels)
+
+
 def build_app(user_object, seldon_metrics):
     from flask import Response, request
     from seldon_core.wrapper import get_rest_microservice
+    from werkzeug.exceptions import HTTPException
 
     app = get_rest_microservice(user_object, seldon_metrics)
+
+    @app.before_request
+    def refuse_what_cannot_be_a_prediction():  # client mistakes answered 4xx before seldon-core parses them
+        if request.path not in PREDICTION_PATHS:
+            return None
+        if request.method != "POST":
+            response = _error(405, "METHOD_NOT_ALLOWED", f"{request.method} {request.path}: send the request "
+                              "with POST and a JSON body")
+            response.headers["Allow"] = "POST"
+            return response
+        if not request.is_json and "json" not in request.form:
+            return _error(415, "UNSUPPORTED_MEDIA_TYPE", "send the JSON body with the header "
+                          f"Content-Type: application/json (got {request.content_type or 'no Content-Type'})")
+        if json_too_deep(request.get_data(cache=True)):
+            return _error(400, "BAD_REQUEST", "the JSON body nests too deeply to be parsed")
+        return None
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):  # an unknown path or method: its own status, not seldon-core's 500
+        return _error(error.code or 500, error.name.upper().replace(" ", "_"),
+                      f"{request.method} {request.path}: {error.description}")
+
+    @app.errorhandler(RecursionError)
+    def too_deep(error):
+        return _error(400, "BAD_REQUEST", "the JSON body nests too deeply")
+
+    @app.errorhandler(UnicodeError)
+    def bad_text(error):
+        return _error(400, "BAD_REQUEST", f"the body is not valid UTF-8 JSON: {error}")
 
     def metrics():
         body, mimetype = seldon_metrics.generate_metrics()
@@ -53,8 +134,11 @@ def build_app(user_object, seldon_metrics):
     @app.after_request
     def count_errors(response):  # failed prediction requests, by status, as mlops_request_errors_total
         if response.status_code >= 400 and request.path.startswith("/api/"):
+            version = getattr(user_object, "version", None)
             seldon_metrics.update([{"type": "COUNTER", "key": "mlops_request_errors", "value": 1,
-                                    "tags": {"status": str(response.status_code)}}], "predict")
+                                    "tags": {"status": str(response.status_code),
+                                             "model_version": str(version) if version is not None else "none"}}],
+                                  "predict")
         return response
 
     return app
@@ -73,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4, help=">1 keeps HTTP connections alive")
     parser.add_argument("--max-rows", type=int, default=10_000)
+    parser.add_argument("--no-front", action="store_true",
+                        help="let gunicorn accept the clients itself (slow clients can then take its threads)")
     args = parser.parse_args(argv)
     if not args.deployment_dir:
         if not args.model_uri:
@@ -85,12 +171,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from airflow_mlops.serving.model import TfxSavedModel
 
+    set_metric_labels(args.name)
     user_object = TfxSavedModel(args.deployment_dir, deployment=args.name, prediction_log=args.prediction_log,
                                 max_rows=args.max_rows)
     seldon_metrics = SeldonMetrics(worker_id_func=os.getpid)
     app = build_app(user_object, seldon_metrics)
+    bind = f"{args.host}:{args.port}"
+    if not args.no_front:  # clients meet the asyncio front; gunicorn gets whole requests on a Unix socket
+        import tempfile
+
+        from airflow_mlops.serving.front import Front
+
+        upstream = os.path.join(tempfile.mkdtemp(prefix="mlops-serve-"), "gunicorn.sock")
+        bind = f"unix:{upstream}"
+        Front(args.host, args.port, upstream).start_in_thread()
     options = {
-        "bind": f"{args.host}:{args.port}",
+        "bind": bind,
         "workers": args.workers,
         "threads": args.threads,
         "timeout": 300,

@@ -62,12 +62,20 @@ def load_module_file(path: str, functions: Sequence[str]) -> ModuleType:
 
 
 def uses_horovod(fn: Any) -> bool:
-    """Whether the module of ``fn`` imports Horovod anywhere (at the top or inside a function)."""
-    module = sys.modules.get(getattr(fn, "__module__", ""))
+    """Whether the file defining ``fn`` imports Horovod anywhere (at the top or inside a function).
+
+    Read from the function's code object: TFX loads module files under generated names
+    (``user_module_0``) without ``__file__``, where ``inspect.getsource(module)`` fails.
+    """
+    code = getattr(fn, "__code__", None)
     try:
-        source = inspect.getsource(module) if module is not None else inspect.getsource(fn)
-    except (OSError, TypeError):
-        return False
+        with open(code.co_filename, encoding="utf-8", errors="replace") as handle:
+            source = handle.read()
+    except (AttributeError, OSError):
+        try:
+            source = inspect.getsource(fn)
+        except (OSError, TypeError):
+            return False
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "horovod" for a in node.names):
             return True

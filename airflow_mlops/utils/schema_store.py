@@ -23,6 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
+_FEATURE = re.compile(r'(?m)^feature\s*\{\s*name:\s*"((?:[^"\\]|\\.)*)"')
+
+
+class ReferenceSchemaError(ValueError):
+    """A reference schema that cannot serve as one (empty, unreadable, missing); the message says what to do."""
+
+
+def schema_features(schema_file: str | os.PathLike[str]) -> list[str]:
+    """The top-level feature names of a ``schema.pbtxt`` (text format), read without TensorFlow."""
+    return _FEATURE.findall(Path(schema_file).read_text())
+
+
+def fix_hint(pipeline: str) -> str:
+    return (f"inspect it with `airflow-mlops schema show {pipeline}`, replace it with `airflow-mlops schema set "
+            f"{pipeline} SCHEMA.pbtxt`, or reset it with `airflow-mlops schema reset {pipeline}` (the next "
+            "accepted span's schema becomes the reference)")
 
 
 @dataclass(frozen=True)
@@ -61,11 +77,41 @@ class ReferenceSchemaStore:
             return None
         return self.get(pipeline, int(pointer.read_text().strip()))
 
+    def checked_current(self, pipeline: str) -> ReferenceSchema | None:
+        """:meth:`current`, refused with what to do when it is unreadable or has no feature."""
+        try:
+            current = self.current(pipeline)
+            if current is None:
+                return None
+            features = schema_features(current.schema_file)
+        except (OSError, ValueError) as err:
+            raise ReferenceSchemaError(f"the reference schema of pipeline {pipeline!r} in {self.root} cannot be "
+                                       f"read ({err}): {fix_hint(pipeline)}") from None
+        if not features:
+            raise ReferenceSchemaError(f"reference schema v{current.version} of pipeline {pipeline!r} "
+                                       f"({current.schema_file}) has no feature, so every span would fail against "
+                                       f"it: {fix_hint(pipeline)}")
+        return current
+
+    def reset(self, pipeline: str) -> int | None:
+        """Stop using a reference (the versions stay for inspection); return the version that was current."""
+        directory = self._dir(pipeline)
+        pointer = directory / "CURRENT"
+        if not pointer.exists():
+            return None
+        with open(directory / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            text = pointer.read_text().strip()
+            pointer.unlink()
+        return int(text) if text.isdigit() else None
+
     def promote(self, pipeline: str, schema_file: str | os.PathLike[str], **meta: object) -> ReferenceSchema:
         """Keep ``schema_file`` as the next version and make it current."""
         schema_file = Path(schema_file)
         if not schema_file.is_file():
             raise FileNotFoundError(f"schema file {schema_file} does not exist")
+        if not schema_features(schema_file):
+            raise ReferenceSchemaError(f"schema file {schema_file} has no feature: it cannot be a reference schema")
         directory = self._dir(pipeline)
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / ".lock", "w") as lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import http.client
 import json
+import re
 import shutil
 import threading
 import time
@@ -215,6 +216,161 @@ def test_malformed_requests_get_4xx_and_the_server_stays_up(state, raw, body, st
     assert message in json.dumps(answer)
     ok, _ = post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
     assert ok == 200
+
+
+def request_raw(url: str, method: str, path: str, body: bytes | None = None,
+                headers: dict | None = None) -> tuple[int, str]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", errors="replace")
+    finally:
+        conn.close()
+
+
+def prediction_log_lines(state) -> list[dict]:
+    """Every line of the deployment's prediction log, each parsed as strict JSON (no NaN, no Infinity)."""
+    def strict(token):
+        raise ValueError(f"non-JSON token {token} in the prediction log")
+
+    folder = Path(state["hook"].get_deployment(NAME).prediction_log)
+    lines = [line for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines() if line]
+    assert lines, f"no prediction log in {folder}"
+    return [json.loads(line, parse_constant=strict) for line in lines]
+
+
+JSON = {"Content-Type": "application/json"}
+PREDICT = "/api/v1.0/predictions"
+
+
+@pytest.mark.parametrize("method, path, body, headers, status, message", [
+    ("POST", PREDICT, b'{"jsonData": {"fare": NaN, "trip_seconds": 60}}', JSON, 400, "nan is not a finite number"),
+    ("POST", PREDICT, b'{"jsonData": {"fare": Infinity, "trip_seconds": 60}}', JSON, 400, "inf is not a finite number"),
+    ("POST", PREDICT, b'{"jsonData": {"fare": 1e300, "trip_seconds": 60}}', JSON, 400, "beyond the float32 range"),
+    ("POST", PREDICT, b'{"jsonData": {"fare": 1.0, "trip_seconds": 99999999999999999999999}}', JSON, 400,
+     "beyond the int64 range"),
+    ("POST", PREDICT, b'{"jsonData": {"fare": 1.0, "trip_seconds": 1e30}}', JSON, 400, "beyond the int64 range"),
+    ("POST", PREDICT, b'{"jsonData": {"fare": 1.0, "trip_seconds": 60, "company": "\\ud800"}}', JSON, 400,
+     "not valid Unicode"),
+    ("POST", PREDICT, b'{"jsonData": ' + b"[" * 100000 + b"]" * 100000 + b"}", JSON, 400, "nests too deeply"),
+    ("GET", PREDICT, None, {}, 405, "send the request with POST"),
+    ("POST", "/api/v1.0/nothing-here", b"{}", JSON, 405, "/api/v1.0/nothing-here"),
+    ("GET", "/no/such/page", None, {}, 404, "/no/such/page"),
+    ("POST", PREDICT, b'{"jsonData": {"fare": 1.0, "trip_seconds": 60}}', {}, 415,
+     "Content-Type: application/json"),
+])
+def test_client_mistakes_are_4xx_naming_the_problem_and_nothing_is_lost(state, method, path, body, headers, status,
+                                                                         message):
+    dep = state["hook"].get_deployment(NAME)
+    got, text = request_raw(dep.url, method, path, body, headers)
+    assert got == status, text
+    assert message in text and "NaN" not in text
+    ok, answer = post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
+    assert ok == 200, answer
+    assert all(isinstance(entry, dict) for entry in prediction_log_lines(state))  # every line still strict JSON
+    with urllib.request.urlopen(f"{dep.url}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert "NOT_IMPLEMENTED" not in metrics
+    assert f'deployment_name="{NAME}"' in metrics and 'status="500"' not in metrics
+    assert re.search(r'mlops_requests_total\{[^}]*model_version="\d+"', metrics)
+
+
+def test_fuzzed_request_bodies_never_get_a_5xx(state):
+    """Random and mutated bodies (bounded: 300 requests, 60 s): every answer is 2xx or 4xx, the server stays up."""
+    import random
+    import time
+
+    dep = state["hook"].get_deployment(NAME)
+    rng = random.Random(20261205)
+    good = json.dumps({"jsonData": {"instances": records(state, 0, 2)}}).encode()
+    pieces = [b"{", b"}", b"[", b"]", b'"', b",", b":", b"NaN", b"-Infinity", b"1e999", b"null", b"true",
+              b'"\\ud800"', b"\xff", b"\x00", b'"fare"', b'"jsonData"', b'"data"', b'"ndarray"', b"-0", b"1e-400"]
+    statuses: dict[int, int] = {}
+    deadline = time.monotonic() + 60
+    for i in range(300):
+        if time.monotonic() > deadline:
+            break
+        body = bytearray(good)
+        for _ in range(rng.randint(1, 6)):  # mutate: replace, insert or delete a slice
+            at = rng.randrange(len(body) + 1)
+            choice = rng.random()
+            if choice < 0.4:
+                body[at:at + rng.randint(0, 4)] = rng.choice(pieces)
+            elif choice < 0.7:
+                body[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 3)))
+            else:
+                del body[at:at + rng.randint(1, 8)]
+        if i % 10 == 0:
+            body = bytearray(rng.randbytes(rng.randint(0, 200)))
+        status, text = request_raw(dep.url, "POST", PREDICT, bytes(body), JSON)
+        statuses[status] = statuses.get(status, 0) + 1
+        assert status < 500, f"{status} for {bytes(body)[:300]!r}: {text[:300]}"
+    assert sum(statuses.values()) >= 100 and any(code >= 400 for code in statuses), statuses
+    ok, _ = post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
+    assert ok == 200
+    assert all(isinstance(entry, dict) for entry in prediction_log_lines(state))
+
+
+class SlowClients:
+    """``count`` connections that send a request line, then one header a second and never finish (bounded:
+    they stop by themselves after ``seconds``); loopback only."""
+
+    def __init__(self, url: str, count: int, seconds: float = 20.0) -> None:
+        import socket
+
+        host, port = url.removeprefix("http://").split(":")
+        self.sockets = [socket.create_connection((host, int(port)), timeout=5) for _ in range(count)]
+        self.deadline = time.monotonic() + seconds
+        self.thread = threading.Thread(target=self._drip, daemon=True)
+
+    def _drip(self) -> None:
+        for sock in self.sockets:
+            sock.sendall(b"POST /api/v1.0/predictions HTTP/1.1\r\nHost: slow\r\n")
+        while time.monotonic() < self.deadline:
+            for sock in self.sockets:
+                try:
+                    sock.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass
+            time.sleep(1)
+
+    def __enter__(self):
+        self.thread.start()
+        time.sleep(1.5)
+        return self
+
+    def __exit__(self, *exc):
+        self.deadline = 0
+        self.thread.join(5)
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_slow_clients_do_not_starve_the_server(state):
+    """50 connections that never finish their request: pings and predictions are still answered (without the
+    asyncio front four such clients took every gunicorn thread until they left)."""
+    dep = state["hook"].get_deployment(NAME)
+    with SlowClients(dep.url, 50):
+        for _ in range(5):
+            with urllib.request.urlopen(f"{dep.url}/health/ping", timeout=10) as response:
+                assert response.status == 200
+            status, body = post(dep.url, {"jsonData": {"instances": records(state, 0, 2)}})
+            assert status == 200 and len(body["data"]["ndarray"]) == 2
+
+
+def test_a_request_that_stops_half_way_is_closed_with_a_408(state):
+    import socket
+
+    dep = state["hook"].get_deployment(NAME)
+    host, port = dep.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /api/v1.0/predictions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"jsonD")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within" in answer
 
 
 def test_rollback_then_undeploy_with_the_template_dag(state):

@@ -115,6 +115,38 @@ def test_example_gen_argument_errors(state_dir, kwargs, message):
     assert isinstance(info.value, AirflowFailException)  # wrong arguments fail without retries
 
 
+def _write(path, text="a,b\n1,2\n"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize(("layout", "span", "message"), [
+    ({}, None, "holds no data file"),
+    ({"notes/.keep": ""}, None, "holds no data file"),
+    ({"span-1/data.csv": "a,b\n1,2\n", "span-3/data.csv": "a,b\n1,2\n"}, 2,
+     r"span 2 does not exist under .* \(its spans: 1, 3\); leave span empty for the latest"),
+    ({"data.csv": "a,b\n1,2\n"}, 1, r"span 1 does not exist under .* \(it has no span-<N>/ directories\)"),
+    ({"span-1/data.csv": "a,b\n1,2\n", "span-2/empty.csv": ""}, None, r"span-2 holds no data file"),
+])
+def test_example_gen_refuses_missing_spans_and_empty_data_before_anything_runs(state_dir, tmp_path, layout, span,
+                                                                               message, monkeypatch):
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda *a, **k: pytest.fail("reached the runtime"))
+    for name, text in layout.items():
+        _write(tmp_path / "data" / name, text)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    op = CsvExampleGenOperator(task_id="g", pipeline_name="p", input_base=str(tmp_path / "data"), span=span)
+    with pytest.raises(InvalidArgumentError, match=message) as info:
+        op.validate_args()
+    assert isinstance(info.value, AirflowFailException)
+
+
+def test_example_gen_accepts_spans_versions_and_flat_directories(state_dir, tmp_path):
+    _write(tmp_path / "flat" / "part-1.csv")
+    _write(tmp_path / "spans" / "span-4" / "version-2" / "data.csv")
+    for base, span in ((tmp_path / "flat", None), (tmp_path / "spans", None), (tmp_path / "spans", 4)):
+        CsvExampleGenOperator(task_id="g", pipeline_name="p", input_base=str(base), span=span).validate_args()
+
+
 def test_example_gen_defaults_to_the_taxi_sample(state_dir, tmp_path):
     op = CsvExampleGenOperator(task_id="g", pipeline_name="p")
     op.validate_args()
@@ -137,7 +169,7 @@ def test_schema_gen_prefers_curated_then_reference_then_infers(ops, state_dir, t
     assert ops.sc.node_spec(target=True)["component"] == "SchemaGen"
 
     inferred = tmp_path / "schema.pbtxt"
-    inferred.write_text("feature {}")
+    inferred.write_text(SCHEMA)
     ReferenceSchemaStore(state_dir / "schemas").promote("p", inferred)
     fresh = SchemaGenOperator(task_id="sc2", pipeline_name="p", statistics="sg")
     source, path, version = fresh.decide()
@@ -171,9 +203,15 @@ def test_import_schema_gen_missing_file(state_dir):
         op.validate_args()
 
 
-def _context(xcom=None):
-    ti = SimpleNamespace(try_number=1, xcom_pull=lambda task_ids: xcom)
+def _context(xcom=None, by_task=None):
+    """A task context whose XCom is ``xcom`` for every task, or ``by_task[task_id]``."""
+    ti = SimpleNamespace(try_number=1, xcom_pull=lambda task_ids: by_task.get(task_ids) if by_task else xcom)
     return {"run_id": "manual__1", "ti": ti}
+
+
+SCHEMA = 'feature {\n  name: "fare"\n  type: FLOAT\n}\n'
+STATS = {"inputs": {"examples": [{"span": 3, "splits": ["train", "eval"]}]},
+         "statistics": {"train": {"num_examples": 600}, "eval": {"num_examples": 300}}}
 
 
 def test_validator_fails_with_every_anomaly_listed(ops, state_dir, monkeypatch):
@@ -187,7 +225,7 @@ def test_validator_fails_with_every_anomaly_listed(ops, state_dir, monkeypatch):
     monkeypatch.setattr(RuntimeHook, "run_step", lambda self, *a, **k: {
         "component": "ExampleValidator", "execution_id": 4, "state": "COMPLETE", "outputs": {}, "anomalies": anomalies})
     with pytest.raises(DataValidationError) as info:
-        ops.ev.execute(_context({"schema_source": "inferred", "schema_file": "/x"}))
+        ops.ev.execute(_context(by_task={"sc": {"schema_source": "inferred", "schema_file": "/x"}, "sg": STATS}))
     text = str(info.value)
     assert "2 data anomalies" in text
     assert "split train, feature fare: SCHEMA_MISSING_COLUMN" in text
@@ -200,7 +238,7 @@ def test_validator_fails_with_every_anomaly_listed(ops, state_dir, monkeypatch):
 def test_validator_keeps_first_accepted_inferred_schema(ops, state_dir, monkeypatch, tmp_path):
     ops.ev.pipeline_name = "p"
     inferred = tmp_path / "schema.pbtxt"
-    inferred.write_text("feature {}")
+    inferred.write_text(SCHEMA)
     steps = []
 
     def fake_run_step(self, step, params, **kwargs):
@@ -211,8 +249,8 @@ def test_validator_keeps_first_accepted_inferred_schema(ops, state_dir, monkeypa
         return {"component": "ExampleValidator", "execution_id": 4, "state": "COMPLETE", "outputs": {}, "anomalies": []}
 
     monkeypatch.setattr(RuntimeHook, "run_step", fake_run_step)
-    ops.ev.execute(_context({"schema_source": "inferred", "schema_file": str(inferred),
-                             "outputs": {"schema": [{"id": 3}]}}))
+    ops.ev.execute(_context(by_task={"sc": {"schema_source": "inferred", "schema_file": str(inferred),
+                                            "outputs": {"schema": [{"id": 3}]}}, "sg": STATS}))
     assert steps == ["tfx.run_node", "tfx.relax_schema"]
     current = ReferenceSchemaStore(state_dir / "schemas").current("p")
     assert current.version == 1 and current.meta["run_id"] == "manual__1" and current.meta["schema_artifact_id"] == 3
@@ -220,8 +258,52 @@ def test_validator_keeps_first_accepted_inferred_schema(ops, state_dir, monkeypa
     assert current.schema_file.read_text().endswith("# relaxed")
     assert not list((state_dir / "tmp").iterdir())  # the staging copy is gone
     # a later accepted run that used the reference does not add versions
-    ops.ev.execute(_context({"schema_source": "reference", "schema_file": str(current.schema_file)}))
+    ops.ev.execute(_context(by_task={"sc": {"schema_source": "reference", "schema_file": str(current.schema_file)},
+                                     "sg": STATS}))
     assert ReferenceSchemaStore(state_dir / "schemas").versions("p") == [1]
+
+
+@pytest.mark.parametrize(("stats", "minimum", "message"), [
+    ({"inputs": {"examples": [{"span": 1, "splits": ["train", "eval"]}]}, "statistics": {}}, None,
+     r"span 1 is too small to validate or train on: split eval has 0, split train has 0 example\(s\); at least 1"),
+    (STATS, 500, r"span 3 is too small .*: split eval has 300 example\(s\); at least 500 are needed"),
+])
+def test_a_span_with_too_few_examples_is_rejected_before_validation_and_nothing_is_kept(
+        ops, state_dir, monkeypatch, tmp_path, stats, minimum, message):
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda *a, **k: pytest.fail("validated an empty span"))
+    ops.ev.pipeline_name = "p"
+    ops.ev.min_examples = minimum
+    schema = tmp_path / "schema.pbtxt"
+    schema.write_text(SCHEMA)
+    with pytest.raises(DataValidationError, match=message) as info:
+        ops.ev.execute(_context(by_task={"sc": {"schema_source": "inferred", "schema_file": str(schema)}, "sg": stats}))
+    assert isinstance(info.value, AirflowFailException)  # not retried
+    assert ReferenceSchemaStore(state_dir / "schemas").current("p") is None
+
+
+def test_an_empty_inferred_schema_is_never_kept(ops, state_dir, monkeypatch, tmp_path):
+    ops.ev.pipeline_name = "p"
+    empty = tmp_path / "schema.pbtxt"
+    empty.write_text("")
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda *a, **k: {
+        "component": "ExampleValidator", "execution_id": 4, "state": "COMPLETE", "outputs": {}, "anomalies": []})
+    ops.ev.execute(_context(by_task={"sc": {"schema_source": "inferred", "schema_file": str(empty)}, "sg": STATS}))
+    assert ReferenceSchemaStore(state_dir / "schemas").current("p") is None
+
+
+@pytest.mark.parametrize("broken", ["", "# no features\n"])
+def test_an_empty_or_unreadable_reference_is_refused_saying_what_to_do(state_dir, tmp_path, broken):
+    store = ReferenceSchemaStore(state_dir / "schemas")
+    good = tmp_path / "schema.pbtxt"
+    good.write_text(SCHEMA)
+    kept = store.promote("p", good)
+    kept.schema_file.write_text(broken)  # e.g. written by a provider version without the data gate
+    op = SchemaGenOperator(task_id="sc", pipeline_name="p", statistics="sg")
+    with pytest.raises(InvalidArgumentError, match=r"reference schema v1 of pipeline 'p' .* has no feature.*"
+                                                   r"`airflow-mlops schema show p`.*`airflow-mlops schema reset p`"):
+        op.decide()
+    with pytest.raises(ValueError, match="has no feature: it cannot be a reference schema"):
+        store.promote("p", kept.schema_file)
 
 
 def test_on_kill_stops_the_runtime_process(ops, monkeypatch):

@@ -46,8 +46,14 @@ def test_malformed_requests_are_named(request_body, message, status):
     ({"trip_seconds": 60}, "row 0: feature 'fare' is missing"),
     ({"fare": "cheap", "trip_seconds": 60}, "row 0: feature 'fare' must be float, got str 'cheap'"),
     ({"fare": 1.0, "trip_seconds": 60.5}, "feature 'trip_seconds' must be int, got float"),
-    ({"fare": 1.0, "trip_seconds": True}, "feature 'trip_seconds' must be int, got bool"),
-    ({"fare": float("nan"), "trip_seconds": 1}, "feature 'fare' must be float"),
+    ({"fare": 1.0, "trip_seconds": True}, "feature 'trip_seconds': a boolean is not a feature value"),
+    ({"fare": float("nan"), "trip_seconds": 1}, "feature 'fare': nan is not a finite number"),
+    ({"fare": float("inf"), "trip_seconds": 1}, "feature 'fare': inf is not a finite number"),
+    ({"fare": 1e300, "trip_seconds": 1}, r"feature 'fare': 1e\+300 is beyond the float32 range"),
+    ({"fare": 1.0, "trip_seconds": 2**63}, "feature 'trip_seconds': 9223372036854775808 is beyond the int64 range"),
+    ({"fare": 1.0, "trip_seconds": 1e30}, r"feature 'trip_seconds': 1e\+30 is beyond the int64 range"),
+    ({"fare": 1.0, "trip_seconds": 1, "company": "\ud800"}, "feature 'company': the string is not valid Unicode"),
+    ({"fare": 1.0, "trip_seconds": 1, "company": ["a"]}, "feature 'company' must be string, got list"),
     ({"fare": 1.0, "trip_seconds": 1, "company": 7}, "feature 'company' must be string, got int 7"),
 ])
 def test_type_errors_name_the_feature_and_row(record, message):
@@ -59,6 +65,25 @@ def test_optional_and_missing_features_pass_and_integers_are_floats():
     check_types([{"fare": 1, "trip_seconds": 2, "company": None}], SPEC)
     check_types([{"fare": 1.0, "trip_seconds": 60.0}], SPEC)  # an integral float is an int (SeldonClient sends those)
     check_types([{"anything": "goes"}], None)  # a model without a feature spec: TensorFlow decides
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ({"x": float("nan")}, "feature 'x': nan is not a finite number"),
+    ({"x": 1e39}, "beyond the float32 range"),
+    ({"x": -(2**64)}, "beyond the int64 range"),
+    ({"x": "\udfff"}, "not valid Unicode"),
+    ({"x": {"nested": 1}}, r"feature 'x': unsupported value \{'nested': 1\}"),
+    ({"x": True}, "a boolean is not a feature value"),
+])
+def test_without_a_feature_spec_values_are_still_checked(record, message):
+    with pytest.raises(BadRequest, match=message):
+        check_types([record], None)
+
+
+def test_non_finite_outputs_become_null_and_are_counted():
+    from airflow_mlops.serving.model import finite_or_none
+
+    assert finite_or_none([0.5, float("nan"), float("inf"), -float("inf")]) == ([0.5, None, None, None], 3)
 
 
 def test_an_unknown_feature_is_named_with_the_features_the_model_reads():

@@ -49,3 +49,17 @@ def test_horovod_use_is_found_at_the_top_or_inside_a_function(tmp_path):
                            ("run_fn",))
     assert not uses_horovod(plain.run_fn)
     assert uses_horovod(nested.run_fn) and uses_horovod(from_import.run_fn)
+
+
+def test_horovod_use_is_found_in_a_module_loaded_as_tfx_loads_them(tmp_path, monkeypatch):
+    """TFX loads a module file as ``user_module_0`` without ``__file__`` (inspect.getsource(module) fails)."""
+    import sys
+    import types
+
+    path = tmp_path / "taxi_like.py"
+    path.write_text("import os\n\ndef run_fn(fn_args):\n    import horovod.tensorflow as hvd\n    return hvd\n")
+    module = types.ModuleType("user_module_0")
+    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)  # noqa: S102 - the test's own file
+    monkeypatch.setitem(sys.modules, "user_module_0", module)
+    module.run_fn.__module__ = "user_module_0"
+    assert uses_horovod(module.run_fn)
