@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_mlops.exceptions import RuntimeStepFailed
 from airflow_mlops.utils.schema_store import ReferenceSchemaStore, schema_features
 
 from .test_ingest_dag import dags_test, lineage, task_states, write_slice
@@ -82,5 +83,5 @@ def test_a_missing_span_or_empty_directory_fails_before_any_tfx_execution(state,
     assert code != 0 and states["CsvExampleGen"] == "failed", states
     assert message.format(data=state["data"], empty=state["root"] / "empty") in log
     assert tries_of(log, "CsvExampleGen") == 1  # not retried
-    executions = lineage(state, run_id, pipeline=PIPELINE)
-    assert executions == {}  # nothing started, nothing left RUNNING
+    with pytest.raises(RuntimeStepFailed, match="ML Metadata has no pipeline run"):  # nothing started or RUNNING
+        lineage(state, run_id, pipeline=PIPELINE)
