@@ -59,7 +59,12 @@ def check_model(model_path: str, eval_config: Any) -> dict[str, Any]:
         raise RejectedInput(f"the model's {name!r} signature has several outputs ({', '.join(sorted(outputs))}): "
                             "set prediction_key to the one holding the prediction")
     output = prediction_key or next(iter(outputs))
-    transform = list(spec.preprocessing_function_names) or ["transform_features"]
+    transform = list(spec.preprocessing_function_names)
+    if not transform and spec.label_key and "transform_features" in model.signatures \
+            and spec.label_key in signature_outputs(model.signatures["transform_features"]):
+        raise RejectedInput(f"label_key {spec.label_key!r} is an output of the model's 'transform_features' signature, "
+                            "but the EvalConfig reads the label from the raw examples: add "
+                            'preprocessing_function_names: "transform_features" to its model_specs')
     label_source = next((f for f in transform if f in model.signatures), None)
     if spec.label_key and label_source:
         features = signature_outputs(model.signatures[label_source])

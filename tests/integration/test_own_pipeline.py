@@ -209,15 +209,19 @@ def test_cars_regression_gated_on_mean_absolute_error(state, cars):
 
 
 def test_a_tfma_eval_config_file_replaces_the_generated_gate(state, cars, tmp_path):
-    broken = tmp_path / "broken.pbtxt"
-    broken.write_text("model_specs { label_key: 'Miles_per_Gallon_xf' \n")
+    forgot = tmp_path / "forgot.pbtxt"  # the label is a transformed feature, but TFMA is told to read raw examples
+    forgot.write_text('model_specs { label_key: "Miles_per_Gallon_xf" }\n'
+                      'metrics_specs { metrics { class_name: "MeanSquaredError" } }\n')
     code, log, states = train(state, "cars_config", cars, module_file=str(CARS_MODULE), model_type="regression",
-                              label_key="Miles_per_Gallon_xf", eval_config=str(broken), train_steps=50)
+                              label_key="Miles_per_Gallon_xf", eval_config=str(forgot), train_steps=50)
     assert code != 0
-    assert_failed_once_at(log, states, "Evaluator", f"eval_config {broken} is not a TFMA EvalConfig (JSON or pbtxt)")
+    assert_failed_once_at(log, states, "Evaluator", "label_key 'Miles_per_Gallon_xf' is an output of the model's "
+                          "'transform_features' signature, but the EvalConfig reads the label from the raw examples: "
+                          'add preprocessing_function_names: "transform_features"')
+    assert "add_input failed" not in log  # refused before TFMA ran
     config = tmp_path / "eval_config.pbtxt"
     config.write_text("""
-        model_specs { label_key: "Miles_per_Gallon_xf" }
+        model_specs { label_key: "Miles_per_Gallon_xf" preprocessing_function_names: "transform_features" }
         slicing_specs {}
         slicing_specs { feature_keys: "Cylinders" }
         metrics_specs {
