@@ -131,12 +131,17 @@ def check_types(records: list[dict[str, Any]], spec: dict[str, dict[str, Any]] |
             if unknown:
                 raise BadRequest(f"row {i}: unknown feature{'s' if len(unknown) > 1 else ''} "
                                  f"{', '.join(repr(n) for n in unknown)}; the model reads: {', '.join(sorted(spec))}")
-            for name, feature in spec.items():
-                if record.get(name) is None and feature.get("required"):
-                    raise BadRequest(f"row {i}: feature {name!r} is missing (the model requires it)")
-        for name, value in record.items():
-            if value is not None:
-                check_value(i, name, value, (spec or {}).get(name, {}).get("dtype") if spec else None)
+            for name, feature in spec.items():  # in the spec's order: the first problem of the row is named
+                value = record.get(name)
+                if value is None:
+                    if feature.get("required"):
+                        raise BadRequest(f"row {i}: feature {name!r} is missing (the model requires it)")
+                    continue
+                check_value(i, name, value, feature["dtype"])
+        else:
+            for name, value in record.items():
+                if value is not None:
+                    check_value(i, name, value, None)
 
 
 def finite_or_none(values: list[float]) -> tuple[list[float | None], int]:
