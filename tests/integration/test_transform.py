@@ -44,8 +44,10 @@ def test_broken_module_file_fails_transform_clearly(state, tmp_path):
         dag_id="test_ingest_transform", dags_folder=TEST_DAGS,
     )
     assert code != 0
-    assert "TFX component Transform (node Transform) did not complete" in log
-    assert "no_such_feature" in log
+    # named with the data's columns, and not retried (the feature will not appear on a retry)
+    assert "Transform: the module's preprocessing_fn reads feature 'no_such_feature', which the data does not " \
+           "have (its columns: company, " in log
+    assert "InvalidInput" in log
     assert task_states(state, "test_ingest_transform", run_id, TEST_DAGS)["Transform"] == "failed"
 
 
