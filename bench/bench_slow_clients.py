@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -30,39 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import airflow_run, append_table, migrate  # noqa: E402
 from bench.bench_serving import concurrent_rps, percentile, timed_requests, typed_records  # noqa: E402
+from tests.serving.slow_clients import SlowClients  # noqa: E402 - the test's own slow clients
 
 NAME = "bench-slow"
-
-
-class Slow:
-    """``count`` connections dripping one header a second, for at most ``seconds``."""
-
-    def __init__(self, port: int, count: int, seconds: float) -> None:
-        self.socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
-        self.stop = time.monotonic() + seconds
-        self.thread = threading.Thread(target=self.drip, daemon=True)
-
-    def drip(self) -> None:
-        for sock in self.socks:
-            sock.sendall(b"POST /api/v1.0/predictions HTTP/1.1\r\nHost: slow\r\n")
-        while time.monotonic() < self.stop:
-            for sock in self.socks:
-                try:
-                    sock.sendall(b"X-Slow: 1\r\n")
-                except OSError:
-                    pass
-            time.sleep(1)
-
-    def __enter__(self):
-        self.thread.start()
-        time.sleep(1.5)
-        return self
-
-    def __exit__(self, *exc):
-        self.stop = 0
-        self.thread.join(5)
-        for sock in self.socks:
-            sock.close()
 
 
 def measure(port: int, body: bytes, n: int) -> dict:
@@ -106,7 +75,7 @@ def main() -> int:
     bare = None
     try:
         quiet = measure(dep.port, body, args.requests)
-        with Slow(dep.port, args.slow, seconds=600):
+        with SlowClients("127.0.0.1", dep.port, args.slow, seconds=600):
             busy = measure(dep.port, body, args.requests)
             busy_pings = pings(dep.port)
         # the same model without the front: gunicorn accepts the clients itself
@@ -121,7 +90,7 @@ def main() -> int:
         deadline = time.monotonic() + 120
         while pings(port, 1) == 0 and time.monotonic() < deadline:
             time.sleep(1)
-        with Slow(port, 4, seconds=60):
+        with SlowClients("127.0.0.1", port, 4, seconds=60):
             bare_pings = pings(port)
     finally:
         if bare is not None:

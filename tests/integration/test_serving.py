@@ -24,6 +24,7 @@ from airflow_mlops.hooks.seldon import SeldonHook
 from airflow_mlops.serving.model import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
+from ..serving.slow_clients import SlowClients
 from .test_ingest_dag import TEST_DAGS, dags_test, write_slice
 
 pytestmark = pytest.mark.integration
@@ -318,46 +319,12 @@ def test_fuzzed_request_bodies_never_get_a_5xx(state):
     assert all(isinstance(entry, dict) for entry in prediction_log_lines(state))
 
 
-class SlowClients:
-    """``count`` connections that send a request line, then one header a second and never finish (bounded:
-    they stop by themselves after ``seconds``); loopback only."""
-
-    def __init__(self, url: str, count: int, seconds: float = 20.0) -> None:
-        import socket
-
-        host, port = url.removeprefix("http://").split(":")
-        self.sockets = [socket.create_connection((host, int(port)), timeout=5) for _ in range(count)]
-        self.deadline = time.monotonic() + seconds
-        self.thread = threading.Thread(target=self._drip, daemon=True)
-
-    def _drip(self) -> None:
-        for sock in self.sockets:
-            sock.sendall(b"POST /api/v1.0/predictions HTTP/1.1\r\nHost: slow\r\n")
-        while time.monotonic() < self.deadline:
-            for sock in self.sockets:
-                try:
-                    sock.sendall(b"X-Slow: 1\r\n")
-                except OSError:
-                    pass
-            time.sleep(1)
-
-    def __enter__(self):
-        self.thread.start()
-        time.sleep(1.5)
-        return self
-
-    def __exit__(self, *exc):
-        self.deadline = 0
-        self.thread.join(5)
-        for sock in self.sockets:
-            sock.close()
-
-
 def test_slow_clients_do_not_starve_the_server(state):
     """50 connections that never finish their request: pings and predictions are still answered (without the
     asyncio front four such clients took every gunicorn thread until they left)."""
     dep = state["hook"].get_deployment(NAME)
-    with SlowClients(dep.url, 50):
+    host, port = dep.url.removeprefix("http://").split(":")
+    with SlowClients(host, int(port), 50):
         for _ in range(5):
             with urllib.request.urlopen(f"{dep.url}/health/ping", timeout=10) as response:
                 assert response.status == 200
