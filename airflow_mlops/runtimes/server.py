@@ -64,6 +64,9 @@ def _run_session(conn: socket.socket) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+    # the step's end wakes the session at once (a pidfd is readable when its process exits):
+    # polling here cost every step up to half a second between its end and its result
+    exited = os.pidfd_open(step) if hasattr(os, "pidfd_open") else None
     while True:
         done, status = os.waitpid(step, os.WNOHANG)
         if done:
@@ -73,8 +76,8 @@ def _run_session(conn: socket.socket) -> int:
             except OSError:
                 pass
             return 0
-        readable, _, _ = select.select([conn], [], [], 0.5)
-        if readable and not conn.recv(1, socket.MSG_PEEK):  # the client hung up: stop the step
+        readable, _, _ = select.select([conn] if exited is None else [conn, exited], [], [], 0.5)
+        if conn in readable and not conn.recv(1, socket.MSG_PEEK):  # the client hung up: stop the step
             reaper.stop_descendants(grace=STOP_GRACE)  # the step and all below it, detached or not
             return 0
 
