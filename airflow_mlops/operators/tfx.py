@@ -25,7 +25,14 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, conf
 
 from airflow_mlops.evaluation import DEFAULT_METRIC, METRICS, EvaluationSpecError, check_gate
-from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
+from airflow_mlops.exceptions import (
+    NON_RETRYABLE_ERRORS,
+    DataValidationError,
+    InvalidArgumentError,
+    MlopsException,
+    RuntimeStepFailed,
+    RuntimeStepRejected,
+)
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.kubernetes.api import KubernetesApiError, owner_labels
 from airflow_mlops.kubernetes.mpijob import (
@@ -941,12 +948,16 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
                 error = result_from_log(log_text).error or {}
             except ContractError:
                 error = {}
-            raise MlopsException(
+            # the node's own error decides whether a retry can help (a module without run_fn cannot),
+            # as for a step run locally or in a pod
+            failure = RuntimeStepRejected if error.get("type") in NON_RETRYABLE_ERRORS else RuntimeStepFailed
+            raise failure(
                 f"{self.task_id}: {where} ended {state}" + (f" ({reason})" if reason else "")
                 + (f": {message}" if message else "")
                 + (f"\nthe TFX node failed: {error.get('type')}: {error.get('message')}" if error else "")
                 + ("\nlast lines of the launcher's log:\n  " + "\n  ".join(tail) if tail else
-                   "\nthe launcher left no log (it never started, or its pod is gone)")
+                   "\nthe launcher left no log (it never started, or its pod is gone)"),
+                step="tfx.run_node", error=error,
             )
         try:
             result = result_from_log(log_text)

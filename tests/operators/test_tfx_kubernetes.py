@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
+from airflow_mlops.exceptions import InvalidArgumentError, MlopsException, RuntimeStepFailed, RuntimeStepRejected
 from airflow_mlops.kubernetes.mpijob import build_mpijob, validate_mpijob
 from airflow_mlops.operators.tfx import (
     CsvExampleGenOperator,
@@ -37,8 +37,8 @@ NODE_RESULT = {"component": "HorovodTrainer", "execution_id": 12, "state": "COMP
                "outputs": {"model": [{"type": "Model", "id": 40, "uri": "/srv/mlops/pipelines/p/tr/model/12"}]}}
 
 
-def result_line(outputs: dict, status: str = "succeeded") -> str:
-    error = None if status == "succeeded" else {"type": "RuntimeError", "message": "boom", "details": []}
+def result_line(outputs: dict, status: str = "succeeded", error_type: str = "RuntimeError", message: str = "boom") -> str:
+    error = None if status == "succeeded" else {"type": error_type, "message": message, "details": []}
     return RESULT_MARKER + json.dumps({"contract_version": 1, "status": status, "outputs": outputs, "error": error})
 
 
@@ -152,6 +152,37 @@ def test_a_failed_job_reports_the_condition_and_the_launchers_last_lines(ops, k8
     assert RESULT_MARKER not in str(caught.value)
 
 
+BAD_MODULE = "HorovodTrainer: module file /srv/mlops/m.py has no run_fn: define run_fn(fn_args)"
+
+
+def test_a_job_failed_on_bad_input_is_not_retried(ops, k8s_env):
+    """The node's error kind decides, as locally: a module without run_fn fails the same way on a retry."""
+    k8s_env.kubelet = launcher([result_line({}, status="failed", error_type="InvalidInput", message=BAD_MODULE)],
+                               exit_code=1)
+    with pytest.raises(RuntimeStepRejected, match="the TFX node failed: InvalidInput: HorovodTrainer: module file") \
+            as caught:
+        ops.tr.execute(context())
+    assert isinstance(caught.value, AirflowFailException)  # Airflow fails the task without its retries
+
+
+def test_a_job_failed_otherwise_is_retried(ops, k8s_env):
+    k8s_env.kubelet = launcher([result_line({}, status="failed")], exit_code=1)
+    with pytest.raises(RuntimeStepFailed) as caught:
+        ops.tr.execute(context())
+    assert not isinstance(caught.value, AirflowFailException)
+
+
+def test_a_deferred_job_failed_on_bad_input_is_not_retried(ops, k8s_env):
+    k8s_env.kubelet = launcher([result_line({}, status="failed", error_type="InvalidInput", message=BAD_MODULE)],
+                               exit_code=1, interval=0.3)
+    ops.tr.deferrable = True
+    with pytest.raises(TaskDeferred) as deferred:
+        ops.tr.execute(context())
+    event = asyncio.run(_first_event(deferred.value.trigger))
+    with pytest.raises(RuntimeStepRejected, match="has no run_fn"):
+        ops.tr.execute_complete(context(), event)
+
+
 def test_a_retry_reattaches_to_the_job_of_its_earlier_try(ops, k8s_env):
     k8s_env.kubelet = launcher(["working", result_line(NODE_RESULT)], interval=0.3)
     params, _ = ops.tr.node_params(context())
@@ -260,6 +291,24 @@ def test_deferrable_step_pods_resume_with_the_nodes_result(ops, k8s_env):
     result = ops.sg.execute_complete(context(), event, **deferred.value.kwargs)
     assert result["component"] == "StatisticsGen"
     assert [p for p in k8s_env.list_objects("pods") if p["metadata"]["name"].startswith("tfx-")] == []
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_a_step_pod_failed_on_bad_input_is_not_retried(ops, k8s_env, deferrable):
+    message = "CsvExampleGen: span 7 does not exist under /data (spans there: 1, 2)"
+    k8s_env.kubelet = ScriptedKubelet(pods={"tfx-*": PodRun(
+        logs=[result_line({}, status="failed", error_type="InvalidInput", message=message)], exit_code=1,
+        interval=0.2)})
+    ops.sg.deferrable = deferrable
+    with pytest.raises(RuntimeStepRejected, match="InvalidInput: CsvExampleGen: span 7 does not exist") as caught:
+        if not deferrable:
+            ops.sg.execute(context())
+        else:
+            with pytest.raises(TaskDeferred) as deferred:
+                ops.sg.execute(context())
+            event = asyncio.run(_first_event(deferred.value.trigger))
+            ops.sg.execute_complete(context(), event, **deferred.value.kwargs)
+    assert isinstance(caught.value, AirflowFailException)
 
 
 def test_a_deferred_step_pod_that_never_starts_is_removed_and_reported(ops, k8s_env):
