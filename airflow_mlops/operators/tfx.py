@@ -258,23 +258,21 @@ class TfxComponentOperator(BaseOperator):
             os.makedirs(spec["pipeline_root"], exist_ok=True)  # a rootfs runtime can only see existing paths
         return {"pipeline": spec, "node_id": self.task_id, "run_id": context["run_id"]}, binds
 
-    def run_node(self, context: Any) -> dict[str, Any]:
-        resumed = getattr(self, "_resumed_result", None)
-        if resumed is not None:  # execute() again after the deferred pod ended: the node's result
-            self._resumed_result = None
-            return self.report(resumed)
+    def run_node(self, context: Any, prepared: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run this task's node; on the Kubernetes backend, when deferrable, defer until its pod ends
+        (``prepared`` travels with the deferral, for :meth:`finish`)."""
         params, binds = self.node_params(context)
         if self.deferrable and self.hook.backend == "kubernetes":
             handle = self.hook.start_pod_step("tfx.run_node", params, context=self.step_context(context),
                                               timeout=self.step_timeout)
             if handle["phase"] not in ("Succeeded", "Failed"):
-                self._defer_to_pod(handle)
+                self._defer_to_pod(handle, prepared or {})
             return self.report(self.hook.finish_pod_step(handle))
         result = self.hook.run_step("tfx.run_node", params, context=self.step_context(context), binds=binds,
                                     timeout=self.step_timeout)
         return self.report(result)
 
-    def _defer_to_pod(self, handle: dict[str, Any]) -> None:
+    def _defer_to_pod(self, handle: dict[str, Any], prepared: dict[str, Any]) -> None:
         from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 
         from airflow_mlops.kubernetes.pods import CONTAINER
@@ -290,19 +288,23 @@ class TfxComponentOperator(BaseOperator):
                 schedule_timeout=handle["startup_timeout"], on_finish_action="keep_pod",
             ),
             method_name="execute_complete",
-            kwargs={"handle": handle},
+            kwargs={"handle": handle, "prepared": prepared},
         )
 
-    def execute_complete(self, context: Any, event: dict[str, Any], handle: dict[str, Any] | None = None) -> Any:
-        """Resume after the node's pod ended: read its result, then finish ``execute()`` with it."""
-        assert handle is not None
+    def execute_complete(self, context: Any, event: dict[str, Any], handle: dict[str, Any] | None = None,
+                         prepared: dict[str, Any] | None = None) -> Any:
+        """Finish after the deferred node ended, from the trigger's event and what was prepared before
+        deferring: read the node's result and :meth:`finish` with it (nothing is decided or run again)."""
+        return self.finish(context, self.collect(event, handle or {}), prepared or {})
+
+    def collect(self, event: dict[str, Any], handle: dict[str, Any]) -> dict[str, Any]:
+        """The node's result once its pod ended (``handle`` from :meth:`RuntimeHook.start_pod_step`)."""
         if event.get("status") not in ("success", "failed"):
             # the pod never started or the trigger gave up: say why, and remove the pod
             self.hook.delete_pod_step(handle)
             raise MlopsException(f"{self.task_id}: pod {handle['namespace']}/{handle['name']} of step "
                                  f"{handle['step']}: {event.get('status')}: {event.get('message')}")
-        self._resumed_result = self.hook.finish_pod_step(handle)  # a failed step raises its error here
-        return self.execute(context)
+        return self.report(self.hook.finish_pod_step(handle))  # a failed step raises its error here
 
     def report(self, result: dict[str, Any]) -> dict[str, Any]:
         """Log what the node did and produced; return ``result``."""
@@ -314,8 +316,18 @@ class TfxComponentOperator(BaseOperator):
                               f" (span {artifact['span']})" if "span" in artifact else "")
         return result
 
+    def prepare(self, context: Any) -> dict[str, Any]:
+        """What this task decides before its node runs (JSON-serialisable: it travels with a deferral
+        to :meth:`finish`). Raise to fail the task before anything runs."""
+        return {}
+
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
+        """The task's return value from the node's ``result`` (and what :meth:`prepare` decided)."""
+        return result
+
     def execute(self, context: Any) -> dict[str, Any]:
-        return self.run_node(context)
+        prepared = self.prepare(context)
+        return self.finish(context, self.run_node(context, prepared), prepared)
 
     def on_kill(self) -> None:
         self.hook.kill()
@@ -428,8 +440,7 @@ class StatisticsGenOperator(TfxComponentOperator):
         super().__init__(**kwargs)
         self._wire_input("examples", examples)
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        result = self.run_node(context)
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         for split, stats in result.get("statistics", {}).items():
             self.log.info("split %s: %s examples, %s features", split, stats["num_examples"], stats["num_features"])
         return result
@@ -459,8 +470,7 @@ class ImportSchemaGenOperator(TfxComponentOperator):
     def host_paths(self) -> list[str]:
         return [os.path.dirname(os.path.abspath(self.schema_file))] if _is_local_path(self.schema_file) else []
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        result = self.run_node(context)
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         return {**result, "schema_source": "curated", "reference_version": None}
 
 
@@ -540,7 +550,8 @@ class SchemaGenOperator(TfxComponentOperator):
             return [os.path.dirname(os.path.abspath(schema_file))]
         return []
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def prepare(self, context: Any) -> dict[str, Any]:
+        """Decide (and say) which schema this run validates against: once, before the node runs."""
         self.validate_args()
         source, schema_file, version = self.decide()
         if source == "curated":
@@ -552,8 +563,10 @@ class SchemaGenOperator(TfxComponentOperator):
                 "pipeline %s has no reference schema yet: inferring one from this span; "
                 "it becomes the reference once validation accepts the data", self.pipeline_name,
             )
-        result = self.run_node(context)
-        return {**result, "schema_source": source, "reference_version": version}
+        return {"schema_source": source, "reference_version": version}
+
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
+        return {**result, "schema_source": prepared["schema_source"], "reference_version": prepared["reference_version"]}
 
 
 class ExampleValidatorOperator(TfxComponentOperator):
@@ -630,9 +643,11 @@ class ExampleValidatorOperator(TfxComponentOperator):
             raise DataValidationError(message, [{"split": s, "kind": "TOO_FEW_EXAMPLES", "count": c,
                                                  "minimum": minimum} for s, c in sorted(short.items())])
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def prepare(self, context: Any) -> dict[str, Any]:
         self.check_example_counts(context)  # before TFDV: an empty span has no anomaly to find
-        result = self.run_node(context)
+        return {}
+
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         anomalies = result.get("anomalies", [])
         if anomalies:
             lines = [
@@ -837,13 +852,16 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
             )
         self._validate_module_file()
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def prepare(self, context: Any) -> dict[str, Any]:
         run = re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
         self._checkpoint_dir = os.path.join(self.hook.pipeline_root(self.pipeline_name, self.pipeline_root),
                                             self.task_id, ".checkpoints", run)
+        return {"checkpoint_dir": self._checkpoint_dir}
+
+    def run_node(self, context: Any, prepared: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.hook.backend == "kubernetes":
-            return self._train_on_mpijob(context)
-        return self.run_node(context)
+            return self._train_on_mpijob(context, prepared or {})
+        return super().run_node(context, prepared)
 
     # -- Kubernetes: an MPIJob ------------------------------------------------------------
     RUN_POLICY_KEYS: ClassVar[tuple[str, ...]] = (
@@ -891,7 +909,7 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
     def mpijobs(self) -> MPIJobController:
         return MPIJobController(self.hook.kubernetes_hook.api_client)
 
-    def _train_on_mpijob(self, context: Any) -> dict[str, Any]:
+    def _train_on_mpijob(self, context: Any, prepared: dict[str, Any]) -> dict[str, Any]:
         params, _ = self.node_params(context)
         spec, labels = self.mpijob_spec(context, params)
         where = f"MPIJob {spec.namespace}/{spec.name}"
@@ -906,7 +924,8 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         if self.deferrable and state not in FINAL_STATES:
             self.defer(trigger=MPIJobTrigger(spec.name, spec.namespace, self.hook.setting("kubernetes_conn_id"),
                                              poll_interval=self.poll_interval),
-                       method_name="execute_complete")
+                       method_name="execute_complete",
+                       kwargs={"handle": {"mpijob": spec.name, "namespace": spec.namespace}, "prepared": prepared})
         self._followed = False
         final = self.mpijobs.wait(spec.name, spec.namespace, poll_interval=self.poll_interval,
                                   follow=self._follow_launcher)
@@ -915,9 +934,11 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
             self._print_launcher_log(log_text)
         return self._mpijob_result(spec.name, spec.namespace, *final, log_text=log_text)
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after :class:`MPIJobTrigger`: read the launcher's log and the node's result."""
-        name, namespace = event["name"], event["namespace"]
+    def collect(self, event: dict[str, Any], handle: dict[str, Any]) -> dict[str, Any]:
+        """After :class:`MPIJobTrigger`: read the launcher's log and the node's result (a step pod: as any node)."""
+        if "mpijob" not in handle:
+            return super().collect(event, handle)
+        name, namespace = handle["mpijob"], handle["namespace"]
         self._job = (name, namespace)
         log_text = self.mpijobs.launcher_log(name, namespace)
         self._print_launcher_log(log_text)
@@ -1140,8 +1161,7 @@ class EvaluatorOperator(TfxComponentOperator):
             reasons.append(f"TFMA did not validate the model ({key} = {value}); see the Evaluator log")
         return reasons
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        result = self.run_node(context)
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         evaluation = result.get("evaluation") or {}
         for model, values in sorted(evaluation.get("metrics", {}).items()):
             self.log.info("%s metrics: %s", model, ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
@@ -1207,7 +1227,8 @@ class PusherOperator(TfxComponentOperator):
         base = self._push_args.get("base_directory")
         return [base] if base and _is_local_path(base) else []
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def prepare(self, context: Any) -> dict[str, Any]:
+        """Skip when the Evaluator did not bless the model; otherwise decide where and what to push."""
         evaluation: dict[str, Any] = {}
         if "model_blessing" in self.tfx_inputs:
             evaluator = self.tfx_inputs["model_blessing"]["node"]
@@ -1229,7 +1250,9 @@ class PusherOperator(TfxComponentOperator):
             # the model's raw feature spec is read from the Transform graph it was trained with
             "transform_graph": graphs[0]["uri"] if graphs else "",
         }
-        result = self.run_node(context)
+        return {"push_args": self._push_args}
+
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         if not result.get("pushed"):
             message = "not pushing: the model blessing says the model is not blessed"
             self.log.warning(message)

@@ -18,12 +18,20 @@ import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from airflow_mlops.exceptions import InvalidArgumentError, MlopsException, RuntimeStepFailed, RuntimeStepRejected
+from airflow_mlops.exceptions import (
+    DataValidationError,
+    InvalidArgumentError,
+    MlopsException,
+    RuntimeStepFailed,
+    RuntimeStepRejected,
+)
 from airflow_mlops.kubernetes.mpijob import build_mpijob, validate_mpijob
 from airflow_mlops.operators.tfx import (
     CsvExampleGenOperator,
+    ExampleValidatorOperator,
     HorovodTrainerOperator,
     ImportSchemaGenOperator,
+    SchemaGenOperator,
     StatisticsGenOperator,
     TransformOperator,
 )
@@ -52,8 +60,8 @@ def k8s_env(fake_kube, kube_conn, clean_mlops_env, tmp_path):
     return fake_kube
 
 
-@pytest.fixture
-def ops(k8s_env):
+def build_ops() -> SimpleNamespace:
+    """The DAG's operators, built from scratch: Airflow resumes a deferred task on a fresh operator."""
     with DAG("train", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         eg = CsvExampleGenOperator(task_id="eg", pipeline_name="p")
         sg = StatisticsGenOperator(task_id="sg", pipeline_name="p", examples=eg, deferrable=True, poll_interval=0.1)
@@ -62,7 +70,16 @@ def ops(k8s_env):
         tr = HorovodTrainerOperator(task_id="tr", pipeline_name="p", examples=tf, transform_graph=tf, schema=sc,
                                     num_workers=2, gpus_per_worker=1, poll_interval=0.1,
                                     run_policy={"backoff_limit": 0, "clean_pod_policy": "Running"})
-    return SimpleNamespace(dag=dag, eg=eg, sg=sg, tr=tr)
+        schema = SchemaGenOperator(task_id="schema", pipeline_name="p", statistics=sg, deferrable=True,
+                                   poll_interval=0.1)
+        ev = ExampleValidatorOperator(task_id="ev", pipeline_name="p", statistics=sg, schema=schema, deferrable=True,
+                                      poll_interval=0.1, keep_reference_schema=False)
+    return SimpleNamespace(dag=dag, eg=eg, sg=sg, tr=tr, schema=schema, ev=ev)
+
+
+@pytest.fixture
+def ops(k8s_env):
+    return build_ops()
 
 
 @pytest.fixture(autouse=True)
@@ -180,7 +197,7 @@ def test_a_deferred_job_failed_on_bad_input_is_not_retried(ops, k8s_env):
         ops.tr.execute(context())
     event = asyncio.run(_first_event(deferred.value.trigger))
     with pytest.raises(RuntimeStepRejected, match="has no run_fn"):
-        ops.tr.execute_complete(context(), event)
+        build_ops().tr.execute_complete(context(), event, **deferred.value.kwargs)
 
 
 def test_a_retry_reattaches_to_the_job_of_its_earlier_try(ops, k8s_env):
@@ -232,9 +249,11 @@ def test_deferred_training_resumes_with_the_result(ops, k8s_env, capsys):
     assert classpath == "airflow_mlops.triggers.mpijob.MPIJobTrigger"  # where the triggerer imports it from
     event = asyncio.run(_first_event(MPIJobTrigger(**kwargs)))
     assert event["status"] == "success"
-    result = ops.tr.execute_complete(context(), event)
+    posted = len(k8s_env.requests_of("POST", "/mpijobs"))
+    result = build_ops().tr.execute_complete(context(), event, **deferred.value.kwargs)  # a fresh operator
     assert result["execution_id"] == 12
     assert "[launcher] epoch 1" in capsys.readouterr().out
+    assert len(k8s_env.requests_of("POST", "/mpijobs")) == posted  # finished from the event: nothing submitted again
 
 
 async def _first_event(trigger):
@@ -288,8 +307,10 @@ def test_deferrable_step_pods_resume_with_the_nodes_result(ops, k8s_env):
     assert type(trigger).__name__ == "KubernetesPodTrigger"
     event = asyncio.run(_first_event(trigger))
     assert event["status"] == "success"
-    result = ops.sg.execute_complete(context(), event, **deferred.value.kwargs)
+    pods_created = len(k8s_env.requests_of("POST", "/pods"))
+    result = build_ops().sg.execute_complete(context(), event, **deferred.value.kwargs)  # a fresh operator
     assert result["component"] == "StatisticsGen"
+    assert len(k8s_env.requests_of("POST", "/pods")) == pods_created  # nothing run again
     assert [p for p in k8s_env.list_objects("pods") if p["metadata"]["name"].startswith("tfx-")] == []
 
 
@@ -307,8 +328,37 @@ def test_a_step_pod_failed_on_bad_input_is_not_retried(ops, k8s_env, deferrable)
             with pytest.raises(TaskDeferred) as deferred:
                 ops.sg.execute(context())
             event = asyncio.run(_first_event(deferred.value.trigger))
-            ops.sg.execute_complete(context(), event, **deferred.value.kwargs)
+            build_ops().sg.execute_complete(context(), event, **deferred.value.kwargs)
     assert isinstance(caught.value, AirflowFailException)
+
+
+def test_a_deferred_schemagen_decides_its_schema_once_and_finishes_with_that_decision(ops, k8s_env, capsys):
+    """What was decided before deferring (no reference yet: infer) travels with the deferral; the fresh
+    operator that finishes neither decides nor says it again."""
+    node = {**NODE_RESULT, "component": "SchemaGen", "outputs": {}}
+    k8s_env.kubelet = ScriptedKubelet(pods={"tfx-*": PodRun(logs=[result_line(node)], interval=0.2)})
+    with pytest.raises(TaskDeferred) as deferred:
+        ops.schema.execute(context())
+    assert deferred.value.kwargs["prepared"] == {"schema_source": "inferred", "reference_version": None}
+    json.dumps(deferred.value.kwargs)  # what travels through the metadata database is plain JSON
+    event = asyncio.run(_first_event(deferred.value.trigger))
+    capsys.readouterr()
+    result = build_ops().schema.execute_complete(context(), event, **deferred.value.kwargs)
+    assert result["schema_source"] == "inferred" and result["component"] == "SchemaGen"
+    assert "no reference schema yet" not in capsys.readouterr().out
+
+
+def test_a_deferred_example_validator_finishes_on_the_anomalies_of_its_result(ops, k8s_env):
+    anomaly = {"split": "eval", "feature": "fare", "kind": "FLOAT_TYPE_STRING", "severity": "ERROR",
+               "description": "Expected a float, got a string"}
+    node = {**NODE_RESULT, "component": "ExampleValidator", "outputs": {}, "anomalies": [anomaly]}
+    k8s_env.kubelet = ScriptedKubelet(pods={"tfx-*": PodRun(logs=[result_line(node)], interval=0.2)})
+    ops.ev.check_example_counts = lambda context: None  # no statistics upstream in this test
+    with pytest.raises(TaskDeferred) as deferred:
+        ops.ev.execute(context())
+    event = asyncio.run(_first_event(deferred.value.trigger))
+    with pytest.raises(DataValidationError, match="split eval, feature fare: FLOAT_TYPE_STRING"):
+        build_ops().ev.execute_complete(context(), event, **deferred.value.kwargs)
 
 
 def test_a_deferred_step_pod_that_never_starts_is_removed_and_reported(ops, k8s_env):
@@ -317,7 +367,7 @@ def test_a_deferred_step_pod_that_never_starts_is_removed_and_reported(ops, k8s_
         ops.sg.execute(context())
     event = asyncio.run(_first_event(deferred.value.trigger))
     with pytest.raises(MlopsException, match="InvalidImageName"):
-        ops.sg.execute_complete(context(), event, **deferred.value.kwargs)
+        build_ops().sg.execute_complete(context(), event, **deferred.value.kwargs)
     assert [p for p in k8s_env.list_objects("pods") if p["metadata"]["name"].startswith("tfx-")] == []
 
 
