@@ -9,16 +9,20 @@ CNCF_K8S_VERSION ?= 10.25.0
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit venv host-tools browser-tools runtimes up clean
+.PHONY: demo test unit lint venv host-tools browser-tools runtimes up clean
 
 demo: venv host-tools runtimes
 	$(PY) scripts/demo.py
 
-test: venv host-tools browser-tools runtimes
+test: venv host-tools browser-tools runtimes lint
 	$(PY) -m pytest -v $(PYTEST_ARGS)
 
-unit: venv
+unit: venv lint
 	$(PY) -m pytest -v -m "not integration" $(PYTEST_ARGS)
+
+# ruff: pyflakes, and the process boundary (pyproject.toml: the Airflow side never imports runtime-side code)
+lint: venv
+	$(VENV)/bin/ruff check .
 
 venv: $(VENV)/.installed
 

@@ -28,7 +28,7 @@ from airflow.sdk import DAG, Asset, Param, task
 
 from airflow_mlops.operators.drift import DriftDetectionOperator
 from airflow_mlops.operators.seldon import SeldonHealthCheckOperator
-from airflow_mlops.steps.drift import DETECTORS
+from airflow_mlops.shared import DETECTORS
 from airflow_mlops.utils.assets import retrain_uri
 
 PIPELINE = "chicago_taxi"

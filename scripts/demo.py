@@ -128,7 +128,7 @@ def send_traffic(rows: list[dict[str, str]], count: int, seed: int) -> int:
     import urllib.request
 
     from airflow_mlops.hooks.seldon import SeldonHook
-    from airflow_mlops.serving.model import typed_record
+    from airflow_mlops.shared import typed_record
 
     dep = SeldonHook(mlops_conn_id=None).get_deployment(DEPLOYMENT)
     spec = json.loads((Path(dep.model_path) / "assets.extra" / "feature_spec.json").read_text())

@@ -40,7 +40,7 @@ from airflow_mlops.kubernetes.api import (
     wait_gone,
 )
 from airflow_mlops.kubernetes.pods import pod_spec
-from airflow_mlops.steps.horovod_launch import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
+from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
 from airflow_mlops.serving.manifest import (
     ManifestError,
     _errors,

@@ -15,7 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.hooks.seldon import SeldonHook
-from airflow_mlops.steps.drift import DETECTORS
+from airflow_mlops.shared import DETECTORS
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
 
 

@@ -25,8 +25,8 @@ import sys
 import time
 
 from airflow_mlops.runtimes import reaper
+from airflow_mlops.shared import EXIT_MARK
 
-EXIT_MARK = "\x00airflow-mlops-exit"
 #: Seconds a cancelled step's processes get between SIGTERM and SIGKILL.
 STOP_GRACE = 3.0
 

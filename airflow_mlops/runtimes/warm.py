@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from airflow_mlops.runtimes.local import RuntimeInstall, normalise_binds, runtime_command
-from airflow_mlops.runtimes.server import EXIT_MARK
+from airflow_mlops.shared import EXIT_MARK
 
 
 class WarmRuntimeError(RuntimeError):

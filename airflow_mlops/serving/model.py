@@ -32,9 +32,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_mlops.shared import FEATURE_SPEC
+
 log = logging.getLogger("airflow_mlops.serving")
 
-FEATURE_SPEC = os.path.join("assets.extra", "feature_spec.json")
 #: Rows per request above which the request is refused (413).
 DEFAULT_MAX_ROWS = 10_000
 
@@ -78,13 +79,6 @@ def rows_from_request(request: Any, max_rows: int = DEFAULT_MAX_ROWS) -> list[di
     if len(records) > max_rows:
         raise BadRequest(f"the request has {len(records)} rows; at most {max_rows} are accepted", status_code=413)
     return records
-
-
-def typed_record(row: dict[str, str], spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A CSV row (all strings) as the request record the model expects: features of ``spec`` only,
-    cast to their dtype, empty values left out (for replaying CSV data to a deployment)."""
-    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
-    return {k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""}
 
 
 FLOAT32_MAX = 3.4028234663852886e38

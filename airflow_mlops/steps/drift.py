@@ -23,8 +23,8 @@ import time
 from typing import Any
 
 from airflow_mlops.runtimes.contract import StepError
+from airflow_mlops.shared import DETECTORS
 
-DETECTORS = ("TabularDrift", "KSDrift", "CVMDrift", "ChiSquareDrift", "MMDDrift", "LSDDDrift")
 CORRECTIONS = ("bonferroni", "fdr")
 MISSING = "<missing>"
 UNSEEN = "<unseen>"

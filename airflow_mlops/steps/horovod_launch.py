@@ -12,11 +12,9 @@ import re
 from collections import deque
 from collections.abc import Mapping
 
-ENV_NP, ENV_HOSTFILE = "AIRFLOW_MLOPS_HOROVOD_NP", "AIRFLOW_MLOPS_HOROVOD_HOSTFILE"
-ENV_MIN_NP, ENV_MAX_NP, ENV_DISCOVERY = ("AIRFLOW_MLOPS_HOROVOD_MIN_NP", "AIRFLOW_MLOPS_HOROVOD_MAX_NP",
-                                         "AIRFLOW_MLOPS_HOROVOD_DISCOVERY")
-#: sshd port of the workers (docker/README.md), when not 22.
-ENV_SSH_PORT = "AIRFLOW_MLOPS_HOROVOD_SSH_PORT"
+# the launcher's environment (set by the MPIJob, airflow_mlops/kubernetes/mpijob.py); ENV_SSH_PORT:
+# sshd port of the workers (docker/README.md), when not 22
+from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP, ENV_SSH_PORT  # noqa: F401
 
 
 def on_mpijob(env: Mapping[str, str]) -> bool:

@@ -20,6 +20,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from airflow_mlops.shared import FEATURE_SPEC
 from airflow_mlops.utils.model_registry import ModelRegistry
 
 log = logging.getLogger("airflow_mlops.pusher")
@@ -28,8 +29,7 @@ log = logging.getLogger("airflow_mlops.pusher")
 CONFIG_KEY = "airflow_mlops_pusher"
 
 
-#: The model server reads the raw features a model takes here (airflow_mlops.serving.model.FEATURE_SPEC).
-FEATURE_SPEC = os.path.join("assets.extra", "feature_spec.json")
+#: The model server reads the raw features a model takes here (the same constant).
 _DUMMY = {"float": 1.0, "int": 1, "string": "a"}
 
 

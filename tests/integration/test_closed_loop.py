@@ -12,7 +12,7 @@ import pytest
 
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.hooks.seldon import SeldonHook
-from airflow_mlops.serving.model import typed_record
+from airflow_mlops.shared import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 from airflow_mlops.utils.taxi_spans import shifted, taxi_rows, write_span
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.serving.model import typed_record
+from airflow_mlops.shared import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
 from .test_ingest_dag import TEST_DAGS, dags_test

@@ -21,7 +21,7 @@ import pytest
 
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.hooks.seldon import SeldonHook
-from airflow_mlops.serving.model import typed_record
+from airflow_mlops.shared import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
 from ..serving.slow_clients import SlowClients

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.runtimes import builder
 from airflow_mlops.runtimes.builder import RuntimeBuildError, default_cache_dir, ensure_runtime, find_runtime
 from airflow_mlops.runtimes.sources import (
     PackageSourceError,

@@ -1,0 +1,34 @@
+"""What both sides of the process boundary need: constants and small pure helpers.
+
+The Airflow side (operators, sensors, hooks, triggers, the Kubernetes controllers, the DAGs) and
+the runtime side (``steps/``, the model server, the warm runtime's server) both import this
+module; it imports only the standard library, so importing it never pulls either side into the
+other (``tests/test_import_rules.py`` checks this, and ruff's banned-api rule in
+``pyproject.toml`` keeps the Airflow side off the runtime side's modules).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Alibi Detect detectors the drift check runs (``steps/drift.py``), offered by the monitor DAG's form.
+DETECTORS = ("TabularDrift", "KSDrift", "CVMDrift", "ChiSquareDrift", "MMDDrift", "LSDDDrift")
+
+#: How an MPIJob's launcher tells the Horovod executor its world (``steps/horovod_launch.py``).
+ENV_NP, ENV_HOSTFILE = "AIRFLOW_MLOPS_HOROVOD_NP", "AIRFLOW_MLOPS_HOROVOD_HOSTFILE"
+ENV_MIN_NP, ENV_MAX_NP, ENV_DISCOVERY = ("AIRFLOW_MLOPS_HOROVOD_MIN_NP", "AIRFLOW_MLOPS_HOROVOD_MAX_NP",
+                                         "AIRFLOW_MLOPS_HOROVOD_DISCOVERY")
+ENV_SSH_PORT = "AIRFLOW_MLOPS_HOROVOD_SSH_PORT"
+
+#: The line that ends a step's output stream from the warm runtime: ``EXIT_MARK <exit code>``.
+EXIT_MARK = "\x00airflow-mlops-exit"
+
+#: Where a pushed model keeps its raw feature spec (written by the Pusher, read by the model server).
+FEATURE_SPEC = "assets.extra/feature_spec.json"
+
+
+def typed_record(row: dict[str, str], spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A CSV row (all strings) as the request record the model expects: features of ``spec`` only,
+    cast to their dtype, empty values left out (for replaying CSV data to a deployment)."""
+    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
+    return {k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""}
