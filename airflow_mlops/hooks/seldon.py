@@ -14,6 +14,7 @@ import airflow_mlops
 from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.runtimes.local import runtime_command
+from airflow_mlops.serving.backends import DeploymentBackend, deployment_backend
 from airflow_mlops.serving.local import DeployFailed, LocalServing
 from airflow_mlops.serving.registry import DeploymentError, DeploymentRegistry, LocalDeployment
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError, ModelVersion
@@ -57,9 +58,10 @@ class SeldonHook(BaseHook):
     def registry(self) -> DeploymentRegistry:
         return DeploymentRegistry(self.runtime_hook.state_dir / "deployments")
 
-    @property
-    def on_kubernetes(self) -> bool:
-        return self.runtime_hook.backend == "kubernetes"
+    @cached_property
+    def deployments(self) -> DeploymentBackend:
+        """The deployment backend of the settings (a local server or a SeldonDeployment), chosen here once."""
+        return deployment_backend(self)
 
     @cached_property
     def kubernetes_hook(self):
@@ -274,8 +276,10 @@ class SeldonHook(BaseHook):
 
     def get_deployment(self, name: str) -> LocalDeployment:
         """The deployment ``name``: the local record, or (Kubernetes) one read from its SeldonDeployment."""
-        if self.on_kubernetes:
-            return self.kube_record(name)
+        return self.deployments.record(name)
+
+    def local_record(self, name: str) -> LocalDeployment:
+        """The record of local deployment ``name`` (``deployments/<name>/deployment.json``)."""
         try:
             dep = self.registry.get(name)
         except DeploymentError as err:

@@ -20,11 +20,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import InvalidArgumentError
 from airflow_mlops.hooks.seldon import SeldonHook
-
-
-def _traffic(applied: dict[str, Any]) -> dict[str, int]:
-    """Predictor name → traffic share of an applied SeldonDeployment."""
-    return {p["name"]: p.get("traffic", 0) for p in applied.get("spec", {}).get("predictors", [])}
+from airflow_mlops.serving.backends import DeploymentResult, DeployRequest
 
 
 def _version(task_id: str, value: Any, *, allow: tuple[str, ...]) -> int | str:
@@ -55,9 +51,9 @@ class _SeldonOperator(BaseOperator):
     def hook(self) -> SeldonHook:
         return SeldonHook(mlops_conn_id=self.mlops_conn_id)
 
-    def _result(self, dep, changed: bool) -> dict[str, Any]:
-        return {"name": dep.name, "version": dep.version, "url": dep.url, "changed": changed,
-                "model_path": dep.model_path, "prediction_log": dep.prediction_log}
+    def _returned(self, result: DeploymentResult) -> dict[str, Any]:
+        """The task's XCom: the same keys whichever backend did the operation."""
+        return result.as_dict()
 
 
 class SeldonDeployOperator(_SeldonOperator):
@@ -108,44 +104,23 @@ class SeldonDeployOperator(_SeldonOperator):
             raise InvalidArgumentError(f"{self.task_id}: give pipeline_name or model_root")
         version = _version(self.task_id, self.model_version, allow=("latest", "latest_blessed"))
         version = "latest" if version == "latest_blessed" else version  # only blessed models are pushed
-        if self.hook.on_kubernetes:
-            return self._execute_on_kubernetes(version)
-        if self.canary_traffic or self.shadow:
-            raise InvalidArgumentError(
-                f"{self.task_id}: canary_traffic and shadow need backend = kubernetes; locally a new version replaces the "
-                "old one atomically (no failed request), and a rollback is one task away"
-            )
-        if self.replicas != 1 or self.resources:
-            self.log.warning("replicas and resources apply on Kubernetes; locally one model server serves")
-        root = self.hook.model_root(self.pipeline_name or "", self.model_root)
-        dep, changed = self.hook.deploy(self.deployment_name, root, version, host=self.host, port=self.port)
-        if changed:
-            self.log.info("deployment %s serves model version %s at %s/api/v1.0/predictions", dep.name, dep.version,
-                          dep.url)
-        return self._result(dep, changed)
+        request = DeployRequest(
+            name=self.deployment_name, model_root=self.hook.model_root(self.pipeline_name or "", self.model_root),
+            version=version, replicas=self.replicas, resources=self.resources, host=self.host, port=self.port,
+            canary_traffic=self.canary_traffic, shadow=self.shadow, image=self.image, timeout=self.timeout,
+            poll_interval=self.poll_interval)
+        result = self.hook.deployments.deploy(request)
+        if result.changed:
+            self.log.info("deployment %s serves model version %s%s; traffic %s", result.name, result.version,
+                          f" at {result.url}/api/v1.0/predictions" if result.url else
+                          f" (namespace {result.namespace})", result.traffic)
+        return self._returned(result)
 
     def on_kill(self) -> None:
-        """On Kubernetes, undo the rollout being awaited: the previous spec back, or a new deployment deleted."""
-        if self.hook.on_kubernetes:
-            done = self.hook.kube_cancel()
-            if done:
-                self.log.warning("SeldonDeployment %s: the task was killed during its rollout; %s",
-                                 self.deployment_name, done)
-
-    def _execute_on_kubernetes(self, version: int | str) -> dict[str, Any]:
-        if version == "latest":
-            raise InvalidArgumentError(f"{self.task_id}: on Kubernetes model_version must be a number")
-        root = self.hook.kube_model_root(self.hook.model_root(self.pipeline_name or "", self.model_root))
-        image = self.image or self.hook.runtime_hook.setting("kubernetes_serving_image") or None
-        applied = self.hook.kube_deploy(self.deployment_name, root, int(version), replicas=self.replicas,
-                                        resources=self.resources, canary_traffic=self.canary_traffic,
-                                        shadow=self.shadow, image=image, timeout=self.timeout,
-                                        poll_interval=self.poll_interval)
-        traffic = _traffic(applied)
-        self.log.info("SeldonDeployment %s/%s is Available; traffic %s", self.hook.namespace, self.deployment_name,
-                      traffic)
-        return {"name": self.deployment_name, "namespace": self.hook.namespace, "version": int(version),
-                "traffic": traffic}
+        """Undo the rollout being awaited (Kubernetes: the previous spec back, or a new deployment deleted)."""
+        done = self.hook.deployments.cancel()
+        if done:
+            self.log.warning("deployment %s: the task was killed during its rollout; %s", self.deployment_name, done)
 
 
 class SeldonPromoteOperator(_SeldonOperator):
@@ -167,13 +142,10 @@ class SeldonPromoteOperator(_SeldonOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         version = int(_version(self.task_id, self.model_version, allow=()))
-        if not self.hook.on_kubernetes:
-            raise InvalidArgumentError(f"{self.task_id}: promote is for canaries on Kubernetes (backend = kubernetes)")
-        applied = self.hook.kube_promote(self.deployment_name, version, timeout=self.timeout,
-                                         poll_interval=self.poll_interval)
-        traffic = _traffic(applied)
-        self.log.info("SeldonDeployment %s promoted: traffic %s", self.deployment_name, traffic)
-        return {"name": self.deployment_name, "version": version, "traffic": traffic}
+        result = self.hook.deployments.promote(self.deployment_name, version, timeout=self.timeout,
+                                               poll_interval=self.poll_interval)
+        self.log.info("deployment %s promoted: traffic %s", self.deployment_name, result.traffic)
+        return self._returned(result)
 
 
 class SeldonRollbackOperator(_SeldonOperator):
@@ -191,14 +163,9 @@ class SeldonRollbackOperator(_SeldonOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         version = _version(self.task_id, self.model_version, allow=("previous",))
-        if self.hook.on_kubernetes:
-            raise InvalidArgumentError(
-                f"{self.task_id}: on Kubernetes roll back by deploying the earlier version with SeldonDeployOperator "
-                "(a failed rollout is restored automatically)"
-            )
-        dep, changed = self.hook.rollback(self.deployment_name, None if version == "previous" else version)
-        self.log.info("deployment %s rolled back to model version %s", dep.name, dep.version)
-        return self._result(dep, changed)
+        result = self.hook.deployments.rollback(self.deployment_name, None if version == "previous" else int(version))
+        self.log.info("deployment %s rolled back to model version %s", result.name, result.version)
+        return self._returned(result)
 
 
 class SeldonUndeployOperator(_SeldonOperator):
@@ -208,13 +175,9 @@ class SeldonUndeployOperator(_SeldonOperator):
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
-        if self.hook.on_kubernetes:
-            deleted = self.hook.kube_delete(self.deployment_name)
-            self.log.info("SeldonDeployment %s %s", self.deployment_name, "deleted" if deleted else "did not exist")
-            return {"name": self.deployment_name, "stopped": deleted}
-        was_running = self.hook.undeploy(self.deployment_name)
-        self.log.info("deployment %s %s", self.deployment_name, "stopped" if was_running else "was not running")
-        return {"name": self.deployment_name, "stopped": was_running}
+        result = self.hook.deployments.undeploy(self.deployment_name)
+        self.log.info("deployment %s %s", self.deployment_name, "stopped" if result.stopped else "was not running")
+        return self._returned(result)
 
 
 class SeldonHealthCheckOperator(_SeldonOperator):
@@ -266,33 +229,14 @@ class SeldonHealthCheckOperator(_SeldonOperator):
             raise InvalidArgumentError(f"{self.task_id}: on_breach must be 'fail' or 'warn', got {self.on_breach!r}")
         minutes = self._number("window_minutes", 0.01)
         max_error_rate, max_p99_ms = self._number("max_error_rate", 0, 1), self._number("max_p99_ms", 0)
-        dep = self.hook.get_deployment(self.deployment_name)
-        if self.hook.on_kubernetes:
-            # the pods' /metrics are Seldon's (Prometheus scrapes them); the window of the prediction log is judged
-            if dep.status != "available":
-                raise MlopsException(f"SeldonDeployment {self.hook.namespace}/{dep.name} is not Available "
-                                     f"({dep.status})")
-            if not dep.prediction_log:
-                raise InvalidArgumentError(
-                    f"{self.task_id}: deployment {dep.name} logs no predictions: serve it with the project's "
-                    "model-server image ([mlops] kubernetes_serving_image) to check its health here")
-            status, server, url = {"serving": dep.version}, None, None
-        else:
-            status = self.hook.status(self.deployment_name)
-            if not status.get("running") or status.get("serving") is None:
-                raise MlopsException(f"deployment {dep.name} is not serving (running={status.get('running')}, "
-                                     f"server: {status.get('server')}); its log: "
-                                     f"{self.hook.registry.log_file(dep.name)}")
-            text = self.hook.server_metrics(dep.name)
-            if text is None:
-                raise MlopsException(f"deployment {dep.name}: {dep.url}/metrics does not answer")
-            server, url = parse_metrics(text), dep.url
+        dep = self.hook.deployments.health_inputs(self.deployment_name)
+        server = parse_metrics(dep.metrics_text) if dep.metrics_text is not None else None
         window = window_health(dep.prediction_log, minutes) if dep.prediction_log else None
         judged = window if window and (window["requests"] >= self.min_requests or server is None) else server
         found = breaches(judged, max_error_rate, max_p99_ms)
-        result = {"deployment": dep.name, "version": status["serving"], "url": url, "window": window,
+        result = {"deployment": dep.name, "version": dep.version, "url": dep.url, "window": window,
                   "server": server, "judged_by": judged["source"], "healthy": not found, "breaches": found}
-        self.log.info("deployment %s (version %s): window %s; server totals %s", dep.name, status["serving"],
+        self.log.info("deployment %s (version %s): window %s; server totals %s", dep.name, dep.version,
                       window, server)
         if found and self.on_breach == "fail":
             raise MlopsException(f"deployment {dep.name} is unhealthy: " + "; ".join(found))

@@ -12,7 +12,6 @@ from airflow.sdk.bases.sensor import BaseSensorOperator
 
 from airflow_mlops.exceptions import MlopsException
 from airflow_mlops.hooks.seldon import SeldonHook
-from airflow_mlops.triggers.seldon import SeldonDeploymentKubernetesTrigger, SeldonDeploymentTrigger
 
 
 class SeldonDeploymentSensor(BaseSensorOperator):
@@ -54,49 +53,16 @@ class SeldonDeploymentSensor(BaseSensorOperator):
                                  f"got {self.model_version!r}") from None
 
     def poke(self, context: Any) -> bool:
-        if self.hook.on_kubernetes:
-            return self._poke_kubernetes()
-        status = self.hook.status(self.deployment_name)
-        expected = self._expected()
-        serving = status.get("serving")
-        self.log.info("deployment %s: running=%s, serving version %s (waiting for %s)", self.deployment_name,
-                      status.get("running"), serving, expected if expected is not None else "any")
-        error = ((status.get("server") or {}).get("error") or {})
-        if expected is not None and error.get("version") == expected:
-            raise MlopsException(f"deployment {self.deployment_name}: version {expected} failed to load: "
-                                 f"{error.get('message')}")
-        return bool(status.get("running")) and serving is not None and expected in (None, serving)
-
-    def _poke_kubernetes(self) -> bool:
-        from airflow_mlops.serving.manifest import deployment_state, is_ready
-
-        obj = self.hook.kube.get(self.deployment_name, self.hook.namespace)
-        if obj is None:
-            raise MlopsException(f"SeldonDeployment {self.hook.namespace}/{self.deployment_name} does not exist")
-        state, description = deployment_state(obj)
-        self.log.info("SeldonDeployment %s/%s: %s %s", self.hook.namespace, self.deployment_name, state, description)
-        if state == "Failed":
-            raise MlopsException(f"SeldonDeployment {self.hook.namespace}/{self.deployment_name} failed: {description}")
-        return is_ready(obj)
+        return self.hook.deployments.ready(self.deployment_name, self._expected())
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
         if self.poke(context):
             return None
-        if self.hook.on_kubernetes:
-            self.defer(
-                trigger=SeldonDeploymentKubernetesTrigger(
-                    name=self.deployment_name, namespace=self.hook.namespace,
-                    kubernetes_conn_id=self.hook.runtime_hook.setting("kubernetes_conn_id"),
-                    poll_interval=self.poke_interval, timeout=self.timeout),
-                method_name="execute_complete",
-                timeout=timedelta(seconds=self.timeout),
-            )
-        dep = self.hook.get_deployment(self.deployment_name)
         self.defer(
-            trigger=SeldonDeploymentTrigger(url=dep.url, version=self._expected(), poll_interval=self.poke_interval,
-                                            timeout=self.timeout),
+            trigger=self.hook.deployments.readiness_trigger(self.deployment_name, self._expected(),
+                                                            poll_interval=self.poke_interval, timeout=self.timeout),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )

@@ -7,17 +7,25 @@ custom-objects API, with a scripted Seldon controller); everything on this side 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_mlops.exceptions import InvalidArgumentError
+from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.seldon import SeldonDeployError, SeldonHook
 from airflow_mlops.operators.seldon import (
     SeldonDeployOperator,
     SeldonPromoteOperator,
     SeldonRollbackOperator,
     SeldonUndeployOperator,
+)
+from airflow_mlops.serving.backends import (
+    DeploymentResult,
+    LocalServerBackend,
+    SeldonDeploymentBackend,
+    UnsupportedOperation,
 )
 from tests.serving.fake_kube_api import FakeKubeAPI
 
@@ -52,7 +60,8 @@ def deploy(version, **kwargs):
 
 def test_deploy_creates_a_seldondeployment_and_waits_for_available(cluster):
     result = deploy(3)
-    assert result == {"name": "taxi", "namespace": "mlops", "version": 3, "traffic": {"v3": 100}}
+    assert result == DeploymentResult(name="taxi", backend="kubernetes", version=3, namespace="mlops",
+                                      traffic={"v3": 100}).as_dict()  # the keys every backend returns
     posts = cluster.requests_of("POST")
     assert len(posts) == 1 and posts[0].path == "/apis/machinelearning.seldon.io/v1/namespaces/mlops/seldondeployments"
     predictor = posts[0].body["spec"]["predictors"][0]
@@ -110,7 +119,8 @@ def test_without_seldon_core_other_operations_say_what_to_install_not_that_nothi
 
 def test_undeploy_deletes_it(cluster):
     deploy(3)
-    assert SeldonUndeployOperator(task_id="u", deployment_name="taxi").execute({}) == {"name": "taxi", "stopped": True}
+    result = SeldonUndeployOperator(task_id="u", deployment_name="taxi").execute({})
+    assert result["name"] == "taxi" and result["stopped"] is True and result["backend"] == "kubernetes"
     assert [r.method for r in cluster.requests_of("DELETE")] == ["DELETE"]
 
 
@@ -120,7 +130,8 @@ def test_undeploy_deletes_it(cluster):
     (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=ROOT), "must be a number"),
     (lambda: SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root="/srv/models", model_version=1),
      "kubernetes_volume_claim"),
-    (lambda: SeldonRollbackOperator(task_id="r", deployment_name="taxi"), "roll back by deploying"),
+    (lambda: SeldonRollbackOperator(task_id="r", deployment_name="taxi"),
+     "the kubernetes deployment backend cannot roll back: deploy the earlier version"),
 ])
 def test_kubernetes_argument_errors_before_any_request(cluster, make, message):
     with pytest.raises(InvalidArgumentError, match=message):
@@ -128,11 +139,28 @@ def test_kubernetes_argument_errors_before_any_request(cluster, make, message):
     assert cluster.requests_of("POST") == [] and cluster.requests_of("PUT") == []
 
 
-def test_canary_is_refused_locally(clean_mlops_env, tmp_path):
+@pytest.mark.parametrize("make, operation", [
+    (lambda root: SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=root, model_version=1,
+                                       canary_traffic=10), "run a canary or a shadow (canary_traffic, shadow)"),
+    (lambda root: SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=root, model_version=1,
+                                       shadow=True), "run a canary or a shadow (canary_traffic, shadow)"),
+    (lambda root: SeldonPromoteOperator(task_id="p", deployment_name="taxi", model_version=2), "promote a canary"),
+])
+def test_what_a_local_deployment_cannot_do_is_refused_in_one_shape(clean_mlops_env, tmp_path, make, operation):
     clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path))
-    with pytest.raises(InvalidArgumentError, match="canary_traffic and shadow need backend = kubernetes"):
-        SeldonDeployOperator(task_id="d", deployment_name="taxi", model_root=str(tmp_path), model_version=1,
-                             canary_traffic=10).execute({})
+    with pytest.raises(UnsupportedOperation, match="^" + re.escape(f"the local deployment backend cannot {operation}: ")) as caught:
+        make(str(tmp_path)).execute({})
+    assert caught.value.backend == "local"
+    assert isinstance(caught.value, AirflowFailException)  # not retried
+
+
+def test_the_backend_is_chosen_once_from_the_settings(cluster, clean_mlops_env, tmp_path):
+    assert type(SeldonHook().deployments) is SeldonDeploymentBackend
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__BACKEND", "local")
+    assert type(SeldonHook().deployments) is LocalServerBackend
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__BACKEND", "nomad")
+    with pytest.raises(MlopsException, match="backend must be one of .*got 'nomad'"):
+        SeldonHook().deployments
 
 
 def test_sensor_and_its_trigger_on_kubernetes(cluster):
