@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import subprocess
-import tempfile
 import threading
-import uuid
-from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,14 +22,12 @@ from airflow_mlops.exceptions import (
     RuntimeUnavailableError,
 )
 from airflow_mlops.runtimes.builder import RuntimeBuildError, default_cache_dir, ensure_runtime
-from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResult, write_json_atomic
-from airflow_mlops.runtimes.local import RuntimeInstall, RuntimeProcess, runtime_command
+from airflow_mlops.runtimes.contract import StepResult
+from airflow_mlops.runtimes.local import RuntimeInstall
 from airflow_mlops.runtimes.sources import PackageSources
 from airflow_mlops.runtimes.specs import get_runtime_spec
-from airflow_mlops.runtimes.warm import ServerGone, WarmRuntime, WarmRuntimeError
-from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
-from airflow_mlops.kubernetes.pods import CALL_LABEL, RUNTIME_LABEL, STEP_LABEL, PodSettings, \
-    PodStepRunner, step_pod
+from airflow_mlops.runtimes.runners import ONE_PROCESS, Placement, StepRunner, choose_runner, runner_for_handle
+from airflow_mlops.kubernetes.pods import PodSettings
 
 BACKENDS = ("local", "kubernetes")
 
@@ -121,8 +113,7 @@ class RuntimeHook(BaseHook):
             "warm_runtimes": warm,
             **(settings or {}),
         }
-        self._process: RuntimeProcess | WarmRuntime | PodStepRunner | None = None
-        self._pod_calls: dict[str, int] = {}
+        self._runners: dict[str, StepRunner] = {}
         self._lock = threading.Lock()
 
     # -- settings -----------------------------------------------------------------
@@ -223,6 +214,21 @@ class RuntimeHook(BaseHook):
         except (RuntimeBuildError, ValueError) as err:
             raise RuntimeUnavailableError(f"runtime {self.runtime!r} is not available: {err}") from err
 
+    def runner(self, placement: Placement = ONE_PROCESS, *, poll_interval: float = 10.0) -> StepRunner:
+        """The step runner the settings choose for ``placement`` (:func:`~airflow_mlops.runtimes.runners.choose_runner`:
+        a fresh or warm local process, a pod, an MPIJob); the same one for every call of this hook."""
+        kind = choose_runner(self, placement)
+        with self._lock:
+            if kind.kind not in self._runners:
+                self._runners[kind.kind] = kind(self, poll_interval=poll_interval)
+            runner = self._runners[kind.kind]
+        runner.poll_interval = poll_interval
+        return runner
+
+    def check_placement(self, placement: Placement) -> None:
+        """Refuse, before anything runs, a placement the chosen runner cannot give (GPUs on this machine)."""
+        self.runner(placement).check(placement)
+
     def run_step(
         self,
         step: str,
@@ -231,56 +237,47 @@ class RuntimeHook(BaseHook):
         context: dict[str, Any] | None = None,
         binds: list[str] | None = None,
         timeout: float | None = None,
+        placement: Placement = ONE_PROCESS,
+        poll_interval: float = 10.0,
     ) -> dict[str, Any]:
-        """Run ``step`` with ``params`` in the runtime; return its outputs or raise :class:`RuntimeStepFailed`.
+        """Run ``step`` with ``params`` where the settings say; return its outputs or raise :class:`RuntimeStepFailed`
+        (:class:`RuntimeStepRejected` for bad input: not retried).
 
         :param binds: host paths the step reads or writes (made visible inside a rootfs runtime).
+        :param placement: how many processes the step needs (a distributed Horovod node); default one.
         """
-        if self.backend == "kubernetes":
-            return self._run_pod(step, params, context or {}, timeout)
-        install = self.get_runtime()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        # the step's TMPDIR, removed here even when the runtime crashed (TFX leaves ~50 MB per Beam run)
-        scratch = tempfile.mkdtemp(prefix="airflow-mlops-step-")
-        request = StepRequest(step=step, params=params, context=context or {}, scratch_dir=scratch)
-        with contextlib.ExitStack() as cleanup:
-            cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
-            workdir = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="step-", dir=self.state_dir))
-            request_path, result_path = Path(workdir, "request.json"), Path(workdir, "result.json")
-            write_json_atomic(request_path, request.to_json())
-            package_parent = str(Path(airflow_mlops.__file__).resolve().parent.parent)
-            env = {"PYTHONPATH": package_parent, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1"}
-            base_binds = [package_parent, str(self.state_dir)]
-            on_line = lambda line: self.log.info("[%s] %s", self.runtime, line)  # noqa: E731
-            code = None
-            if self._flag("warm_runtimes"):
-                code = self._run_warm(install, env, base_binds, [workdir, scratch, *(binds or [])],
-                                      str(request_path), str(result_path), on_line, step, timeout)
-            if code is None:
-                command, process_env = runtime_command(
-                    install,
-                    ["python", "-m", "airflow_mlops.runtimes.entrypoint", str(request_path), str(result_path)],
-                    env=env,
-                    binds=[*base_binds, workdir, scratch, *(binds or [])],
-                )
-                self.log.info("running step %s in runtime %s (%s at %s)", step, self.runtime, install.isolation, install.path)
-                with self._lock:
-                    self._process = RuntimeProcess(command, process_env, on_line).start()
-                try:
-                    code = self._process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired as err:
-                    raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
-                finally:
-                    with self._lock:
-                        self._process = None
-            try:
-                result = StepResult.read(result_path)
-            except ContractError as err:
-                raise RuntimeStepFailed(
-                    f"step {step} in runtime {self.runtime} exited with code {code} and no usable result: {err}",
-                    step=step,
-                ) from None
+        runner = self.runner(placement, poll_interval=poll_interval)
+        result, code = runner.run(step, params, context or {}, binds=list(binds or []), timeout=timeout,
+                                  placement=placement)
         return self.step_outputs(step, result, code)
+
+    def start_step(self, step: str, params: dict[str, Any], *, context: dict[str, Any] | None = None,
+                   timeout: float | None = None, placement: Placement = ONE_PROCESS,
+                   poll_interval: float = 10.0) -> dict[str, Any] | None:
+        """Start ``step`` where the triggerer can wait for it (a pod, an MPIJob), or find the one an
+        earlier try started; its JSON handle (``ended``: it has ended already), or None where steps
+        cannot be waited for in the triggerer (locally: call :meth:`run_step`)."""
+        runner = self.runner(placement, poll_interval=poll_interval)
+        if not runner.can_defer:
+            return None
+        return runner.start(step, params, context or {}, timeout=timeout, placement=placement)
+
+    def step_trigger(self, handle: dict[str, Any], poll_interval: float = 10.0):
+        """The trigger that fires when the step of ``handle`` ends."""
+        return runner_for_handle(self, handle, poll_interval=poll_interval).trigger(handle, poll_interval)
+
+    def finish_step(self, handle: dict[str, Any], event: dict[str, Any] | None = None,
+                    poll_interval: float = 10.0) -> dict[str, Any]:
+        """The outputs of the step of ``handle`` after its trigger's ``event`` (None: it had ended when
+        started); its log goes to the task log. Needs nothing but the handle: a fresh hook finishes it."""
+        runner = runner_for_handle(self, handle, poll_interval=poll_interval)
+        with self._lock:
+            self._runners[runner.kind] = runner  # on_kill while collecting stops this one
+        return self.step_outputs(handle["step"], runner.collect(handle, event), 0)
+
+    def delete_step(self, handle: dict[str, Any]) -> None:
+        """Remove what the step of ``handle`` left (a task killed or timed out while deferred)."""
+        runner_for_handle(self, handle).delete(handle)
 
     def step_outputs(self, step: str, result: StepResult, code: int | None) -> dict[str, Any]:
         """The outputs of a succeeded step; raise the runtime's error otherwise."""
@@ -296,46 +293,15 @@ class RuntimeHook(BaseHook):
             )
         return result.outputs
 
-    def _flag(self, name: str) -> bool:
+    def flag(self, name: str) -> bool:
         return self.setting(name).strip().lower() in ("1", "true", "yes", "on")
-
-    def _run_warm(self, install, env, base_binds, binds, request, result, on_line, step, timeout) -> int | None:
-        """Run the step in the warm runtime; None when that is not possible (then a fresh process runs it)."""
-        warm = WarmRuntime(install, base_binds=base_binds, env=env, preload=get_runtime_spec(self.runtime).preload,
-                           idle_timeout=float(self.setting("warm_runtime_idle_timeout")),
-                           max_running=int(self.setting("max_warm_runtimes") or 0))
-        try:
-            pid = warm.ensure_started(log=lambda line: self.log.info("%s", line))
-            warm.bind(binds)
-        except (WarmRuntimeError, OSError) as err:
-            self.log.warning("warm runtime unavailable, running step %s in a fresh process: %s", step, err)
-            return None
-        self.log.info("running step %s in warm runtime %s (pid %s, %s at %s)", step, self.runtime, pid,
-                      install.isolation, install.path)
-        with self._lock:
-            self._process = warm
-        try:
-            return warm.run(request, result, on_line, timeout=timeout)
-        except ServerGone as err:  # stopped before the step started (to make room for another): nothing ran
-            self.log.warning("warm runtime gone, running step %s in a fresh process: %s", step, err)
-            return None
-        except TimeoutError as err:
-            raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
-        except WarmRuntimeError as err:
-            raise RuntimeStepFailed(f"step {step}: {err}", step=step) from err
-        finally:
-            with self._lock:
-                self._process = None
 
     def kill(self) -> None:
         """Stop the step this hook is running, if any (used by ``on_kill``)."""
         with self._lock:
-            process = self._process
-        if isinstance(process, PodStepRunner):
-            process.kill()
-        elif process is not None:
-            self.log.warning("stopping the step running in runtime %s", self.runtime)
-            process.terminate()
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.kill()
 
     # -- Kubernetes backend ---------------------------------------------------------
     @cached_property
@@ -387,79 +353,6 @@ class RuntimeHook(BaseHook):
         if problems := settings.errors():
             raise InvalidArgumentError("the Kubernetes settings are wrong: " + "; ".join(problems))
         return settings
-
-    def _pod_manifest(self, step: str, params: dict[str, Any], context: dict[str, Any],
-                      timeout: float | None) -> tuple[dict[str, Any], dict[str, str], PodSettings]:
-        """The pod that runs ``step`` for the task instance of ``context``, its labels and settings."""
-        settings = self.pod_settings()
-        dag_id, task_id = context.get("dag_id") or "adhoc", context.get("task_id") or step
-        # no task run named (the CLI, a test): a pod of its own, never one to adopt
-        run_id = context.get("run_id") or f"adhoc-{uuid.uuid4().hex}"
-        map_index = context.get("map_index")
-        map_index = -1 if map_index is None else int(map_index)
-        # a task may run a step more than once: its n-th call has the same name in every try
-        # (unless the caller asks for a pod of its own with ``pod_key``: a sensor's repeated checks)
-        call = self._pod_calls[step] = self._pod_calls.get(step, 0) + 1
-        if context.get("pod_key"):
-            run_id = f"{run_id}#{context['pod_key']}"
-        labels = {**owner_labels(dag_id, task_id, run_id, map_index), STEP_LABEL: step.replace(".", "-"),
-                  RUNTIME_LABEL: self.runtime, CALL_LABEL: str(call)}
-        name = object_name(f"{self.runtime}-{step}-{call}", dag_id, task_id, run_id, map_index)
-        request = StepRequest(step=step, params=params, context=context)
-        return step_pod(name, request, settings, labels=labels, run_id=run_id, timeout=timeout), labels, settings
-
-    def _pod_runner(self) -> PodStepRunner:
-        return PodStepRunner(self.kubernetes_hook.core_v1_client, prefix=f"[{self.runtime}] ")
-
-    def _run_pod(self, step: str, params: dict[str, Any], context: dict[str, Any], timeout: float | None):
-        """Run ``step`` as a pod of the runtime's image (see :mod:`airflow_mlops.kubernetes.pods`)."""
-        manifest, labels, settings = self._pod_manifest(step, params, context, timeout)
-        runner = self._pod_runner()
-        self.log.info("running step %s as pod %s/%s (image %s)", step, settings.namespace,
-                      manifest["metadata"]["name"], settings.image)
-        with self._lock:
-            self._process = runner
-        try:
-            with self._pod_errors(step):
-                result = runner.run(manifest, labels, on_finish_action=settings.on_finish_action,
-                                    startup_timeout=settings.startup_timeout)
-        finally:
-            with self._lock:
-                self._process = None
-        return self.step_outputs(step, result, code=0)
-
-    @contextlib.contextmanager
-    def _pod_errors(self, step: str) -> Iterator[None]:
-        """A step pod's failure, or the API's, as the task's :class:`RuntimeStepFailed`."""
-        try:
-            yield
-        except KubernetesApiError as err:
-            raise RuntimeStepFailed(f"step {step} in runtime {self.runtime}: {err}", step=step) from err
-
-    def start_pod_step(self, step: str, params: dict[str, Any], *, context: dict[str, Any] | None = None,
-                       timeout: float | None = None) -> dict[str, Any]:
-        """Create (or reattach to) the pod of ``step`` and return a handle for :meth:`finish_pod_step`.
-
-        For deferrable operators: the task waits in the triggerer, then finishes with the handle.
-        """
-        manifest, labels, settings = self._pod_manifest(step, params, context or {}, timeout)
-        with self._pod_errors(step):
-            pod = self._pod_runner().start(manifest, labels)
-        return {"step": step, "name": manifest["metadata"]["name"], "namespace": settings.namespace,
-                "labels": labels, "on_finish_action": settings.on_finish_action,
-                "startup_timeout": settings.startup_timeout, "phase": getattr(pod.status, "phase", None)}
-
-    def finish_pod_step(self, handle: dict[str, Any]) -> dict[str, Any]:
-        """The outputs of the step pod ``handle`` names (its log goes to the task log); applies ``on_finish_action``."""
-        step = handle["step"]
-        with self._pod_errors(step):
-            result = self._pod_runner().collect(handle["name"], handle["namespace"],
-                                                on_finish_action=handle["on_finish_action"])
-        return self.step_outputs(step, result, code=0)
-
-    def delete_pod_step(self, handle: dict[str, Any]) -> None:
-        """Delete the pod of ``handle`` (a task killed or timed out while deferred)."""
-        self._pod_runner().delete(handle["name"], handle["namespace"])
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

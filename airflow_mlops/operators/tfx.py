@@ -13,7 +13,6 @@ id, so artifacts and lineage land in one ML Metadata store.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -26,26 +25,12 @@ from airflow.sdk import BaseOperator, conf
 
 from airflow_mlops.evaluation import DEFAULT_METRIC, METRICS, EvaluationSpecError, check_gate
 from airflow_mlops.exceptions import (
-    NON_RETRYABLE_ERRORS,
     DataValidationError,
     InvalidArgumentError,
     MlopsException,
-    RuntimeStepFailed,
-    RuntimeStepRejected,
 )
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
-from airflow_mlops.kubernetes.api import KubernetesApiError, owner_labels
-from airflow_mlops.kubernetes.mpijob import (
-    FINAL_STATES,
-    MPIJobController,
-    MPIJobSpec,
-    build_mpijob,
-    job_name,
-    mpijob_state,
-)
-from airflow_mlops.kubernetes.pods import RUNTIME_LABEL, STEP_COMMAND
-from airflow_mlops.runtimes.contract import REQUEST_ENV, ContractError, StepRequest, is_result_line, result_from_log
-from airflow_mlops.triggers.mpijob import MPIJobTrigger
+from airflow_mlops.runtimes.runners import ONE_PROCESS, Placement
 from airflow_mlops.utils.schema_store import ReferenceSchemaError, ReferenceSchemaStore, schema_features
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -258,53 +243,36 @@ class TfxComponentOperator(BaseOperator):
             os.makedirs(spec["pipeline_root"], exist_ok=True)  # a rootfs runtime can only see existing paths
         return {"pipeline": spec, "node_id": self.task_id, "run_id": context["run_id"]}, binds
 
+    def placement(self) -> Placement:
+        """How many processes this node runs on (one; the Horovod trainer says otherwise)."""
+        return ONE_PROCESS
+
     def run_node(self, context: Any, prepared: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run this task's node; on the Kubernetes backend, when deferrable, defer until its pod ends
-        (``prepared`` travels with the deferral, for :meth:`finish`)."""
+        """Run this task's node where the settings say; when deferrable and the step runner can be
+        waited for in the triggerer (a pod, an MPIJob), defer until it ends (``prepared`` travels
+        with the deferral, for :meth:`finish`)."""
         params, binds = self.node_params(context)
-        if self.deferrable and self.hook.backend == "kubernetes":
-            handle = self.hook.start_pod_step("tfx.run_node", params, context=self.step_context(context),
-                                              timeout=self.step_timeout)
-            if handle["phase"] not in ("Succeeded", "Failed"):
-                self._defer_to_pod(handle, prepared or {})
-            return self.report(self.hook.finish_pod_step(handle))
-        result = self.hook.run_step("tfx.run_node", params, context=self.step_context(context), binds=binds,
-                                    timeout=self.step_timeout)
-        return self.report(result)
-
-    def _defer_to_pod(self, handle: dict[str, Any], prepared: dict[str, Any]) -> None:
-        from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
-
-        from airflow_mlops.kubernetes.pods import CONTAINER
-
-        self.log.info("deferring until pod %s/%s of step %s ends", handle["namespace"], handle["name"],
-                      handle["step"])
-        self.defer(
-            trigger=KubernetesPodTrigger(
-                pod_name=handle["name"], pod_namespace=handle["namespace"],
-                trigger_start_time=datetime.datetime.now(tz=datetime.timezone.utc),
-                base_container_name=CONTAINER, kubernetes_conn_id=self.hook.setting("kubernetes_conn_id"),
-                poll_interval=self.poll_interval, get_logs=False, startup_timeout=handle["startup_timeout"],
-                schedule_timeout=handle["startup_timeout"], on_finish_action="keep_pod",
-            ),
-            method_name="execute_complete",
-            kwargs={"handle": handle, "prepared": prepared},
-        )
+        where = {"context": self.step_context(context), "timeout": self.step_timeout, "placement": self.placement(),
+                 "poll_interval": self.poll_interval}
+        if self.deferrable:
+            handle = self.hook.start_step("tfx.run_node", params, **where)
+            if handle is not None:
+                if not handle["ended"]:
+                    self.log.info("deferring until %s %s/%s of step %s ends", handle["runner"], handle["namespace"],
+                                  handle["name"], handle["step"])
+                    self.defer(trigger=self.hook.step_trigger(handle, self.poll_interval),
+                               method_name="execute_complete", kwargs={"handle": handle, "prepared": prepared or {}})
+                return self.report(self.hook.finish_step(handle, None, poll_interval=self.poll_interval))
+        return self.report(self.hook.run_step("tfx.run_node", params, binds=binds, **where))
 
     def execute_complete(self, context: Any, event: dict[str, Any], handle: dict[str, Any] | None = None,
                          prepared: dict[str, Any] | None = None) -> Any:
         """Finish after the deferred node ended, from the trigger's event and what was prepared before
         deferring: read the node's result and :meth:`finish` with it (nothing is decided or run again)."""
-        return self.finish(context, self.collect(event, handle or {}), prepared or {})
-
-    def collect(self, event: dict[str, Any], handle: dict[str, Any]) -> dict[str, Any]:
-        """The node's result once its pod ended (``handle`` from :meth:`RuntimeHook.start_pod_step`)."""
-        if event.get("status") not in ("success", "failed"):
-            # the pod never started or the trigger gave up: say why, and remove the pod
-            self.hook.delete_pod_step(handle)
-            raise MlopsException(f"{self.task_id}: pod {handle['namespace']}/{handle['name']} of step "
-                                 f"{handle['step']}: {event.get('status')}: {event.get('message')}")
-        return self.report(self.hook.finish_pod_step(handle))  # a failed step raises its error here
+        if not handle:
+            raise MlopsException(f"{self.task_id}: resumed without the handle of its step")
+        result = self.hook.finish_step(handle, event, poll_interval=self.poll_interval)  # a failed step raises here
+        return self.finish(context, self.report(result), prepared or {})
 
     def report(self, result: dict[str, Any]) -> dict[str, Any]:
         """Log what the node did and produced; return ``result``."""
@@ -844,12 +812,11 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         self._positive_int("num_workers")
         self._positive_int("train_steps")
         self._positive_int("eval_steps")
-        gpus = self._positive_int("gpus_per_worker", minimum=0)
-        if gpus and self.hook.backend == "local":
-            raise InvalidArgumentError(
-                f"{self.task_id}: gpus_per_worker={gpus} needs the kubernetes backend; the local TFX runtime's "
-                "Horovod is a CPU (Gloo) build: use gpus_per_worker=0 locally"
-            )
+        self._positive_int("gpus_per_worker", minimum=0)
+        try:  # what the runner of this backend cannot give (GPUs on this machine, an unknown run_policy key)
+            self.hook.check_placement(self.placement())
+        except InvalidArgumentError as err:
+            raise InvalidArgumentError(f"{self.task_id}: {err}") from None
         self._validate_module_file()
 
     def prepare(self, context: Any) -> dict[str, Any]:
@@ -858,145 +825,13 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
                                             self.task_id, ".checkpoints", run)
         return {"checkpoint_dir": self._checkpoint_dir}
 
-    def run_node(self, context: Any, prepared: dict[str, Any] | None = None) -> dict[str, Any]:
-        if self.hook.backend == "kubernetes":
-            return self._train_on_mpijob(context, prepared or {})
-        return super().run_node(context, prepared)
-
-    # -- Kubernetes: an MPIJob ------------------------------------------------------------
-    RUN_POLICY_KEYS: ClassVar[tuple[str, ...]] = (
-        "clean_pod_policy", "backoff_limit", "active_deadline_seconds", "ttl_seconds_after_finished")
-
-    def mpijob_spec(self, context: Any, params: dict[str, Any]) -> tuple[MPIJobSpec, dict[str, str]]:
-        """The MPIJob that runs this node, and the labels marking it as this task instance's."""
-        policy = dict(self.run_policy or {})
-        unknown = sorted(set(policy) - set(self.RUN_POLICY_KEYS))
-        if unknown:
-            raise InvalidArgumentError(f"{self.task_id}: unknown run_policy key(s) {unknown}; "
-                                       f"known: {list(self.RUN_POLICY_KEYS)}")
-        if self.step_timeout and "active_deadline_seconds" not in policy:
-            policy["active_deadline_seconds"] = int(self.step_timeout)
-        step_context = self.step_context(context)
-        request = StepRequest(step="tfx.run_node", params=params, context=step_context)
-        pods = self.hook.pod_settings("tfx-cuda" if int(self.gpus_per_worker) else "tfx")
-        labels = {**owner_labels(self.dag_id, self.task_id, context["run_id"], step_context["map_index"]),
-                  RUNTIME_LABEL: pods.image.rsplit("/", 1)[-1].split(":")[0][:63].strip("-_.")}
-        spec = MPIJobSpec(
-            name=job_name(self.dag_id, self.task_id, context["run_id"], step_context["map_index"]),
-            image=pods.image,
-            command=list(STEP_COMMAND),
-            namespace=pods.namespace,
-            num_workers=self._positive_int("num_workers"),
-            gpus_per_worker=self._positive_int("gpus_per_worker", minimum=0),
-            min_workers=self.min_workers,
-            max_workers=self.max_workers,
-            labels=labels,
-            env={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1", REQUEST_ENV: request.to_json()},
-            worker_resources=self.worker_resources if self.worker_resources is not None else pods.resources,
-            service_account=pods.service_account,
-            node_selector=pods.node_selector,
-            tolerations=pods.tolerations,
-            horovodrun=False,
-            volume_claim=pods.volume_claim,
-            mount_path=pods.mount_path,
-            **policy,
-        )
-        if problems := spec.errors():
-            raise InvalidArgumentError(f"{self.task_id}: the MPIJob would be invalid: " + "; ".join(problems))
-        return spec, labels
-
-    @cached_property
-    def mpijobs(self) -> MPIJobController:
-        return MPIJobController(self.hook.kubernetes_hook.api_client)
-
-    def _train_on_mpijob(self, context: Any, prepared: dict[str, Any]) -> dict[str, Any]:
-        params, _ = self.node_params(context)
-        spec, labels = self.mpijob_spec(context, params)
-        where = f"MPIJob {spec.namespace}/{spec.name}"
-        try:
-            job, adopted = self.mpijobs.submit(build_mpijob(spec), labels)
-        except KubernetesApiError as exc:
-            raise MlopsException(f"{self.task_id}: {exc}") from exc
-        self._job = (spec.name, spec.namespace)
-        state = mpijob_state(job)[0]
-        self.log.info("%s %s: %d worker(s) x %d slot(s), image %s (%s)", "reattached to" if adopted else "created",
-                      where, spec.max_workers or spec.num_workers, spec.slots_per_worker, spec.image, state)
-        if self.deferrable and state not in FINAL_STATES:
-            self.defer(trigger=MPIJobTrigger(spec.name, spec.namespace, self.hook.setting("kubernetes_conn_id"),
-                                             poll_interval=self.poll_interval),
-                       method_name="execute_complete",
-                       kwargs={"handle": {"mpijob": spec.name, "namespace": spec.namespace}, "prepared": prepared})
-        self._followed = False
-        final = self.mpijobs.wait(spec.name, spec.namespace, poll_interval=self.poll_interval,
-                                  follow=self._follow_launcher)
-        log_text = self.mpijobs.launcher_log(spec.name, spec.namespace)
-        if not self._followed:  # the job ended before its launcher was seen running (or a retry found it ended)
-            self._print_launcher_log(log_text)
-        return self._mpijob_result(spec.name, spec.namespace, *final, log_text=log_text)
-
-    def collect(self, event: dict[str, Any], handle: dict[str, Any]) -> dict[str, Any]:
-        """After :class:`MPIJobTrigger`: read the launcher's log and the node's result (a step pod: as any node)."""
-        if "mpijob" not in handle:
-            return super().collect(event, handle)
-        name, namespace = handle["mpijob"], handle["namespace"]
-        self._job = (name, namespace)
-        log_text = self.mpijobs.launcher_log(name, namespace)
-        self._print_launcher_log(log_text)
-        state = {"success": "Succeeded", "failed": "Failed"}.get(event["status"], event["status"])
-        return self._mpijob_result(name, namespace, state, event.get("reason", ""), event.get("message", ""),
-                                   log_text=log_text)
-
-    def _print_launcher_log(self, log_text: str) -> None:
-        for line in log_text.splitlines():
-            if not is_result_line(line):
-                self.log.info("[launcher] %s", line)
-
-    def _follow_launcher(self, pod: Any) -> None:
-        from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
-
-        self._followed = True
-        def formatter(container: str, line: str) -> str:
-            return "[launcher] (the node's result)" if is_result_line(line) else f"[launcher] {line}"
-
-        PodManager(self.mpijobs.core).fetch_container_logs(pod, "launcher", follow=True, log_formatter=formatter)
-
-    def _mpijob_result(self, name: str, namespace: str, state: str, reason: str, message: str,
-                       log_text: str) -> dict[str, Any]:
-        where = f"MPIJob {namespace}/{name}"
-        if state != "Succeeded":
-            tail = [line for line in log_text.splitlines() if not is_result_line(line)][-40:]
-            try:
-                error = result_from_log(log_text).error or {}
-            except ContractError:
-                error = {}
-            # the node's own error decides whether a retry can help (a module without run_fn cannot),
-            # as for a step run locally or in a pod
-            failure = RuntimeStepRejected if error.get("type") in NON_RETRYABLE_ERRORS else RuntimeStepFailed
-            raise failure(
-                f"{self.task_id}: {where} ended {state}" + (f" ({reason})" if reason else "")
-                + (f": {message}" if message else "")
-                + (f"\nthe TFX node failed: {error.get('type')}: {error.get('message')}" if error else "")
-                + ("\nlast lines of the launcher's log:\n  " + "\n  ".join(tail) if tail else
-                   "\nthe launcher left no log (it never started, or its pod is gone)"),
-                step="tfx.run_node", error=error,
-            )
-        try:
-            result = result_from_log(log_text)
-        except ContractError as exc:
-            raise MlopsException(f"{self.task_id}: {where} succeeded but its launcher's log has no result: {exc}") \
-                from None
-        return self.report(self.hook.step_outputs("tfx.run_node", result, 0))
-
-    def on_kill(self) -> None:
-        job = getattr(self, "_job", None)
-        if job is not None and self.hook.backend == "kubernetes":
-            self.log.warning("deleting MPIJob %s/%s", job[1], job[0])
-            try:
-                self.mpijobs.delete(*job)
-            except KubernetesApiError as exc:
-                self.log.warning("could not delete MPIJob %s/%s: %s", job[1], job[0], exc)
-            return
-        super().on_kill()
+    def placement(self) -> Placement:
+        """Distributed: on Kubernetes an MPIJob's launcher runs the node and its workers hold the ranks;
+        locally the node starts its ranks itself (``horovodrun`` in the runtime)."""
+        return Placement(distributed=True, workers=self._positive_int("num_workers"),
+                         gpus_per_worker=self._positive_int("gpus_per_worker", minimum=0),
+                         min_workers=self.min_workers, max_workers=self.max_workers,
+                         worker_resources=self.worker_resources, run_policy=dict(self.run_policy or {}))
 
 
 #: TFMA metrics the blessing gate can use, every model type's (:mod:`airflow_mlops.evaluation`).

@@ -84,8 +84,8 @@ def test_a_step_that_dies_names_the_pod_and_exit_code(hook):
 
 
 def test_start_and_finish_for_deferrable_operators(hook, fake_kube):
-    handle = hook.start_pod_step("runtime.info", {"packages": ["six"]}, context=CONTEXT)
-    assert handle["namespace"] == "mlops" and handle["step"] == "runtime.info"
+    handle = hook.start_step("runtime.info", {"packages": ["six"]}, context=CONTEXT)
+    assert handle["runner"] == "pod" and handle["namespace"] == "mlops" and handle["step"] == "runtime.info"
     json.dumps(handle)  # travels through the trigger: primitives only
     import time
 
@@ -93,7 +93,9 @@ def test_start_and_finish_for_deferrable_operators(hook, fake_kube):
     while fake_kube.read("pods", "mlops", handle["name"])["status"].get("phase") != "Succeeded":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    outputs = hook.finish_pod_step(handle)
+    fresh = RuntimeHook(runtime="tfx", mlops_conn_id=None, backend="kubernetes",
+                        settings={"kubernetes_conn_id": hook.setting("kubernetes_conn_id")})
+    outputs = fresh.finish_step(handle)  # a fresh hook (as in a resumed task): the handle is enough
     assert "packages" in outputs and fake_kube.list_objects("pods") == []
 
 

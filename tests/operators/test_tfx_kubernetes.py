@@ -93,14 +93,21 @@ def context(run_id: str = "manual__1") -> dict:
     return {"run_id": run_id, "ti": SimpleNamespace(try_number=1, map_index=-1)}
 
 
+def mpijob_spec(trainer, ctx):
+    """The MPIJob the trainer's step runner would submit for task context ``ctx``, and its labels."""
+    params, _ = trainer.node_params(ctx)
+    placement = trainer.placement()
+    return trainer.hook.runner(placement).spec("tfx.run_node", params, trainer.step_context(ctx),
+                                              trainer.step_timeout, placement)
+
+
 def launcher(lines, exit_code=0, interval=0.05) -> ScriptedKubelet:
     return ScriptedKubelet(pods={"*-launcher-*": PodRun(logs=list(lines), exit_code=exit_code, interval=interval)})
 
 
 @pytest.mark.skipif(not CRDS.is_dir(), reason=f"the real CRD schemas are not at {CRDS} (see ../shared/k8s-crds/README)")
 def test_the_mpijob_is_valid_against_the_real_crd(ops):
-    params, _ = ops.tr.node_params(context())
-    spec, labels = ops.tr.mpijob_spec(context(), params)
+    spec, labels = mpijob_spec(ops.tr, context())
     manifest = build_mpijob(spec)
     validate_mpijob(manifest, CRDS)
     launcher_spec = manifest["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]
@@ -123,8 +130,7 @@ def test_the_mpijob_is_valid_against_the_real_crd(ops):
 @pytest.mark.skipif(not CRDS.is_dir(), reason=f"the real CRD schemas are not at {CRDS} (see ../shared/k8s-crds/README)")
 def test_an_elastic_mpijob_is_valid_and_discovers_its_hosts(ops):
     ops.tr.min_workers, ops.tr.max_workers = 2, 4
-    params, _ = ops.tr.node_params(context())
-    manifest = build_mpijob(ops.tr.mpijob_spec(context(), params)[0])
+    manifest = build_mpijob(mpijob_spec(ops.tr, context())[0])
     validate_mpijob(manifest, CRDS)
     env = {e["name"]: e["value"]
            for e in manifest["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["env"]}
@@ -202,8 +208,7 @@ def test_a_deferred_job_failed_on_bad_input_is_not_retried(ops, k8s_env):
 
 def test_a_retry_reattaches_to_the_job_of_its_earlier_try(ops, k8s_env):
     k8s_env.kubelet = launcher(["working", result_line(NODE_RESULT)], interval=0.3)
-    params, _ = ops.tr.node_params(context())
-    spec, _ = ops.tr.mpijob_spec(context(), params)
+    spec, _ = mpijob_spec(ops.tr, context())
     k8s_env.create(build_mpijob(spec))  # the earlier try's job, still running
     result = ops.tr.execute(context())
     assert result["execution_id"] == 12

@@ -1,0 +1,536 @@
+"""One step-runner interface: where a step request runs, and how its result comes back.
+
+A step (:mod:`airflow_mlops.runtimes.contract`) runs in a fresh runtime process
+(:class:`ProcessRunner`), in the warm runtime (:class:`WarmRunner`, falling back to a fresh
+process), in a pod (:class:`PodRunner`) or, for a node whose ranks each need a machine of their
+own, in an MPIJob whose launcher runs it (:class:`MPIJobRunner`). :func:`choose_runner` is the one
+place that picks the runner from the settings and the step's :class:`Placement`; callers
+(:class:`~airflow_mlops.hooks.runtime.RuntimeHook`, and through it the operators) never ask which
+backend runs. Every runner gives back a :class:`StepResult`, and failures are one hierarchy
+(:class:`~airflow_mlops.exceptions.RuntimeStepFailed`, and :class:`RuntimeStepRejected` for bad input).
+
+The runners that can be waited for in Airflow's triggerer (pods, MPIJobs) also :meth:`~StepRunner.start`
+a step and return a JSON *handle* naming it; the trigger's event and the handle are all a
+freshly built operator needs to :meth:`~StepRunner.collect` the result (:func:`runner_for_handle`).
+Runs on the Airflow side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import shutil
+import subprocess
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import airflow_mlops
+from airflow_mlops.exceptions import (
+    NON_RETRYABLE_ERRORS,
+    InvalidArgumentError,
+    MlopsException,
+    RuntimeStepFailed,
+    RuntimeStepRejected,
+)
+from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
+from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResult, write_json_atomic
+from airflow_mlops.runtimes.local import RuntimeProcess, runtime_command
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import BaseTrigger
+
+    from airflow_mlops.hooks.runtime import RuntimeHook
+
+#: A step's output line goes here (the task log).
+OnLine = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How many processes a step runs on. The default, one process, is every step but Horovod training.
+
+    :param distributed: the step's ranks each need a machine (a Horovod node on Kubernetes: an
+        MPIJob whose launcher runs the node); locally the step starts its ranks itself.
+    :param workers: ranks (one per worker, or one per GPU).
+    :param gpus_per_worker: GPUs per worker; only a cluster has them.
+    :param min_workers: with ``max_workers``: elastic between the two.
+    :param worker_resources: ``requests``/``limits`` of each worker pod; None: ``[mlops] kubernetes_resources``.
+    :param run_policy: the MPIJob's ``clean_pod_policy``, ``backoff_limit``, ``active_deadline_seconds``,
+        ``ttl_seconds_after_finished``.
+    """
+
+    distributed: bool = False
+    workers: int = 1
+    gpus_per_worker: int = 0
+    min_workers: int | None = None
+    max_workers: int | None = None
+    worker_resources: dict[str, Any] | None = None
+    run_policy: dict[str, Any] = field(default_factory=dict)
+
+
+ONE_PROCESS = Placement()
+RUN_POLICY_KEYS = ("clean_pod_policy", "backoff_limit", "active_deadline_seconds", "ttl_seconds_after_finished")
+
+
+class StepRunner(ABC):
+    """Runs step requests somewhere. One instance serves one hook; :meth:`kill` stops its step in flight."""
+
+    kind: ClassVar[str]
+    #: it can start a step and let the triggerer wait for it (:meth:`start`, :meth:`trigger`, :meth:`collect`)
+    can_defer: ClassVar[bool] = False
+
+    def __init__(self, hook: RuntimeHook, *, poll_interval: float = 10.0):
+        self.hook = hook
+        self.poll_interval = poll_interval
+
+    @property
+    def where(self) -> str:
+        return f"runtime {self.hook.runtime}"
+
+    def check(self, placement: Placement) -> None:
+        """Refuse a placement this runner cannot give (before anything runs)."""
+
+    @abstractmethod
+    def run(self, step: str, params: dict[str, Any], context: dict[str, Any], *, binds: list[str],
+            timeout: float | None, placement: Placement) -> tuple[StepResult, int | None]:
+        """Run the step to its end, its output in the task log; its result and exit code.
+
+        :raises RuntimeStepFailed: the step ended without a usable result, or timed out.
+        """
+
+    def start(self, step: str, params: dict[str, Any], context: dict[str, Any], *, timeout: float | None,
+              placement: Placement) -> dict[str, Any]:
+        """Start the step (or find the one an earlier try started) and return its JSON handle, with
+        ``ended``: whether it has already ended (then :meth:`collect` it at once)."""
+        raise NotImplementedError(f"a {self.kind} step cannot be waited for in the triggerer")
+
+    def trigger(self, handle: dict[str, Any], poll_interval: float) -> BaseTrigger:
+        """The trigger that fires when the step of ``handle`` ends."""
+        raise NotImplementedError(f"a {self.kind} step cannot be waited for in the triggerer")
+
+    def collect(self, handle: dict[str, Any], event: dict[str, Any] | None) -> StepResult:
+        """The result of the step of ``handle`` after its trigger's ``event`` (None: it had ended at start)."""
+        raise NotImplementedError(f"a {self.kind} step cannot be waited for in the triggerer")
+
+    def delete(self, handle: dict[str, Any]) -> None:
+        """Remove what the step of ``handle`` left (a task killed while deferred)."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """Stop the step this runner is running, if any (``on_kill``)."""
+
+
+# -- this machine -----------------------------------------------------------------------
+class ProcessRunner(StepRunner):
+    """A fresh runtime process per step (the runtime's Python, in its venv or root filesystem)."""
+
+    kind = "process"
+
+    def __init__(self, hook: RuntimeHook, **kwargs: Any):
+        super().__init__(hook, **kwargs)
+        self._process: Any = None
+
+    def check(self, placement: Placement) -> None:
+        if placement.gpus_per_worker:
+            raise InvalidArgumentError(
+                f"gpus_per_worker={placement.gpus_per_worker} needs the kubernetes backend; the local TFX runtime's "
+                "Horovod is a CPU (Gloo) build: use gpus_per_worker=0 locally")
+
+    @contextlib.contextmanager
+    def _files(self, step: str, params: dict[str, Any], context: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+        """The request file, the result path and the step's scratch directory; all removed afterwards."""
+        # the step's TMPDIR, removed here even when the runtime crashed (TFX leaves ~50 MB per Beam run)
+        scratch = tempfile.mkdtemp(prefix="airflow-mlops-step-")
+        request = StepRequest(step=step, params=params, context=context, scratch_dir=scratch)
+        self.hook.state_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
+            workdir = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="step-", dir=self.hook.state_dir))
+            request_path, result_path = Path(workdir, "request.json"), Path(workdir, "result.json")
+            write_json_atomic(request_path, request.to_json())
+            yield str(request_path), str(result_path), scratch
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PYTHONPATH": self.package_parent, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1"}
+
+    @property
+    def package_parent(self) -> str:
+        return str(Path(airflow_mlops.__file__).resolve().parent.parent)
+
+    def on_line(self, line: str) -> None:
+        self.hook.log.info("[%s] %s", self.hook.runtime, line)
+
+    def run(self, step: str, params: dict[str, Any], context: dict[str, Any], *, binds: list[str],
+            timeout: float | None, placement: Placement) -> tuple[StepResult, int | None]:
+        self.check(placement)
+        install = self.hook.get_runtime()
+        with self._files(step, params, context) as (request_path, result_path, scratch):
+            base_binds = [self.package_parent, str(self.hook.state_dir)]
+            step_binds = [str(Path(request_path).parent), scratch, *binds]
+            code = self._execute(install, base_binds, step_binds, request_path, result_path, step, timeout)
+            try:
+                return StepResult.read(result_path), code
+            except ContractError as err:
+                raise RuntimeStepFailed(
+                    f"step {step} in runtime {self.hook.runtime} exited with code {code} and no usable result: {err}",
+                    step=step,
+                ) from None
+
+    def _execute(self, install, base_binds, step_binds, request_path, result_path, step, timeout) -> int | None:
+        command, process_env = runtime_command(
+            install, ["python", "-m", "airflow_mlops.runtimes.entrypoint", request_path, result_path],
+            env=self.env, binds=[*base_binds, *step_binds])
+        self.hook.log.info("running step %s in runtime %s (%s at %s)", step, self.hook.runtime, install.isolation,
+                           install.path)
+        self._process = RuntimeProcess(command, process_env, self.on_line).start()
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
+        finally:
+            self._process = None
+
+    def kill(self) -> None:
+        process = self._process
+        if process is not None:
+            self.hook.log.warning("stopping the step running in runtime %s", self.hook.runtime)
+            process.terminate()
+
+
+class WarmRunner(ProcessRunner):
+    """The runtime's warm process (libraries imported once, a fork per step); a fresh process when
+    it cannot be started or reached (:mod:`airflow_mlops.runtimes.warm`)."""
+
+    kind = "warm"
+
+    def _execute(self, install, base_binds, step_binds, request_path, result_path, step, timeout) -> int | None:
+        from airflow_mlops.runtimes.specs import get_runtime_spec
+        from airflow_mlops.runtimes.warm import ServerGone, WarmRuntime, WarmRuntimeError
+
+        hook = self.hook
+        warm = WarmRuntime(install, base_binds=base_binds, env=self.env, preload=get_runtime_spec(hook.runtime).preload,
+                           idle_timeout=float(hook.setting("warm_runtime_idle_timeout")),
+                           max_running=int(hook.setting("max_warm_runtimes") or 0))
+        try:
+            pid = warm.ensure_started(log=lambda line: hook.log.info("%s", line))
+            warm.bind(step_binds)
+        except (WarmRuntimeError, OSError) as err:
+            hook.log.warning("warm runtime unavailable, running step %s in a fresh process: %s", step, err)
+            return super()._execute(install, base_binds, step_binds, request_path, result_path, step, timeout)
+        hook.log.info("running step %s in warm runtime %s (pid %s, %s at %s)", step, hook.runtime, pid,
+                      install.isolation, install.path)
+        self._process = warm
+        try:
+            return warm.run(request_path, result_path, self.on_line, timeout=timeout)
+        except ServerGone as err:  # stopped before the step started (to make room for another): nothing ran
+            hook.log.warning("warm runtime gone, running step %s in a fresh process: %s", step, err)
+        except TimeoutError as err:
+            raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
+        except WarmRuntimeError as err:
+            raise RuntimeStepFailed(f"step {step}: {err}", step=step) from err
+        finally:
+            self._process = None
+        return super()._execute(install, base_binds, step_binds, request_path, result_path, step, timeout)
+
+
+# -- Kubernetes -------------------------------------------------------------------------
+@contextlib.contextmanager
+def _api_errors(step: str, where: str) -> Iterator[None]:
+    """A failed API call (or a pod that never gave a result) as the task's :class:`RuntimeStepFailed`."""
+    try:
+        yield
+    except KubernetesApiError as err:
+        raise RuntimeStepFailed(f"step {step} in {where}: {err}", step=step) from err
+
+
+class PodRunner(StepRunner):
+    """A pod of the runtime's image per step (:mod:`airflow_mlops.kubernetes.pods`): named from the task
+    instance, so that a retry reattaches to its earlier try's pod."""
+
+    kind = "pod"
+    can_defer = True
+
+    def __init__(self, hook: RuntimeHook, **kwargs: Any):
+        super().__init__(hook, **kwargs)
+        self._calls: dict[str, int] = {}
+        self._runner: Any = None
+
+    def check(self, placement: Placement) -> None:
+        if placement.distributed:
+            raise InvalidArgumentError("a distributed step runs as an MPIJob, not in one pod")
+
+    def _pods(self):
+        from airflow_mlops.kubernetes.pods import PodStepRunner
+
+        return PodStepRunner(self.hook.kubernetes_hook.core_v1_client, prefix=f"[{self.hook.runtime}] ")
+
+    def manifest(self, step: str, params: dict[str, Any], context: dict[str, Any], timeout: float | None):
+        """The pod that runs ``step`` for the task instance of ``context``, its labels and settings."""
+        from airflow_mlops.kubernetes.pods import CALL_LABEL, RUNTIME_LABEL, STEP_LABEL, step_pod
+
+        settings = self.hook.pod_settings()
+        dag_id, task_id = context.get("dag_id") or "adhoc", context.get("task_id") or step
+        # no task run named (the CLI, a test): a pod of its own, never one to adopt
+        run_id = context.get("run_id") or f"adhoc-{uuid.uuid4().hex}"
+        map_index = context.get("map_index")
+        map_index = -1 if map_index is None else int(map_index)
+        # a task may run a step more than once: its n-th call has the same name in every try
+        # (unless the caller asks for a pod of its own with ``pod_key``: a sensor's repeated checks)
+        call = self._calls[step] = self._calls.get(step, 0) + 1
+        if context.get("pod_key"):
+            run_id = f"{run_id}#{context['pod_key']}"
+        labels = {**owner_labels(dag_id, task_id, run_id, map_index), STEP_LABEL: step.replace(".", "-"),
+                  RUNTIME_LABEL: self.hook.runtime, CALL_LABEL: str(call)}
+        name = object_name(f"{self.hook.runtime}-{step}-{call}", dag_id, task_id, run_id, map_index)
+        request = StepRequest(step=step, params=params, context=context)
+        return step_pod(name, request, settings, labels=labels, run_id=run_id, timeout=timeout), labels, settings
+
+    def run(self, step: str, params: dict[str, Any], context: dict[str, Any], *, binds: list[str],
+            timeout: float | None, placement: Placement) -> tuple[StepResult, int | None]:
+        self.check(placement)
+        manifest, labels, settings = self.manifest(step, params, context, timeout)
+        self.hook.log.info("running step %s as pod %s/%s (image %s)", step, settings.namespace,
+                           manifest["metadata"]["name"], settings.image)
+        self._runner = self._pods()
+        try:
+            with _api_errors(step, self.where):
+                return self._runner.run(manifest, labels, on_finish_action=settings.on_finish_action,
+                                        startup_timeout=settings.startup_timeout), 0
+        finally:
+            self._runner = None
+
+    def start(self, step: str, params: dict[str, Any], context: dict[str, Any], *, timeout: float | None,
+              placement: Placement) -> dict[str, Any]:
+        self.check(placement)
+        manifest, labels, settings = self.manifest(step, params, context, timeout)
+        with _api_errors(step, self.where):
+            pod = self._pods().start(manifest, labels)
+        phase = getattr(pod.status, "phase", None)
+        return {"runner": self.kind, "step": step, "name": manifest["metadata"]["name"],
+                "namespace": settings.namespace, "labels": labels, "on_finish_action": settings.on_finish_action,
+                "startup_timeout": settings.startup_timeout, "phase": phase,
+                "ended": phase in ("Succeeded", "Failed")}
+
+    def trigger(self, handle: dict[str, Any], poll_interval: float) -> BaseTrigger:
+        from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
+
+        from airflow_mlops.kubernetes.pods import CONTAINER
+
+        return KubernetesPodTrigger(
+            pod_name=handle["name"], pod_namespace=handle["namespace"],
+            trigger_start_time=datetime.datetime.now(tz=datetime.timezone.utc),
+            base_container_name=CONTAINER, kubernetes_conn_id=self.hook.setting("kubernetes_conn_id"),
+            poll_interval=poll_interval, get_logs=False, startup_timeout=handle["startup_timeout"],
+            schedule_timeout=handle["startup_timeout"], on_finish_action="keep_pod",
+        )
+
+    def collect(self, handle: dict[str, Any], event: dict[str, Any] | None) -> StepResult:
+        if event is not None and event.get("status") not in ("success", "failed"):
+            # the pod never started or the trigger gave up: say why, and remove the pod
+            self.delete(handle)
+            raise MlopsException(f"pod {handle['namespace']}/{handle['name']} of step {handle['step']}: "
+                                 f"{event.get('status')}: {event.get('message')}")
+        with _api_errors(handle["step"], self.where):
+            return self._pods().collect(handle["name"], handle["namespace"],
+                                        on_finish_action=handle["on_finish_action"])
+
+    def delete(self, handle: dict[str, Any]) -> None:
+        self._pods().delete(handle["name"], handle["namespace"])
+
+    def kill(self) -> None:
+        runner = self._runner
+        if runner is not None:
+            runner.kill()
+
+
+class MPIJobRunner(StepRunner):
+    """A distributed step on Kubernetes: an MPIJob (``kubeflow.org/v2beta1``) whose launcher pod runs
+    the step once and whose worker pods hold its ranks (:mod:`airflow_mlops.kubernetes.mpijob`).
+    The job is named from the task instance: a retry reattaches to its earlier try's job (or, when
+    that one failed, replaces it)."""
+
+    kind = "mpijob"
+    can_defer = True
+
+    def __init__(self, hook: RuntimeHook, **kwargs: Any):
+        super().__init__(hook, **kwargs)
+        self._job: tuple[str, str] | None = None
+        self._followed = False
+
+    @property
+    def jobs(self):
+        from airflow_mlops.kubernetes.mpijob import MPIJobController
+
+        return MPIJobController(self.hook.kubernetes_hook.api_client)
+
+    def check(self, placement: Placement) -> None:
+        unknown = sorted(set(placement.run_policy) - set(RUN_POLICY_KEYS))
+        if unknown:
+            raise InvalidArgumentError(f"unknown run_policy key(s) {unknown}; known: {list(RUN_POLICY_KEYS)}")
+
+    def spec(self, step: str, params: dict[str, Any], context: dict[str, Any], timeout: float | None,
+             placement: Placement):
+        """The MPIJob that runs the step for the task instance of ``context``, and its labels."""
+        from airflow_mlops.kubernetes.mpijob import MPIJobSpec, job_name
+        from airflow_mlops.kubernetes.pods import RUNTIME_LABEL, STEP_COMMAND
+        from airflow_mlops.runtimes.contract import REQUEST_ENV
+
+        self.check(placement)
+        policy = dict(placement.run_policy)
+        if timeout and "active_deadline_seconds" not in policy:
+            policy["active_deadline_seconds"] = int(timeout)
+        request = StepRequest(step=step, params=params, context=context)
+        pods = self.hook.pod_settings(f"{self.hook.runtime}-cuda" if placement.gpus_per_worker else self.hook.runtime)
+        map_index = -1 if context.get("map_index") is None else int(context["map_index"])
+        labels = {**owner_labels(context["dag_id"], context["task_id"], context["run_id"], map_index),
+                  RUNTIME_LABEL: pods.image.rsplit("/", 1)[-1].split(":")[0][:63].strip("-_.")}
+        spec = MPIJobSpec(
+            name=job_name(context["dag_id"], context["task_id"], context["run_id"], map_index),
+            image=pods.image, command=list(STEP_COMMAND), namespace=pods.namespace,
+            num_workers=placement.workers, gpus_per_worker=placement.gpus_per_worker,
+            min_workers=placement.min_workers, max_workers=placement.max_workers, labels=labels,
+            env={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1", REQUEST_ENV: request.to_json()},
+            worker_resources=placement.worker_resources if placement.worker_resources is not None else pods.resources,
+            service_account=pods.service_account, node_selector=pods.node_selector, tolerations=pods.tolerations,
+            horovodrun=False, volume_claim=pods.volume_claim, mount_path=pods.mount_path, **policy,
+        )
+        if problems := spec.errors():
+            raise InvalidArgumentError("the MPIJob would be invalid: " + "; ".join(problems))
+        return spec, labels
+
+    def _submit(self, step, params, context, timeout, placement) -> tuple[Any, str]:
+        from airflow_mlops.kubernetes.mpijob import build_mpijob, mpijob_state
+
+        spec, labels = self.spec(step, params, context, timeout, placement)
+        with _api_errors(step, f"MPIJob {spec.namespace}/{spec.name}"):
+            job, adopted = self.jobs.submit(build_mpijob(spec), labels)
+        self._job = (spec.name, spec.namespace)
+        state = mpijob_state(job)[0]
+        self.hook.log.info("%s MPIJob %s/%s: %d worker(s) x %d slot(s), image %s (%s)",
+                           "reattached to" if adopted else "created", spec.namespace, spec.name,
+                           spec.max_workers or spec.num_workers, spec.slots_per_worker, spec.image, state)
+        return spec, state
+
+    def run(self, step: str, params: dict[str, Any], context: dict[str, Any], *, binds: list[str],
+            timeout: float | None, placement: Placement) -> tuple[StepResult, int | None]:
+        spec, _ = self._submit(step, params, context, timeout, placement)
+        self._followed = False
+        with _api_errors(step, f"MPIJob {spec.namespace}/{spec.name}"):
+            final = self.jobs.wait(spec.name, spec.namespace, poll_interval=self.poll_interval,
+                                   follow=self._follow_launcher)
+            log_text = self.jobs.launcher_log(spec.name, spec.namespace)
+        if not self._followed:  # the job ended before its launcher was seen running (or a retry found it ended)
+            self._print_launcher_log(log_text)
+        return self._result(step, spec.name, spec.namespace, *final, log_text=log_text), 0
+
+    def start(self, step: str, params: dict[str, Any], context: dict[str, Any], *, timeout: float | None,
+              placement: Placement) -> dict[str, Any]:
+        from airflow_mlops.kubernetes.mpijob import FINAL_STATES
+
+        spec, state = self._submit(step, params, context, timeout, placement)
+        return {"runner": self.kind, "step": step, "name": spec.name, "namespace": spec.namespace,
+                "ended": state in FINAL_STATES}
+
+    def trigger(self, handle: dict[str, Any], poll_interval: float) -> BaseTrigger:
+        from airflow_mlops.triggers.mpijob import MPIJobTrigger
+
+        return MPIJobTrigger(handle["name"], handle["namespace"], self.hook.setting("kubernetes_conn_id"),
+                             poll_interval=poll_interval)
+
+    def collect(self, handle: dict[str, Any], event: dict[str, Any] | None) -> StepResult:
+        name, namespace, step = handle["name"], handle["namespace"], handle["step"]
+        self._job = (name, namespace)
+        with _api_errors(step, f"MPIJob {namespace}/{name}"):
+            if event is None:  # it had ended when the task found it
+                state, reason, message = self.jobs.wait(name, namespace, poll_interval=self.poll_interval)
+            else:
+                state = {"success": "Succeeded", "failed": "Failed"}.get(event["status"], event["status"])
+                reason, message = event.get("reason", ""), event.get("message", "")
+            log_text = self.jobs.launcher_log(name, namespace)
+        self._print_launcher_log(log_text)
+        return self._result(step, name, namespace, state, reason, message, log_text=log_text)
+
+    def _print_launcher_log(self, log_text: str) -> None:
+        from airflow_mlops.runtimes.contract import is_result_line
+
+        for line in log_text.splitlines():
+            if not is_result_line(line):
+                self.hook.log.info("[launcher] %s", line)
+
+    def _follow_launcher(self, pod: Any) -> None:
+        from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
+
+        from airflow_mlops.runtimes.contract import is_result_line
+
+        self._followed = True
+
+        def formatter(container: str, line: str) -> str:
+            return "[launcher] (the node's result)" if is_result_line(line) else f"[launcher] {line}"
+
+        PodManager(self.jobs.core).fetch_container_logs(pod, "launcher", follow=True, log_formatter=formatter)
+
+    def _result(self, step: str, name: str, namespace: str, state: str, reason: str, message: str,
+                log_text: str) -> StepResult:
+        from airflow_mlops.runtimes.contract import is_result_line, result_from_log
+
+        where = f"MPIJob {namespace}/{name}"
+        if state != "Succeeded":
+            tail = [line for line in log_text.splitlines() if not is_result_line(line)][-40:]
+            try:
+                result = result_from_log(log_text)
+            except ContractError:
+                result = StepResult(status="failed", error={})
+            error = result.error or {}
+            # the node's own error decides whether a retry can help (a module without run_fn cannot),
+            # as for a step run locally or in a pod
+            kind = RuntimeStepRejected if error.get("type") in NON_RETRYABLE_ERRORS else RuntimeStepFailed
+            raise kind(
+                f"{where} ended {state}" + (f" ({reason})" if reason else "") + (f": {message}" if message else "")
+                + (f"\nthe TFX node failed: {error.get('type')}: {error.get('message')}" if error else "")
+                + ("\nlast lines of the launcher's log:\n  " + "\n  ".join(tail) if tail else
+                   "\nthe launcher left no log (it never started, or its pod is gone)"),
+                step=step, error=error,
+            )
+        try:
+            return result_from_log(log_text)
+        except ContractError as exc:
+            raise RuntimeStepFailed(f"{where} succeeded but its launcher's log has no result: {exc}",
+                                    step=step) from None
+
+    def delete(self, handle: dict[str, Any]) -> None:
+        self.jobs.delete(handle["name"], handle["namespace"])
+
+    def kill(self) -> None:
+        job = self._job
+        if job is None:
+            return
+        self.hook.log.warning("deleting MPIJob %s/%s", job[1], job[0])
+        try:
+            self.jobs.delete(*job)
+        except KubernetesApiError as exc:
+            self.hook.log.warning("could not delete MPIJob %s/%s: %s", job[1], job[0], exc)
+
+
+RUNNERS: dict[str, type[StepRunner]] = {r.kind: r for r in (ProcessRunner, WarmRunner, PodRunner, MPIJobRunner)}
+
+
+def choose_runner(hook: RuntimeHook, placement: Placement) -> type[StepRunner]:
+    """The one place that decides where a step runs: the backend and ``warm_runtimes`` settings, and
+    whether the step is distributed."""
+    if hook.backend == "kubernetes":
+        return MPIJobRunner if placement.distributed else PodRunner
+    return WarmRunner if hook.flag("warm_runtimes") else ProcessRunner
+
+
+def runner_for_handle(hook: RuntimeHook, handle: dict[str, Any], *, poll_interval: float = 10.0) -> StepRunner:
+    """The runner that collects the step of ``handle`` (a deferred task resumed on a fresh operator)."""
+    kind = handle.get("runner")
+    if kind not in RUNNERS or not RUNNERS[kind].can_defer:
+        raise MlopsException(f"a deferred step's handle names no runner that can collect it: {handle!r}")
+    return RUNNERS[kind](hook, poll_interval=poll_interval)
