@@ -101,6 +101,15 @@ def mpijob_spec(trainer, ctx):
                                               trainer.step_timeout, placement)
 
 
+def deferred_until_done(ops: SimpleNamespace, task_id: str):
+    """Run task ``task_id`` of ``ops`` until it defers, wait for its trigger's event, and return the
+    resume: ``execute_complete`` on a freshly built operator (as Airflow resumes a task)."""
+    with pytest.raises(TaskDeferred) as deferred:
+        getattr(ops, task_id).execute(context())
+    event = asyncio.run(_first_event(deferred.value.trigger))
+    return lambda: getattr(build_ops(), task_id).execute_complete(context(), event, **deferred.value.kwargs)
+
+
 def launcher(lines, exit_code=0, interval=0.05) -> ScriptedKubelet:
     return ScriptedKubelet(pods={"*-launcher-*": PodRun(logs=list(lines), exit_code=exit_code, interval=interval)})
 
@@ -199,11 +208,9 @@ def test_a_deferred_job_failed_on_bad_input_is_not_retried(ops, k8s_env):
     k8s_env.kubelet = launcher([result_line({}, status="failed", error_type="InvalidInput", message=BAD_MODULE)],
                                exit_code=1, interval=0.3)
     ops.tr.deferrable = True
-    with pytest.raises(TaskDeferred) as deferred:
-        ops.tr.execute(context())
-    event = asyncio.run(_first_event(deferred.value.trigger))
+    resume = deferred_until_done(ops, "tr")
     with pytest.raises(RuntimeStepRejected, match="has no run_fn"):
-        build_ops().tr.execute_complete(context(), event, **deferred.value.kwargs)
+        resume()
 
 
 def test_a_retry_reattaches_to_the_job_of_its_earlier_try(ops, k8s_env):
@@ -330,10 +337,7 @@ def test_a_step_pod_failed_on_bad_input_is_not_retried(ops, k8s_env, deferrable)
         if not deferrable:
             ops.sg.execute(context())
         else:
-            with pytest.raises(TaskDeferred) as deferred:
-                ops.sg.execute(context())
-            event = asyncio.run(_first_event(deferred.value.trigger))
-            build_ops().sg.execute_complete(context(), event, **deferred.value.kwargs)
+            deferred_until_done(ops, "sg")()
     assert isinstance(caught.value, AirflowFailException)
 
 
@@ -359,20 +363,16 @@ def test_a_deferred_example_validator_finishes_on_the_anomalies_of_its_result(op
     node = {**NODE_RESULT, "component": "ExampleValidator", "outputs": {}, "anomalies": [anomaly]}
     k8s_env.kubelet = ScriptedKubelet(pods={"tfx-*": PodRun(logs=[result_line(node)], interval=0.2)})
     ops.ev.check_example_counts = lambda context: None  # no statistics upstream in this test
-    with pytest.raises(TaskDeferred) as deferred:
-        ops.ev.execute(context())
-    event = asyncio.run(_first_event(deferred.value.trigger))
+    resume = deferred_until_done(ops, "ev")
     with pytest.raises(DataValidationError, match="split eval, feature fare: FLOAT_TYPE_STRING"):
-        build_ops().ev.execute_complete(context(), event, **deferred.value.kwargs)
+        resume()
 
 
 def test_a_deferred_step_pod_that_never_starts_is_removed_and_reported(ops, k8s_env):
     k8s_env.kubelet = ScriptedKubelet(pods={"tfx-*": PodRun(pending_reason="InvalidImageName")})
-    with pytest.raises(TaskDeferred) as deferred:
-        ops.sg.execute(context())
-    event = asyncio.run(_first_event(deferred.value.trigger))
+    resume = deferred_until_done(ops, "sg")
     with pytest.raises(MlopsException, match="InvalidImageName"):
-        build_ops().sg.execute_complete(context(), event, **deferred.value.kwargs)
+        resume()
     assert [p for p in k8s_env.list_objects("pods") if p["metadata"]["name"].startswith("tfx-")] == []
 
 
