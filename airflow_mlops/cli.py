@@ -43,7 +43,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from airflow_mlops.runtimes.builder import list_runtimes
 
     hook = _settings()
-    rows = list_runtimes(hook.cache_dir, isolation=hook.setting("runtime_isolation"), sizes=not args.no_size)
+    rows = list_runtimes(hook.cache_dir, isolation=hook.settings.runtime_isolation, sizes=not args.no_size)
     if args.json:
         print(json.dumps([row.__dict__ for row in rows], indent=2))
         return 0
@@ -65,9 +65,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             install = ensure_runtime(
                 get_runtime_spec(name),
                 hook.cache_dir,
-                isolation=hook.setting("runtime_isolation"),
+                isolation=hook.settings.runtime_isolation,
                 force=args.force,
-                mirror=hook.setting("debian_mirror"),
+                mirror=hook.settings.debian_mirror,
                 sources=_package_sources(hook, name),
                 log=lambda line: print(line, flush=True),
             )
@@ -81,7 +81,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _package_sources(hook, runtime: str):
     from airflow_mlops.runtimes.sources import PackageSources
 
-    return PackageSources.from_settings(hook.setting, runtime)
+    return PackageSources.from_settings(hook.settings.text, runtime)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -99,7 +99,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             download_runtime(
                 get_runtime_spec(name),
                 Path(args.dest),
-                isolation=args.isolation or hook.setting("runtime_isolation"),
+                isolation=args.isolation or hook.settings.runtime_isolation,
                 sources=sources,
                 python_version=args.python_version,
                 platforms=args.platform or None,

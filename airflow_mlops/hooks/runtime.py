@@ -21,6 +21,7 @@ from airflow_mlops.exceptions import (
     RuntimeStepRejected,
     RuntimeUnavailableError,
 )
+from airflow_mlops.settings import MlopsSettings
 from airflow_mlops.runtimes.builder import RuntimeBuildError, default_cache_dir, ensure_runtime
 from airflow_mlops.runtimes.contract import StepResult
 from airflow_mlops.runtimes.local import RuntimeInstall
@@ -128,61 +129,48 @@ class RuntimeHook(BaseHook):
             return {}
         return conn.extra_dejson or {}
 
-    def setting(self, name: str) -> str:
-        value = self._args.get(name)
-        if value is None:
-            value = self.extras.get(name)
-        if value is None or value == "":
-            value = config.get_option(name)
-        if isinstance(value, (dict, list)):
-            return json.dumps(value)
-        return str(value)
+    @cached_property
+    def settings(self) -> MlopsSettings:
+        """Every setting, typed, resolved once: argument → connection extra → ``[mlops]`` → default."""
+        return MlopsSettings.resolve({k: v for k, v in self._args.items() if v is not None}, self.extras)
 
-    def json_setting(self, name: str, expected: type) -> Any:
-        """A setting holding JSON (``{}``/``[]`` when empty); a wrong value names the setting."""
-        text = self.setting(name).strip()
-        if not text:
-            return expected()
-        try:
-            value = json.loads(text)
-        except ValueError as err:
-            raise InvalidArgumentError(f"[mlops] {name} must be JSON, got {text!r}: {err}") from None
-        if not isinstance(value, expected):
-            raise InvalidArgumentError(f"[mlops] {name} must be a JSON {expected.__name__}, got {text!r}")
-        return value
+    def replace(self, **settings: Any) -> RuntimeHook:
+        """A hook for the same runtime and connection with ``settings`` changed (by their ``[mlops]`` names)."""
+        return type(self)(runtime=self.runtime, mlops_conn_id=self.mlops_conn_id,
+                          settings={**{k: v for k, v in self._args.items() if v is not None}, **settings})
 
     @property
     def backend(self) -> str:
-        backend = self.setting("backend")
+        backend = self.settings.backend
         if backend not in BACKENDS:
             raise MlopsException(f"[mlops] backend must be one of {BACKENDS}, got {backend!r}")
         return backend
 
     @property
     def state_dir(self) -> Path:
-        return Path(self.setting("state_dir") or config.airflow_home() / "mlops").expanduser().absolute()
+        return Path(self.settings.state_dir or config.airflow_home() / "mlops").expanduser().absolute()
 
     @property
     def cache_dir(self) -> Path:
-        value = self.setting("runtime_cache_dir")
+        value = self.settings.runtime_cache_dir
         return Path(value).expanduser().absolute() if value else default_cache_dir()
 
     def pipeline_root(self, pipeline_name: str, override: str | None = None) -> str:
-        root = override or self.setting("pipeline_root")
+        root = override or self.settings.pipeline_root
         if root:
             return root.replace("{pipeline_name}", pipeline_name)
         return str(self.state_dir / "pipelines" / pipeline_name)
 
     def model_root(self, pipeline_name: str, override: str | None = None) -> str:
         """Where the pipeline's pushed model versions go (``<root>/<version>/``)."""
-        root = override or self.setting("model_root")
+        root = override or self.settings.model_root
         if root:
             return root.replace("{pipeline_name}", pipeline_name)
         return str(self.state_dir / "models" / pipeline_name)
 
     @property
     def metadata(self) -> dict[str, Any]:
-        uri = self.setting("metadata_uri")
+        uri = self.settings.metadata_uri
         if not uri:
             return {"sqlite": str(self.state_dir / "metadata" / "mlmd.sqlite")}
         return parse_metadata_uri(uri)
@@ -194,20 +182,20 @@ class RuntimeHook(BaseHook):
     @property
     def package_sources(self) -> PackageSources:
         """Where this runtime's build finds its packages (the ``pip_*`` settings, for :attr:`runtime`)."""
-        return PackageSources.from_settings(self.setting, self.runtime)
+        return PackageSources.from_settings(self.settings.text, self.runtime)
 
     # -- runtimes -----------------------------------------------------------------
     def get_runtime(self) -> RuntimeInstall:
         """The built runtime, building it first if allowed (``build_runtimes_on_demand``)."""
         spec = get_runtime_spec(self.runtime)
-        build = self.setting("build_runtimes_on_demand").lower() in ("1", "true", "yes")
+        build = self.settings.build_runtimes_on_demand
         try:
             return ensure_runtime(
                 spec,
                 self.cache_dir,
-                isolation=self.setting("runtime_isolation"),
+                isolation=self.settings.runtime_isolation,
                 build=build,
-                mirror=self.setting("debian_mirror"),
+                mirror=self.settings.debian_mirror,
                 sources=self.package_sources,
                 log=lambda line: self.log.info("[build %s] %s", self.runtime, line),
             )
@@ -309,46 +297,43 @@ class RuntimeHook(BaseHook):
         """The cncf-kubernetes provider's hook for connection ``kubernetes_conn_id``."""
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-        return KubernetesHook(conn_id=self.setting("kubernetes_conn_id"))
+        return KubernetesHook(conn_id=self.settings.kubernetes_conn_id)
 
     @property
     def namespace(self) -> str:
-        return self.setting("kubernetes_namespace") or self.kubernetes_hook.get_namespace() or "default"
+        return self.settings.kubernetes_namespace or self.kubernetes_hook.get_namespace() or "default"
 
     def image(self, runtime: str | None = None) -> str:
         """The image of ``runtime``'s pods (``kubernetes_image``: a template or a JSON object by runtime)."""
         runtime = runtime or self.runtime
-        value = self.setting("kubernetes_image").strip()
-        if value.startswith("{"):
-            images = self.json_setting("kubernetes_image", dict)
-            if runtime not in images:
+        value = self.settings.kubernetes_image.strip()
+        if value.startswith("{"):  # one setting for every runtime: read for this one here
+            try:
+                images = json.loads(value)
+            except ValueError as err:
+                raise InvalidArgumentError(f"[mlops] kubernetes_image must be JSON, got {value!r}: {err}") from None
+            if not isinstance(images, dict) or runtime not in images:
                 raise InvalidArgumentError(
-                    f"[mlops] kubernetes_image names images for {sorted(images)}, not for runtime {runtime!r}"
+                    f"[mlops] kubernetes_image names images for {sorted(images) if isinstance(images, dict) else images},"
+                    f" not for runtime {runtime!r}"
                 )
             return str(images[runtime])
         return value.replace("{runtime}", runtime).replace("{version}", airflow_mlops.__version__)
 
     def pod_settings(self, runtime: str | None = None) -> PodSettings:
         """Where and how this hook's step pods run, from the settings."""
-        try:
-            startup_timeout = int(self.setting("kubernetes_startup_timeout"))
-        except ValueError:
-            raise InvalidArgumentError(
-                f"[mlops] kubernetes_startup_timeout must be a number of seconds, "
-                f"got {self.setting('kubernetes_startup_timeout')!r}"
-            ) from None
-        claim = self.setting("kubernetes_volume_claim") or None
+        claim = self.settings.kubernetes_volume_claim or None
         settings = PodSettings(
             namespace=self.namespace,
             image=self.image(runtime),
-            service_account=self.setting("kubernetes_service_account") or None,
+            service_account=self.settings.kubernetes_service_account or None,
             volume_claim=claim,
             mount_path=str(self.state_dir) if claim else None,
-            resources=self.json_setting("kubernetes_resources", dict),
-            node_selector=self.json_setting("kubernetes_node_selector", dict),
-            tolerations=self.json_setting("kubernetes_tolerations", list),
-            on_finish_action=self.setting("kubernetes_on_finish_action"),
-            startup_timeout=startup_timeout,
+            resources=self.settings.kubernetes_resources,
+            node_selector=self.settings.kubernetes_node_selector,
+            tolerations=self.settings.kubernetes_tolerations,
+            on_finish_action=self.settings.kubernetes_on_finish_action,
+            startup_timeout=self.settings.kubernetes_startup_timeout,
         )
         if problems := settings.errors():
             raise InvalidArgumentError("the Kubernetes settings are wrong: " + "; ".join(problems))

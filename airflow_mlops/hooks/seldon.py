@@ -67,7 +67,7 @@ class SeldonHook(BaseHook):
     def kubernetes_hook(self):
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-        return KubernetesHook(conn_id=self.runtime_hook.setting("kubernetes_conn_id"))
+        return KubernetesHook(conn_id=self.runtime_hook.settings.kubernetes_conn_id)
 
     @cached_property
     def kube(self):
@@ -77,12 +77,12 @@ class SeldonHook(BaseHook):
 
     @property
     def namespace(self) -> str:
-        return (self.runtime_hook.setting("kubernetes_namespace") or self.kubernetes_hook.get_namespace()
+        return (self.runtime_hook.settings.kubernetes_namespace or self.kubernetes_hook.get_namespace()
                 or "default")
 
     @property
     def crd_path(self) -> str | None:
-        return self.runtime_hook.setting("seldon_crd_path") or None
+        return self.runtime_hook.settings.seldon_crd_path or None
 
     @cached_property
     def local(self) -> LocalServing:
@@ -140,7 +140,7 @@ class SeldonHook(BaseHook):
     @property
     def prediction_log_root(self) -> str:
         """Where model servers log requests and predictions: ``[mlops] prediction_log``, else ``{state_dir}/predictions``."""
-        return self.runtime_hook.setting("prediction_log") or str(self.runtime_hook.state_dir / "predictions")
+        return self.runtime_hook.settings.prediction_log or str(self.runtime_hook.state_dir / "predictions")
 
     def prediction_log(self, name: str) -> str:
         """Where deployment ``name`` logs its requests and predictions (``prediction_log_root``/name)."""
@@ -148,7 +148,7 @@ class SeldonHook(BaseHook):
 
     def local_model_root(self, root: str) -> str:
         """``pvc://<claim>/<path>`` back to the path in the state directory (where the claim is mounted)."""
-        claim = self.runtime_hook.setting("kubernetes_volume_claim")
+        claim = self.runtime_hook.settings.kubernetes_volume_claim
         prefix = f"pvc://{claim}"
         if claim and (root == prefix or root.startswith(prefix + "/")):
             return str(self.runtime_hook.state_dir / root[len(prefix):].lstrip("/")).rstrip("/")
@@ -159,7 +159,7 @@ class SeldonHook(BaseHook):
         directory as ``pvc://<kubernetes_volume_claim>/<path in it>`` (the claim holds the state directory)."""
         if "://" in root:
             return root
-        claim = self.runtime_hook.setting("kubernetes_volume_claim")
+        claim = self.runtime_hook.settings.kubernetes_volume_claim
         state = self.runtime_hook.state_dir
         path = Path(root)
         if claim and (path == state or state in path.parents):
@@ -187,7 +187,7 @@ class SeldonHook(BaseHook):
             if image:  # the project's server (or yours): it logs predictions where monitoring reads them
                 custom = {"implementation": None, "image": image,
                           "env": {"DEPLOYMENT_NAME": name, "PREDICTION_LOG": self.prediction_log(name)}}
-                claim = self.runtime_hook.setting("kubernetes_volume_claim")
+                claim = self.runtime_hook.settings.kubernetes_volume_claim
                 if claim:  # models and prediction logs on the claim, mounted where Airflow sees them too
                     custom.update(volume_claim=claim, mount_path=str(self.runtime_hook.state_dir))
                     model_root = self.local_model_root(model_root)

@@ -332,7 +332,7 @@ class CsvExampleGenOperator(TfxComponentOperator):
 
     def _input_base(self) -> str:
         """The argument, else ``[mlops] data_root`` (or the connection's), else the taxi sample."""
-        return self.input_base or self.hook.setting("data_root") or SAMPLE_TAXI
+        return self.input_base or self.hook.settings.data_root or SAMPLE_TAXI
 
     def _span(self) -> int | None:
         if self.span in (None, "", "None", "null"):
@@ -585,7 +585,7 @@ class ExampleValidatorOperator(TfxComponentOperator):
         self._min_examples()
 
     def _min_examples(self) -> int:
-        value = self.min_examples if self.min_examples not in (None, "") else self.hook.setting("min_examples")
+        value = self.min_examples if self.min_examples not in (None, "") else self.hook.settings.min_examples
         try:
             minimum = int(value)
         except (TypeError, ValueError):

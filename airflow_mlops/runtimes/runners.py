@@ -215,8 +215,8 @@ class WarmRunner(ProcessRunner):
 
         hook = self.hook
         warm = WarmRuntime(install, base_binds=base_binds, env=self.env, preload=get_runtime_spec(hook.runtime).preload,
-                           idle_timeout=float(hook.setting("warm_runtime_idle_timeout")),
-                           max_running=int(hook.setting("max_warm_runtimes") or 0))
+                           idle_timeout=hook.settings.warm_runtime_idle_timeout,
+                           max_running=hook.settings.max_warm_runtimes)
         try:
             pid = warm.ensure_started(log=lambda line: hook.log.info("%s", line))
             warm.bind(step_binds)
@@ -325,7 +325,7 @@ class PodRunner(StepRunner):
         return KubernetesPodTrigger(
             pod_name=handle["name"], pod_namespace=handle["namespace"],
             trigger_start_time=datetime.datetime.now(tz=datetime.timezone.utc),
-            base_container_name=CONTAINER, kubernetes_conn_id=self.hook.setting("kubernetes_conn_id"),
+            base_container_name=CONTAINER, kubernetes_conn_id=self.hook.settings.kubernetes_conn_id,
             poll_interval=poll_interval, get_logs=False, startup_timeout=handle["startup_timeout"],
             schedule_timeout=handle["startup_timeout"], on_finish_action="keep_pod",
         )
@@ -440,7 +440,7 @@ class MPIJobRunner(StepRunner):
     def trigger(self, handle: dict[str, Any], poll_interval: float) -> BaseTrigger:
         from airflow_mlops.triggers.mpijob import MPIJobTrigger
 
-        return MPIJobTrigger(handle["name"], handle["namespace"], self.hook.setting("kubernetes_conn_id"),
+        return MPIJobTrigger(handle["name"], handle["namespace"], self.hook.settings.kubernetes_conn_id,
                              poll_interval=poll_interval)
 
     def collect(self, handle: dict[str, Any], event: dict[str, Any] | None) -> StepResult:
@@ -525,7 +525,7 @@ def choose_runner(hook: RuntimeHook, placement: Placement) -> type[StepRunner]:
     whether the step is distributed."""
     if hook.backend == "kubernetes":
         return MPIJobRunner if placement.distributed else PodRunner
-    return WarmRunner if hook.flag("warm_runtimes") else ProcessRunner
+    return WarmRunner if hook.settings.warm_runtimes else ProcessRunner
 
 
 def runner_for_handle(hook: RuntimeHook, handle: dict[str, Any], *, poll_interval: float = 10.0) -> StepRunner:

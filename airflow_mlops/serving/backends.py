@@ -224,7 +224,7 @@ class SeldonDeploymentBackend(DeploymentBackend):
         if request.version == "latest":
             raise InvalidArgumentError("on Kubernetes model_version must be a number")
         root = self.hook.kube_model_root(request.model_root)
-        image = request.image or self.hook.runtime_hook.setting("kubernetes_serving_image") or None
+        image = request.image or self.hook.runtime_hook.settings.kubernetes_serving_image or None
         applied = self.hook.kube_deploy(request.name, root, int(request.version), replicas=request.replicas,
                                         resources=request.resources, canary_traffic=request.canary_traffic,
                                         shadow=request.shadow, image=image, timeout=request.timeout,
@@ -278,7 +278,7 @@ class SeldonDeploymentBackend(DeploymentBackend):
 
         return SeldonDeploymentKubernetesTrigger(
             name=name, namespace=self.hook.namespace,
-            kubernetes_conn_id=self.hook.runtime_hook.setting("kubernetes_conn_id"),
+            kubernetes_conn_id=self.hook.runtime_hook.settings.kubernetes_conn_id,
             poll_interval=poll_interval, timeout=timeout)
 
     def cancel(self) -> str | None:

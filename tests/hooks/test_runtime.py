@@ -96,7 +96,7 @@ def test_failed_step_raises_with_the_runtime_message(small_runtime):
 
 
 def test_missing_runtime_without_on_demand_build(small_runtime):
-    hook = RuntimeHook(runtime="small", mlops_conn_id=None, state_dir=small_runtime.setting("state_dir"),
+    hook = RuntimeHook(runtime="small", mlops_conn_id=None, state_dir=small_runtime.settings.state_dir,
                        runtime_cache_dir=str(small_runtime.cache_dir) + "-empty", isolation="venv",
                        build_on_demand=False)
     with pytest.raises(RuntimeUnavailableError, match="airflow-mlops runtime build small"):
@@ -105,16 +105,13 @@ def test_missing_runtime_without_on_demand_build(small_runtime):
 
 @pytest.mark.parametrize("warm", [True, False], ids=["warm", "fresh-process"])
 def test_runtime_that_dies_without_a_result(small_runtime, warm):
-    small_runtime._args["warm_runtimes"] = warm
     with pytest.raises(RuntimeStepFailed, match="exited with code 3 and no usable result: the runtime wrote no result"):
-        small_runtime.run_step("runtime.info", {"exit": 3})
+        small_runtime.replace(warm_runtimes=warm).run_step("runtime.info", {"exit": 3})
 
 
 def test_warm_and_fresh_processes_give_the_same_result(small_runtime):
-    small_runtime._args["warm_runtimes"] = True
-    warm = small_runtime.run_step("runtime.info", {"packages": ["six"]})
-    small_runtime._args["warm_runtimes"] = False
-    fresh = small_runtime.run_step("runtime.info", {"packages": ["six"]})
+    warm = small_runtime.replace(warm_runtimes=True).run_step("runtime.info", {"packages": ["six"]})
+    fresh = small_runtime.replace(warm_runtimes=False).run_step("runtime.info", {"packages": ["six"]})
     per_process = {"pid", "tempdir"}
     assert {k: v for k, v in warm.items() if k not in per_process} == {
         k: v for k, v in fresh.items() if k not in per_process
@@ -124,7 +121,7 @@ def test_warm_and_fresh_processes_give_the_same_result(small_runtime):
 @pytest.mark.parametrize("warm", [True, False], ids=["warm", "fresh-process"])
 def test_each_step_gets_a_temporary_directory_that_is_removed(small_runtime, warm):
     """Libraries that leave mkdtemp() directories behind (TFX) must not fill /tmp."""
-    small_runtime._args["warm_runtimes"] = warm
+    small_runtime = small_runtime.replace(warm_runtimes=warm)
     outputs = small_runtime.run_step("runtime.info", {"temp_file": True})
     tempdir, temp_file = Path(outputs["tempdir"]), Path(outputs["temp_file"])
     assert tempdir.name.startswith("airflow-mlops-step-")
@@ -141,15 +138,13 @@ def test_a_runtime_that_dies_leaves_no_temporary_directory(small_runtime, warm, 
     made: list[str] = []
     real_mkdtemp = tempfile.mkdtemp
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k)) or made[-1])
-    small_runtime._args["warm_runtimes"] = warm
     with pytest.raises(RuntimeStepFailed, match="exited with code 3"):
-        small_runtime.run_step("runtime.info", {"temp_file": True, "exit": 3})
+        small_runtime.replace(warm_runtimes=warm).run_step("runtime.info", {"temp_file": True, "exit": 3})
     scratch = [path for path in made if Path(path).name.startswith("airflow-mlops-step-")]
     assert len(scratch) == 1 and not Path(scratch[0]).exists()
 
 
 def test_step_timeout(small_runtime):
     for warm in (True, False):
-        small_runtime._args["warm_runtimes"] = warm
         with pytest.raises(RuntimeStepFailed, match="timed out after 1 s"):
-            small_runtime.run_step("runtime.info", {"sleep": 20}, timeout=1)
+            small_runtime.replace(warm_runtimes=warm).run_step("runtime.info", {"sleep": 20}, timeout=1)

@@ -66,8 +66,7 @@ def test_the_nth_call_of_a_step_has_its_own_pod_in_every_try(hook, fake_kube):
     hook.run_step("runtime.info", {}, context=CONTEXT)
     names = [r.body["metadata"]["name"] for r in fake_kube.requests_of("POST", "/pods")]
     assert len(set(names)) == 2
-    retry = RuntimeHook(runtime="tfx", mlops_conn_id=None, backend="kubernetes", state_dir=hook.setting("state_dir"),
-                        settings=dict(hook._args))
+    retry = hook.replace()  # the retry's own hook, same settings
     retry.run_step("runtime.info", {}, context=CONTEXT)
     assert fake_kube.requests_of("POST", "/pods")[-1].body["metadata"]["name"] == names[0]
 
@@ -94,7 +93,7 @@ def test_start_and_finish_for_deferrable_operators(hook, fake_kube):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     fresh = RuntimeHook(runtime="tfx", mlops_conn_id=None, backend="kubernetes",
-                        settings={"kubernetes_conn_id": hook.setting("kubernetes_conn_id")})
+                        settings={"kubernetes_conn_id": hook.settings.kubernetes_conn_id})
     outputs = fresh.finish_step(handle)  # a fresh hook (as in a resumed task): the handle is enough
     assert "packages" in outputs and fake_kube.list_objects("pods") == []
 
@@ -107,21 +106,18 @@ def test_start_and_finish_for_deferrable_operators(hook, fake_kube):
     ("kubernetes_startup_timeout", "soon", "kubernetes_startup_timeout must be a number"),
 ])
 def test_wrong_settings_are_named_before_anything_runs(hook, fake_kube, setting, value, message):
-    hook._args[setting] = value
     with pytest.raises(InvalidArgumentError, match=message):
-        hook.run_step("runtime.info", {}, context=CONTEXT)
+        hook.replace(**{setting: value}).run_step("runtime.info", {}, context=CONTEXT)
     assert fake_kube.requests_of("POST", "/pods") == []
 
 
 def test_a_step_outside_a_task_run_or_with_a_pod_key_never_adopts_another_pod(hook, fake_kube):
     """A step with no task run (the CLI) or a sensor's repeated check: a new pod every time."""
-    hook._args["kubernetes_on_finish_action"] = "keep_pod"  # even when the earlier pod is still there
+    hook = hook.replace(kubernetes_on_finish_action="keep_pod")  # even when the earlier pod is still there
     hook.run_step("runtime.info", {})
-    RuntimeHook(runtime="tfx", mlops_conn_id=None, backend="kubernetes", state_dir=hook.setting("state_dir"),
-                settings=dict(hook._args)).run_step("runtime.info", {})
+    hook.replace().run_step("runtime.info", {})
     for _ in range(2):
-        fresh = RuntimeHook(runtime="tfx", mlops_conn_id=None, backend="kubernetes",
-                            state_dir=hook.setting("state_dir"), settings=dict(hook._args))
+        fresh = hook.replace()
         fresh.run_step("runtime.info", {}, context={**CONTEXT, "pod_key": os.urandom(4).hex()})
     names = [r.body["metadata"]["name"] for r in fake_kube.requests_of("POST", "/pods")]
     assert len(names) == len(set(names)) == 4
