@@ -20,9 +20,11 @@ test: venv host-tools browser-tools runtimes lint
 unit: venv lint
 	$(PY) -m pytest -v -m "not integration" $(PYTEST_ARGS)
 
-# ruff: pyflakes, and the process boundary (pyproject.toml: the Airflow side never imports runtime-side code)
+# ruff: pyflakes, and the process boundary (pyproject.toml: the Airflow side never imports runtime-side code);
+# mypy: the Airflow side's interfaces and role folders ([tool.mypy] files)
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 venv: $(VENV)/.installed
 

@@ -9,6 +9,7 @@ other (``tests/test_import_rules.py`` checks this, and ruff's banned-api rule in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 #: Alibi Detect detectors the drift check runs (``steps/drift.py``), offered by the monitor DAG's form.
@@ -30,5 +31,5 @@ FEATURE_SPEC = "assets.extra/feature_spec.json"
 def typed_record(row: dict[str, str], spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A CSV row (all strings) as the request record the model expects: features of ``spec`` only,
     cast to their dtype, empty values left out (for replaying CSV data to a deployment)."""
-    cast = {"float": float, "int": lambda v: int(float(v)), "string": str}
+    cast: dict[str, Callable[[str], Any]] = {"float": float, "int": lambda v: int(float(v)), "string": str}
     return {k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""}

@@ -281,9 +281,6 @@ class RuntimeHook(BaseHook):
             )
         return result.outputs
 
-    def flag(self, name: str) -> bool:
-        return self.setting(name).strip().lower() in ("1", "true", "yes", "on")
-
     def kill(self) -> None:
         """Stop the step this hook is running, if any (used by ``on_kill``)."""
         with self._lock:

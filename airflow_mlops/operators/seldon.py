@@ -233,6 +233,8 @@ class SeldonHealthCheckOperator(_SeldonOperator):
         server = parse_metrics(dep.metrics_text) if dep.metrics_text is not None else None
         window = window_health(dep.prediction_log, minutes) if dep.prediction_log else None
         judged = window if window and (window["requests"] >= self.min_requests or server is None) else server
+        if judged is None:  # neither a prediction log nor the server's /metrics: nothing to judge
+            raise MlopsException(f"deployment {dep.name}: neither its prediction log nor its /metrics can be read")
         found = breaches(judged, max_error_rate, max_p99_ms)
         result = {"deployment": dep.name, "version": dep.version, "url": dep.url, "window": window,
                   "server": server, "judged_by": judged["source"], "healthy": not found, "breaches": found}

@@ -252,10 +252,10 @@ class TfxComponentOperator(BaseOperator):
         waited for in the triggerer (a pod, an MPIJob), defer until it ends (``prepared`` travels
         with the deferral, for :meth:`finish`)."""
         params, binds = self.node_params(context)
-        where = {"context": self.step_context(context), "timeout": self.step_timeout, "placement": self.placement(),
-                 "poll_interval": self.poll_interval}
+        step_context, placement = self.step_context(context), self.placement()
         if self.deferrable:
-            handle = self.hook.start_step("tfx.run_node", params, **where)
+            handle = self.hook.start_step("tfx.run_node", params, context=step_context, timeout=self.step_timeout,
+                                          placement=placement, poll_interval=self.poll_interval)
             if handle is not None:
                 if not handle["ended"]:
                     self.log.info("deferring until %s %s/%s of step %s ends", handle["runner"], handle["namespace"],
@@ -263,7 +263,9 @@ class TfxComponentOperator(BaseOperator):
                     self.defer(trigger=self.hook.step_trigger(handle, self.poll_interval),
                                method_name="execute_complete", kwargs={"handle": handle, "prepared": prepared or {}})
                 return self.report(self.hook.finish_step(handle, None, poll_interval=self.poll_interval))
-        return self.report(self.hook.run_step("tfx.run_node", params, binds=binds, **where))
+        return self.report(self.hook.run_step("tfx.run_node", params, context=step_context, binds=binds,
+                                              timeout=self.step_timeout, placement=placement,
+                                              poll_interval=self.poll_interval))
 
     def execute_complete(self, context: Any, event: dict[str, Any], handle: dict[str, Any] | None = None,
                          prepared: dict[str, Any] | None = None) -> Any:

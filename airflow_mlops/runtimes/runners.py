@@ -427,7 +427,8 @@ class MPIJobRunner(StepRunner):
             log_text = self.jobs.launcher_log(spec.name, spec.namespace)
         if not self._followed:  # the job ended before its launcher was seen running (or a retry found it ended)
             self._print_launcher_log(log_text)
-        return self._result(step, spec.name, spec.namespace, *final, log_text=log_text), 0
+        state, reason, message = final
+        return self._result(step, spec.name, spec.namespace, state, reason, message, log_text=log_text), 0
 
     def start(self, step: str, params: dict[str, Any], context: dict[str, Any], *, timeout: float | None,
               placement: Placement) -> dict[str, Any]:

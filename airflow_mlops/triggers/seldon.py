@@ -87,7 +87,7 @@ class SeldonDeploymentKubernetesTrigger(KubernetesObjectTrigger):
         from airflow_mlops.serving.manifest import deployment_state, is_ready
 
         controller = await asyncio.to_thread(self._controller)
-        deadline = time.monotonic() + self.timeout
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout  # None: no limit
         while True:
             try:
                 obj = await asyncio.to_thread(controller.get, self.name, self.namespace)
@@ -102,7 +102,7 @@ class SeldonDeploymentKubernetesTrigger(KubernetesObjectTrigger):
                 if state == "Failed":
                     yield TriggerEvent({"status": "failed", "state": state, "message": description})
                     return
-            if time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 yield TriggerEvent({"status": "timeout", "message": f"SeldonDeployment {self.namespace}/{self.name} "
                                     f"not Available within {self.timeout:.0f} s"})
                 return
