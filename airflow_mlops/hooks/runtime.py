@@ -258,10 +258,13 @@ class RuntimeHook(BaseHook):
                     poll_interval: float = 10.0) -> dict[str, Any]:
         """The outputs of the step of ``handle`` after its trigger's ``event`` (None: it had ended when
         started); its log goes to the task log. Needs nothing but the handle: a fresh hook finishes it."""
-        runner = runner_for_handle(self, handle, poll_interval=poll_interval)
-        with self._lock:
-            self._runners[runner.kind] = runner  # on_kill while collecting stops this one
-        return self.step_outputs(handle["step"], runner.collect(handle, event), 0)
+        with self._lock:  # the runner that started it (its count of pods per step goes on), or a new one
+            runner = self._runners.get(handle.get("runner", ""))
+            if runner is None:
+                runner = self._runners.setdefault(handle.get("runner", ""),
+                                                  runner_for_handle(self, handle, poll_interval=poll_interval))
+        runner.poll_interval = poll_interval
+        return self.step_outputs(handle["step"], runner.collect(handle, event), 0)  # on_kill stops it meanwhile
 
     def delete_step(self, handle: dict[str, Any]) -> None:
         """Remove what the step of ``handle`` left (a task killed or timed out while deferred)."""

@@ -98,6 +98,21 @@ def test_start_and_finish_for_deferrable_operators(hook, fake_kube):
     assert "packages" in outputs and fake_kube.list_objects("pods") == []
 
 
+def test_a_step_finished_from_its_handle_keeps_the_count_of_the_hooks_pods(hook, fake_kube):
+    """The n-th call of a step has its own pod, also when an earlier call was finished from its handle."""
+    import time
+
+    handle = hook.start_step("runtime.info", {}, context=CONTEXT)
+    deadline = time.monotonic() + 20
+    while fake_kube.read("pods", "mlops", handle["name"])["status"].get("phase") != "Succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    hook.finish_step(handle)
+    hook.run_step("runtime.info", {}, context=CONTEXT)
+    names = [r.body["metadata"]["name"] for r in fake_kube.requests_of("POST", "/pods")]
+    assert len(names) == 2 and len(set(names)) == 2, names
+
+
 @pytest.mark.parametrize(("setting", "value", "message"), [
     ("kubernetes_resources", "{cpu: 1", "kubernetes_resources must be JSON"),
     ("kubernetes_tolerations", '{"key": "x"}', "kubernetes_tolerations must be a JSON list"),
