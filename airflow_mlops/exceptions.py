@@ -50,3 +50,9 @@ class RuntimeStepRejected(RuntimeStepFailed, AirflowFailException):
 
 #: Error types a runtime reports for bad input: retrying the same request gives the same answer.
 NON_RETRYABLE_ERRORS = frozenset({"MalformedInput", "ContractError", "InvalidInput"})
+
+
+def step_failure(error: dict[str, Any] | None) -> type[RuntimeStepFailed]:
+    """The error class of a step that failed with ``error`` (its result's): :class:`RuntimeStepRejected`
+    for bad input (not retried), else :class:`RuntimeStepFailed` — whatever ran the step."""
+    return RuntimeStepRejected if (error or {}).get("type") in NON_RETRYABLE_ERRORS else RuntimeStepFailed

@@ -14,12 +14,10 @@ from airflow.sdk import BaseHook
 import airflow_mlops
 from airflow_mlops import config
 from airflow_mlops.exceptions import (
-    NON_RETRYABLE_ERRORS,
     InvalidArgumentError,
     MlopsException,
-    RuntimeStepFailed,
-    RuntimeStepRejected,
     RuntimeUnavailableError,
+    step_failure,
 )
 from airflow_mlops.settings import MlopsSettings
 from airflow_mlops.runtimes.builder import RuntimeBuildError, default_cache_dir, ensure_runtime
@@ -274,8 +272,7 @@ class RuntimeHook(BaseHook):
         """The outputs of a succeeded step; raise the runtime's error otherwise."""
         if code != 0 or not result.succeeded:
             error = result.error or {}
-            failure = RuntimeStepRejected if error.get("type") in NON_RETRYABLE_ERRORS else RuntimeStepFailed
-            raise failure(
+            raise step_failure(error)(
                 f"step {step} failed in runtime {self.runtime}: {error.get('type', 'error')}: "
                 f"{error.get('message', f'exit code {code}')}",
                 step=step,

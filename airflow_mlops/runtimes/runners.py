@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import airflow_mlops
 from airflow_mlops.exceptions import (
-    NON_RETRYABLE_ERRORS,
     InvalidArgumentError,
     MlopsException,
     RuntimeStepFailed,
-    RuntimeStepRejected,
+    step_failure,
 )
 from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
 from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResult, write_json_atomic
@@ -490,8 +489,7 @@ class MPIJobRunner(StepRunner):
             error = result.error or {}
             # the node's own error decides whether a retry can help (a module without run_fn cannot),
             # as for a step run locally or in a pod
-            kind = RuntimeStepRejected if error.get("type") in NON_RETRYABLE_ERRORS else RuntimeStepFailed
-            raise kind(
+            raise step_failure(error)(
                 f"{where} ended {state}" + (f" ({reason})" if reason else "") + (f": {message}" if message else "")
                 + (f"\nthe TFX node failed: {error.get('type')}: {error.get('message')}" if error else "")
                 + ("\nlast lines of the launcher's log:\n  " + "\n  ".join(tail) if tail else
