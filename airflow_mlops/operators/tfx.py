@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, conf
 
+from airflow_mlops import components
+from airflow_mlops.components import Component, ComponentArgumentError
 from airflow_mlops.evaluation import DEFAULT_METRIC, METRICS, EvaluationSpecError, check_gate
 from airflow_mlops.exceptions import (
     DataValidationError,
@@ -77,10 +79,9 @@ class TfxComponentOperator(BaseOperator):
     :param poll_interval: seconds between two reads of the pod's (MPIJob's) state.
     """
 
-    #: TFX component class run by this operator.
-    component: ClassVar[str] = ""
-    #: input key → output key of the producer (e.g. ``{"examples": "examples"}``).
-    input_outputs: ClassVar[dict[str, str]] = {}
+    #: The component this operator runs: its inputs, typed arguments and result fields
+    #: (:mod:`airflow_mlops.components`, read by the runtime's builder too).
+    definition: ClassVar[Component]
     template_fields: Sequence[str] = ("pipeline_name", "pipeline_root")
     ui_color = "#fbe3c6"
 
@@ -114,7 +115,7 @@ class TfxComponentOperator(BaseOperator):
         """Record that input ``key`` reads the matching output of ``producer``, and depend on it."""
         if producer is None:
             raise TypeError(f"{type(self).__name__}({self.task_id}): input {key!r} is required")
-        output = self.input_outputs[key]
+        output = self.definition.inputs[key]
         if isinstance(producer, TfxComponentOperator):
             self.tfx_inputs[key] = {"node": producer.task_id, "output": output}
             self.set_upstream(producer)
@@ -128,13 +129,17 @@ class TfxComponentOperator(BaseOperator):
             )
 
     # -- spec -------------------------------------------------------------------------
-    def component_name(self, *, target: bool) -> str:
-        """The TFX component this node runs (a subclass may decide at run time)."""
-        return self.component
-
     def component_args(self) -> dict[str, Any]:
         """The component's arguments, from this operator's (rendered, when executing) fields."""
         return {}
+
+    def typed_args(self) -> dict[str, Any]:
+        """:meth:`component_args` converted by the definition (defaults for empty values); a wrong one
+        raises :class:`InvalidArgumentError` naming this task and the argument."""
+        try:
+            return self.definition.typed_args(self.component_args())
+        except ComponentArgumentError as err:
+            raise InvalidArgumentError(f"{self.task_id}: {err}") from None
 
     def host_paths(self) -> list[str]:
         """Local paths this node reads, which a root-filesystem runtime must see."""
@@ -147,6 +152,7 @@ class TfxComponentOperator(BaseOperator):
                 f"{self.task_id}: pipeline_name {self.pipeline_name!r} is not valid: use letters, digits, "
                 "'_', '.' or '-' (at most 128 characters, starting with a letter or digit)"
             )
+        self.typed_args()
 
     def companion_nodes(self) -> list[dict[str, Any]]:
         """Nodes that are no Airflow task of their own but run first in this task (e.g. a resolver)."""
@@ -186,14 +192,23 @@ class TfxComponentOperator(BaseOperator):
                 continue
 
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
+        """This node as the pipeline spec names it: component, inputs and its arguments, typed by the
+        definition (another task's node only shapes the pipeline here: see ``Component.typed_args``)."""
+        definition = self.definition
         args = self.component_args()
         if not target and context is not None:
             try:  # other nodes' fields are not rendered in this task: render them for a faithful spec
                 args = self._args_rendered_with(context)
             except Exception:  # noqa: BLE001 - a non-target node's args only need the right shape
                 pass
-        return {"id": self.task_id, "component": self.component_name(target=target),
-                "inputs": dict(self.tfx_inputs), "args": args}
+        return {"id": self.task_id, "component": definition.name, "inputs": dict(self.tfx_inputs),
+                "args": self.node_args(definition, args, target=target)}
+
+    def node_args(self, definition: Component, args: dict[str, Any], *, target: bool) -> dict[str, Any]:
+        try:
+            return definition.typed_args(args, lenient=not target)
+        except ComponentArgumentError as err:
+            raise InvalidArgumentError(f"{self.task_id}: {err}") from None
 
     def pipeline_spec(self, hook: RuntimeHook, context: Any = None) -> dict[str, Any]:
         """This node and every TFX node upstream of it, as the runtime's JSON pipeline spec."""
@@ -314,7 +329,7 @@ class CsvExampleGenOperator(TfxComponentOperator):
     :param splits: output split name → hash buckets (default ``{"train": 2, "eval": 1}``).
     """
 
-    component = "CsvExampleGen"
+    definition = components.CSV_EXAMPLE_GEN
     template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "input_base", "input_pattern", "span")
 
     def __init__(
@@ -336,17 +351,6 @@ class CsvExampleGenOperator(TfxComponentOperator):
         """The argument, else ``[mlops] data_root`` (or the connection's), else the taxi sample."""
         return self.input_base or self.hook.settings.data_root or SAMPLE_TAXI
 
-    def _span(self) -> int | None:
-        if self.span in (None, "", "None", "null"):
-            return None
-        try:
-            span = int(self.span)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"{self.task_id}: span must be an integer or empty, got {self.span!r}") from None
-        if span < 0:
-            raise InvalidArgumentError(f"{self.task_id}: span must be >= 0, got {span}")
-        return span
-
     def component_args(self) -> dict[str, Any]:
         return {"input_base": self._input_base(), "input_pattern": self.input_pattern or "auto",
                 "span": self.span, "splits": self.splits}
@@ -356,7 +360,7 @@ class CsvExampleGenOperator(TfxComponentOperator):
         base = self._input_base()
         if base != SAMPLE_TAXI and _is_local_path(base) and not os.path.isdir(base):
             raise InvalidArgumentError(f"{self.task_id}: input_base {base!r} is not an existing directory of CSV files")
-        span = self._span()
+        span = self.typed_args()["span"]
         if base != SAMPLE_TAXI and _is_local_path(base):
             self._check_data(base, span)
         if self.splits is not None and (
@@ -386,12 +390,6 @@ class CsvExampleGenOperator(TfxComponentOperator):
             raise InvalidArgumentError(f"{self.task_id}: {folder} holds no data file: put CSV files there "
                                        "(a header line and rows), or point data_root elsewhere")
 
-    def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
-        spec = super().node_spec(target=target, context=context)
-        if target:
-            spec["args"]["span"] = self._span()
-        return spec
-
     def host_paths(self) -> list[str]:
         base = self._input_base()
         return [base] if base != SAMPLE_TAXI and _is_local_path(base) else []
@@ -403,8 +401,7 @@ class StatisticsGenOperator(TfxComponentOperator):
     :param examples: the example-gen operator (or its task id).
     """
 
-    component = "StatisticsGen"
-    input_outputs = {"examples": "examples"}
+    definition = components.STATISTICS_GEN
 
     def __init__(self, *, examples: TfxComponentOperator | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -422,7 +419,7 @@ class ImportSchemaGenOperator(TfxComponentOperator):
     :param schema_file: path of a ``schema.pbtxt`` (templated).
     """
 
-    component = "ImportSchemaGen"
+    definition = components.IMPORT_SCHEMA_GEN
     template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "schema_file")
 
     def __init__(self, *, schema_file: str, **kwargs: Any) -> None:
@@ -460,8 +457,7 @@ class SchemaGenOperator(TfxComponentOperator):
     :param infer_feature_shape: passed to SchemaGen when inferring.
     """
 
-    component = "SchemaGen"
-    input_outputs = {"statistics": "statistics"}
+    definition = components.SCHEMA_GEN
     template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "reference_schema")
 
     def __init__(
@@ -494,20 +490,16 @@ class SchemaGenOperator(TfxComponentOperator):
                     self._decision = ("inferred", None, None)
         return self._decision
 
-    def component_name(self, *, target: bool) -> str:
-        if target and self.decide()[0] != "inferred":
-            return "ImportSchemaGen"
-        return "SchemaGen"
-
     def component_args(self) -> dict[str, Any]:
         return {"infer_feature_shape": self.infer_feature_shape}
 
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
-        spec = super().node_spec(target=target, context=context)
+        """A kept or curated schema is imported (ImportSchemaGen) by this task; otherwise SchemaGen infers."""
         if target and self.decide()[0] != "inferred":
-            spec["inputs"] = {}
-            spec["args"] = {"schema_file": self.decide()[1]}
-        return spec
+            schema = components.IMPORT_SCHEMA_GEN
+            return {"id": self.task_id, "component": schema.name, "inputs": {},
+                    "args": self.node_args(schema, {"schema_file": self.decide()[1]}, target=True)}
+        return super().node_spec(target=target, context=context)
 
     def validate_args(self) -> None:
         super().validate_args()
@@ -557,8 +549,7 @@ class ExampleValidatorOperator(TfxComponentOperator):
         rejected naming the span and the count (templated; default ``[mlops] min_examples``, 1).
     """
 
-    component = "ExampleValidator"
-    input_outputs = {"statistics": "statistics", "schema": "schema"}
+    definition = components.EXAMPLE_VALIDATOR
     template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "min_examples")
 
     def __init__(
@@ -697,8 +688,7 @@ class TransformOperator(_ModuleFileMixin, TfxComponentOperator):
         the taxi module shipped with the provider (``airflow_mlops/modules/taxi.py``).
     """
 
-    component = "Transform"
-    input_outputs = {"examples": "examples", "schema": "schema"}
+    definition = components.TRANSFORM
     template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "module_file")
 
     def __init__(
@@ -756,8 +746,7 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
     that one failed); killing the task deletes the job.
     """
 
-    component = "HorovodTrainer"
-    input_outputs = {"examples": "transformed_examples", "transform_graph": "transform_graph", "schema": "schema"}
+    definition = components.HOROVOD_TRAINER
     template_fields: Sequence[str] = (
         *TfxComponentOperator.template_fields, "module_file", "num_workers", "train_steps", "eval_steps",
     )
@@ -794,27 +783,13 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         self._wire_input("transform_graph", transform_graph)
         self._wire_input("schema", schema)
 
-    def _positive_int(self, name: str, minimum: int = 1) -> int:
-        value = getattr(self, name)
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"{self.task_id}: {name} must be an integer, got {value!r}") from None
-        if number < minimum:
-            raise InvalidArgumentError(f"{self.task_id}: {name} must be >= {minimum}, got {number}")
-        return number
-
     def component_args(self) -> dict[str, Any]:
         return {"module_file": self._module_file(), "num_workers": self.num_workers,
                 "gpus_per_worker": self.gpus_per_worker, "train_steps": self.train_steps,
                 "eval_steps": self.eval_steps, "checkpoint_dir": self._checkpoint_dir}
 
     def validate_args(self) -> None:
-        super().validate_args()
-        self._positive_int("num_workers")
-        self._positive_int("train_steps")
-        self._positive_int("eval_steps")
-        self._positive_int("gpus_per_worker", minimum=0)
+        super().validate_args()  # num_workers, steps, gpus_per_worker: typed by the definition
         try:  # what the runner of this backend cannot give (GPUs on this machine, an unknown run_policy key)
             self.hook.check_placement(self.placement())
         except InvalidArgumentError as err:
@@ -830,8 +805,8 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
     def placement(self) -> Placement:
         """Distributed: on Kubernetes an MPIJob's launcher runs the node and its workers hold the ranks;
         locally the node starts its ranks itself (``horovodrun`` in the runtime)."""
-        return Placement(distributed=True, workers=self._positive_int("num_workers"),
-                         gpus_per_worker=self._positive_int("gpus_per_worker", minimum=0),
+        args = self.typed_args()
+        return Placement(distributed=True, workers=args["num_workers"], gpus_per_worker=args["gpus_per_worker"],
                          min_workers=self.min_workers, max_workers=self.max_workers,
                          worker_resources=self.worker_resources, run_policy=dict(self.run_policy or {}))
 
@@ -870,8 +845,7 @@ class EvaluatorOperator(TfxComponentOperator):
         from the arguments above (templated).
     """
 
-    component = "Evaluator"
-    input_outputs = {"examples": "examples", "model": "model"}
+    definition = components.EVALUATOR
     template_fields: Sequence[str] = (
         *TfxComponentOperator.template_fields, "model_type", "metric", "direction", "threshold", "max_regression",
         "label_key", "prediction_key", "slice_features", "eval_config",
@@ -915,7 +889,7 @@ class EvaluatorOperator(TfxComponentOperator):
     def companion_nodes(self) -> list[dict[str, Any]]:
         if not self.compare_to_baseline:
             return []
-        return [{"id": self.baseline_node_id, "component": "LatestBlessedModelResolver", "inputs": {}, "args": {},
+        return [{"id": self.baseline_node_id, "component": components.LATEST_BLESSED_MODEL_RESOLVER.name, "inputs": {}, "args": {},
                  "companion_of": self.task_id}]
 
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
@@ -925,11 +899,7 @@ class EvaluatorOperator(TfxComponentOperator):
         return spec
 
     def _float(self, name: str) -> float:
-        value = getattr(self, name)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"{self.task_id}: {name} must be a number, got {value!r}") from None
+        return float(self.typed_args()[name])
 
     @property
     def gate_metric(self) -> str:
@@ -968,8 +938,6 @@ class EvaluatorOperator(TfxComponentOperator):
             if not self.label_key:
                 raise InvalidArgumentError(f"{self.task_id}: label_key is empty: name the label as the model's "
                                            "transform_features signature outputs it")
-        if self._float("max_regression") < 0:
-            raise InvalidArgumentError(f"{self.task_id}: max_regression must be >= 0, got {self.max_regression!r}")
 
     def gate_reasons(self, evaluation: dict[str, Any]) -> list[str]:
         """Why the model was not blessed, one readable line per failed check."""
@@ -1038,8 +1006,7 @@ class PusherOperator(TfxComponentOperator):
     :param model_root: where versions go (templated); default ``{state_dir}/models/{pipeline_name}``.
     """
 
-    component = "Pusher"
-    input_outputs = {"model": "model", "model_blessing": "blessing"}
+    definition = components.PUSHER
     template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "model_root")
 
     def __init__(

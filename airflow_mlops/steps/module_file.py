@@ -22,9 +22,6 @@ from typing import Any
 from airflow_mlops.runtimes.contract import RejectedInput
 
 #: the functions each component calls
-REQUIRED = {"Transform": ("preprocessing_fn",), "HorovodTrainer": ("run_fn",)}
-
-
 def load_module_file(path: str, functions: Sequence[str]) -> ModuleType:
     """Import the module file at ``path`` (its directory on ``sys.path`` meanwhile) and check ``functions``."""
     if not os.path.isfile(path):

@@ -10,7 +10,11 @@ The spec is what the Airflow operators send (see
                {"id": "StatisticsGen", "component": "StatisticsGen",
                 "inputs": {"examples": {"node": "CsvExampleGen", "output": "examples"}}, "args": {}}]}
 
-Adding a component means adding one builder to :data:`COMPONENT_BUILDERS`.
+A component is defined once, in :mod:`airflow_mlops.components` (inputs, typed arguments, outputs,
+result fields: what the operator and this module both read); here each has one builder
+(``@builder(definition, details)``), which turns the node into the TFX component from the arguments
+the definition converted, and names the reader of what the node's result adds (the definition's
+``result`` fields, :mod:`airflow_mlops.steps.tfx_results`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from airflow_mlops import components
+from airflow_mlops.components import Component, ComponentArgumentError
 from airflow_mlops.runtimes.contract import StepError
+from airflow_mlops.steps import tfx_results
 
 SAMPLE_DATASETS = {
     # The Chicago taxi data that ships inside the TFX wheel (15,000 rows, 18 columns).
@@ -32,6 +40,56 @@ SAMPLE_PREFIX = "sample://"
 DEFAULT_BEAM_PIPELINE_ARGS = ["--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner"]
 SPAN_DIR = re.compile(r"^span-(\d+)$")
 VERSION_DIR = re.compile(r"^version-(\d+)$")
+
+
+def _no_details(artifacts: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How the runtime turns one component's node into TFX: ``build(inputs, typed args, is target)``
+    returns the TFX component; ``details(artifacts)`` the result fields its definition declares."""
+
+    definition: Component
+    build: Callable[[dict[str, Any], dict[str, Any], bool], Any]
+    details: Callable[[dict[str, Any]], dict[str, Any]] = _no_details
+
+    def node_args(self, node: dict[str, Any], *, target: bool) -> dict[str, Any]:
+        """The node's arguments converted by the definition (another task's node: leniently, see
+        :meth:`Component.typed_args`); a wrong one fails the step as invalid input, naming it."""
+        try:
+            return self.definition.typed_args(node.get("args") or {}, lenient=not target)
+        except ComponentArgumentError as err:
+            raise StepError(f"node {node['id']!r}: {err}", kind="InvalidInput") from None
+
+    def result(self, artifacts: dict[str, Any]) -> dict[str, Any]:
+        """What the node's result adds; a field the definition does not declare is a bug, said as one."""
+        details = self.details(artifacts)
+        undeclared = sorted(set(details) - set(self.definition.result))
+        if undeclared:
+            raise StepError(f"the {self.definition.name} builder returned result field(s) {undeclared} that "
+                            f"airflow_mlops.components.{self.definition.name} does not declare")
+        return details
+
+
+#: component name -> its builder (one per definition of :data:`airflow_mlops.components.COMPONENTS`).
+BUILDERS: dict[str, Builder] = {}
+
+
+def builder(definition: Component, details: Callable[[dict[str, Any]], dict[str, Any]] = _no_details):
+    """Register the decorated function as the builder of ``definition``."""
+    def register(build: Callable[[dict[str, Any], dict[str, Any], bool], Any]):
+        BUILDERS[definition.name] = Builder(definition, build, details)
+        return build
+    return register
+
+
+def builder_for(node: dict[str, Any]) -> Builder:
+    found = BUILDERS.get(node["component"])
+    if found is None:
+        raise StepError(f"node {node['id']!r} uses component {node['component']!r}; this runtime knows {sorted(BUILDERS)}")
+    return found
 
 
 def sample_dataset_dir(name: str) -> str:
@@ -68,18 +126,19 @@ def detect_input_pattern(input_base: str) -> str:
     return "span-{SPAN}/version-{VERSION}/*" if versioned else "span-{SPAN}/*"
 
 
-def _csv_example_gen(inputs: dict[str, Any], args: dict[str, Any], target: bool = True):
+@builder(components.CSV_EXAMPLE_GEN)
+def _csv_example_gen(inputs: dict[str, Any], args: dict[str, Any], target: bool):
     from tfx.components import CsvExampleGen
     from tfx.proto import example_gen_pb2, range_config_pb2
 
     input_base = resolve_input_base(args["input_base"])
-    pattern = args.get("input_pattern") or "auto"
+    pattern = args["input_pattern"]
     if not target:
         # Another task's node: only its outputs matter here, its input is not read.
         return CsvExampleGen(input_base=input_base)
     if pattern == "auto":
         pattern = detect_input_pattern(input_base)
-    splits = args.get("splits") or {"train": 2, "eval": 1}
+    splits = args["splits"] or {"train": 2, "eval": 1}
     kwargs: dict[str, Any] = {
         "input_base": input_base,
         "input_config": example_gen_pb2.Input(
@@ -91,49 +150,55 @@ def _csv_example_gen(inputs: dict[str, Any], args: dict[str, Any], target: bool 
             )
         ),
     }
-    if args.get("span") is not None:
+    if args["span"] is not None:
         if "{SPAN}" not in pattern:
             raise StepError(f"span={args['span']} was given but the input pattern {pattern!r} has no {{SPAN}}")
-        span = int(args["span"])
+        span = args["span"]
         kwargs["range_config"] = range_config_pb2.RangeConfig(
             static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span)
         )
     return CsvExampleGen(**kwargs)
 
 
-def _statistics_gen(inputs, args, target=True):
+@builder(components.STATISTICS_GEN, tfx_results.statistics_details)
+def _statistics_gen(inputs, args, target):
     from tfx.components import StatisticsGen
 
-    return StatisticsGen(examples=inputs["examples"], exclude_splits=args.get("exclude_splits") or [])
+    return StatisticsGen(examples=inputs["examples"], exclude_splits=args["exclude_splits"])
 
 
-def _schema_gen(inputs, args, target=True):
+@builder(components.SCHEMA_GEN, tfx_results.schema_details)
+def _schema_gen(inputs, args, target):
     from tfx.components import SchemaGen
 
-    return SchemaGen(statistics=inputs["statistics"], infer_feature_shape=bool(args.get("infer_feature_shape", True)))
+    return SchemaGen(statistics=inputs["statistics"], infer_feature_shape=args["infer_feature_shape"])
 
 
-def _import_schema_gen(inputs, args, target=True):
+@builder(components.IMPORT_SCHEMA_GEN, tfx_results.schema_details)
+def _import_schema_gen(inputs, args, target):
     from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 
     return ImportSchemaGen(schema_file=args["schema_file"])
 
 
-def _example_validator(inputs, args, target=True):
+@builder(components.EXAMPLE_VALIDATOR, tfx_results.anomalies_details)
+def _example_validator(inputs, args, target):
     from tfx.components import ExampleValidator
 
     return ExampleValidator(
-        statistics=inputs["statistics"], schema=inputs["schema"], exclude_splits=args.get("exclude_splits") or []
+        statistics=inputs["statistics"], schema=inputs["schema"], exclude_splits=args["exclude_splits"]
     )
 
 
-def _transform(inputs, args, target=True):
+@builder(components.TRANSFORM)
+def _transform(inputs, args, target):
     from tfx.components import Transform
 
     return Transform(examples=inputs["examples"], schema=inputs["schema"], module_file=args["module_file"])
 
 
-def _horovod_trainer(inputs, args, target=True):
+@builder(components.HOROVOD_TRAINER)
+def _horovod_trainer(inputs, args, target):
     from tfx.components import Trainer
     from tfx.dsl.components.base import executor_spec
     from tfx.proto import trainer_pb2
@@ -145,18 +210,19 @@ def _horovod_trainer(inputs, args, target=True):
         examples=inputs["examples"],
         transform_graph=inputs["transform_graph"],
         schema=inputs["schema"],
-        train_args=trainer_pb2.TrainArgs(num_steps=int(args.get("train_steps") or 1)),
-        eval_args=trainer_pb2.EvalArgs(num_steps=int(args.get("eval_steps") or 1)),
+        train_args=trainer_pb2.TrainArgs(num_steps=args["train_steps"]),
+        eval_args=trainer_pb2.EvalArgs(num_steps=args["eval_steps"]),
         custom_executor_spec=executor_spec.ExecutorClassSpec(HorovodTrainerExecutor),
         custom_config={CONFIG_KEY: {
-            "num_workers": int(args.get("num_workers") or 1),
-            "gpus_per_worker": int(args.get("gpus_per_worker") or 0),
-            "checkpoint_dir": args.get("checkpoint_dir"),
+            "num_workers": args["num_workers"],
+            "gpus_per_worker": args["gpus_per_worker"],
+            "checkpoint_dir": args["checkpoint_dir"],
         }},
     )
 
 
-def _latest_blessed_model_resolver(inputs, args, target=True):
+@builder(components.LATEST_BLESSED_MODEL_RESOLVER)
+def _latest_blessed_model_resolver(inputs, args, target):
     from tfx.dsl.components.common import resolver
     from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
     from tfx.types import Channel, standard_artifacts
@@ -179,13 +245,13 @@ def eval_config(args: dict[str, Any]):
 
     from airflow_mlops.evaluation import DEFAULT_METRIC, REPORTED, check_gate
 
-    if args.get("eval_config_path"):
+    if args["eval_config_path"]:
         return load_eval_config(args["eval_config_path"])
-    model_type = args.get("model_type") or "binary"
-    name = args.get("metric") or DEFAULT_METRIC[model_type]
-    threshold = float(args["threshold"])
-    higher = check_gate(model_type, name, args.get("direction") or "auto", threshold)
-    regression = float(args.get("max_regression") or 0.0)
+    model_type = args["model_type"]
+    name = args["metric"] or DEFAULT_METRIC[model_type]
+    threshold = args["threshold"]
+    higher = check_gate(model_type, name, args["direction"], threshold)
+    regression = args["max_regression"]
     bound = {"lower_bound" if higher else "upper_bound": {"value": threshold}}
     threshold_spec = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(**bound),
@@ -199,13 +265,13 @@ def eval_config(args: dict[str, Any]):
         config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold_spec)])
     specs = [tfma.MetricsSpec(metrics=[*(tfma.MetricConfig(class_name=n) for n in REPORTED[model_type] if n != name),
                                        metric])]
-    slices = [tfma.SlicingSpec(), *(tfma.SlicingSpec(feature_keys=[f]) for f in args.get("slice_features") or [])]
+    slices = [tfma.SlicingSpec(), *(tfma.SlicingSpec(feature_keys=[f]) for f in args["slice_features"])]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
-            signature_name=args.get("signature_name") or "serving_default",
+            signature_name="serving_default",
             label_key=args["label_key"],
-            prediction_key=args.get("prediction_key") or "",
-            preprocessing_function_names=list(args.get("preprocessing_function_names") or ["transform_features"]),
+            prediction_key=args["prediction_key"],
+            preprocessing_function_names=["transform_features"],  # the module file's raw-to-model signature
         )],
         slicing_specs=slices,
         metrics_specs=specs,
@@ -237,7 +303,8 @@ def load_eval_config(path: str):
     return config
 
 
-def _evaluator(inputs, args, target=True):
+@builder(components.EVALUATOR, tfx_results.evaluation_details)
+def _evaluator(inputs, args, target):
     from tfx.components import Evaluator
     from tfx.dsl.components.base import executor_spec
 
@@ -248,14 +315,15 @@ def _evaluator(inputs, args, target=True):
         model=inputs["model"],
         baseline_model=inputs.get("baseline_model"),
         eval_config=eval_config(args) if target else None,
-        example_splits=list(args.get("example_splits") or ["eval"]),
+        example_splits=args["example_splits"],
     )
     # TFX's Evaluator takes no custom executor: the same component, its executor checking the model first
     evaluator.executor_spec = executor_spec.BeamExecutorSpec(CheckedEvaluatorExecutor)
     return evaluator
 
 
-def _versioned_pusher(inputs, args, target=True):
+@builder(components.PUSHER, tfx_results.pushed_details)
+def _versioned_pusher(inputs, args, target):
     from tfx.components import Pusher
     from tfx.dsl.components.base import executor_spec
     from tfx.proto import pusher_pb2
@@ -266,25 +334,11 @@ def _versioned_pusher(inputs, args, target=True):
         model=inputs["model"],
         model_blessing=inputs.get("model_blessing"),
         push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=args.get("base_directory") or "")
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=args["base_directory"] or "")
         ),
         custom_executor_spec=executor_spec.ExecutorClassSpec(VersionedPusherExecutor),
-        custom_config={CONFIG_KEY: {k: args.get(k) for k in ("pipeline_name", "run_id", "evaluation", "transform_graph")}},
+        custom_config={CONFIG_KEY: {k: args[k] for k in ("pipeline_name", "run_id", "evaluation", "transform_graph")}},
     )
-
-
-COMPONENT_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], Any]] = {
-    "CsvExampleGen": _csv_example_gen,
-    "StatisticsGen": _statistics_gen,
-    "SchemaGen": _schema_gen,
-    "ImportSchemaGen": _import_schema_gen,
-    "ExampleValidator": _example_validator,
-    "Transform": _transform,
-    "HorovodTrainer": _horovod_trainer,
-    "LatestBlessedModelResolver": _latest_blessed_model_resolver,
-    "Evaluator": _evaluator,
-    "Pusher": _versioned_pusher,
-}
 
 
 def topological_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -342,21 +396,16 @@ def build_pipeline(spec: dict[str, Any], target: str | None = None):
     """
     from tfx.orchestration import pipeline as pipeline_py
 
-    components: dict[str, Any] = {}
+    built: dict[str, Any] = {}
     for node in topological_nodes(spec["nodes"]):
-        builder = COMPONENT_BUILDERS.get(node["component"])
-        if builder is None:
-            raise StepError(
-                f"node {node['id']!r} uses component {node['component']!r}; "
-                f"this runtime knows {sorted(COMPONENT_BUILDERS)}"
-            )
-        inputs = {key: components[ref["node"]].outputs[ref["output"]] for key, ref in node.get("inputs", {}).items()}
+        found = builder_for(node)
+        inputs = {key: built[ref["node"]].outputs[ref["output"]] for key, ref in node.get("inputs", {}).items()}
         is_target = target is None or node["id"] == target
-        components[node["id"]] = builder(inputs, node.get("args", {}), is_target).with_id(node["id"])
+        built[node["id"]] = found.build(inputs, found.node_args(node, target=is_target), is_target).with_id(node["id"])
     return pipeline_py.Pipeline(
         pipeline_name=spec["pipeline_name"],
         pipeline_root=spec["pipeline_root"],
-        components=list(components.values()),
+        components=list(built.values()),
         metadata_connection_config=metadata_connection_config(spec["metadata"]),
         beam_pipeline_args=spec.get("beam_pipeline_args") or DEFAULT_BEAM_PIPELINE_ARGS,
         enable_cache=False,

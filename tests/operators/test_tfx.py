@@ -317,7 +317,7 @@ def test_every_operator_names_its_component():
     for cls in (CsvExampleGenOperator, StatisticsGenOperator, SchemaGenOperator, ImportSchemaGenOperator,
                 ExampleValidatorOperator, TransformOperator, HorovodTrainerOperator, EvaluatorOperator, PusherOperator):
         assert issubclass(cls, TfxComponentOperator)
-        assert cls.__name__ == f"{cls.component}Operator"
+        assert cls.__name__ == f"{cls.definition.name}Operator"
 
 
 def test_transform_defaults_to_the_shipped_taxi_module(state_dir):
@@ -360,8 +360,10 @@ def train_ops(state_dir):
 
 def test_evaluator_runs_a_baseline_resolver_in_its_own_task(train_ops):
     hook = RuntimeHook(mlops_conn_id=None)
-    spec = train_ops.ev.pipeline_spec(hook)
+    with train_ops.ev._rendered({"params": {"metric": "AUC", "threshold": 0.6}}):  # as its own task renders it
+        spec = train_ops.ev.pipeline_spec(hook)
     nodes = {n["id"]: n for n in spec["nodes"]}
+    assert nodes["ev"]["args"]["threshold"] == 0.6 and nodes["ev"]["args"]["metric"] == "AUC"  # typed
     assert nodes["ev.latest_blessed_model"] == {"id": "ev.latest_blessed_model", "component": "LatestBlessedModelResolver",
                                                 "inputs": {}, "args": {}, "companion_of": "ev"}
     assert nodes["ev"]["inputs"] == {"examples": {"node": "eg", "output": "examples"},
