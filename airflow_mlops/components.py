@@ -4,7 +4,7 @@ Both sides of the process boundary read these definitions (this module imports o
 standard library): the Airflow operator wires its inputs and checks its arguments with one
 (:class:`airflow_mlops.operators.tfx.TfxComponentOperator`), and the runtime-side builder turns
 the node into the TFX component with the arguments it converted
-(:mod:`airflow_mlops.steps.tfx_pipeline`). Adding a component means one :class:`Component` here
+(:mod:`airflow_mlops.runtime_side.steps.tfx_pipeline`). Adding a component means one :class:`Component` here
 (in :data:`COMPONENTS`) and one builder there; an operator is optional (the resolver has none).
 """
 

@@ -83,7 +83,7 @@ def main() -> int:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        bare = subprocess.Popen([str(serving.python), "-m", "airflow_mlops.serving.server", "--model-uri",
+        bare = subprocess.Popen([str(serving.python), "-m", "airflow_mlops.runtime_side.model_server.server", "--model-uri",
                                  dep.model_path, "--port", str(port), "--no-front"],
                                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,7 +9,7 @@ from airflow_mlops.components import COMPONENTS, Arg, Component, ComponentArgume
 from airflow_mlops.exceptions import InvalidArgumentError
 from airflow_mlops.operators import tfx as tfx_operators
 from airflow_mlops.runtimes.contract import StepError
-from airflow_mlops.steps import tfx_pipeline
+from airflow_mlops.runtime_side.steps import tfx_pipeline
 
 OPERATORS = [cls for cls in vars(tfx_operators).values()
              if isinstance(cls, type) and issubclass(cls, tfx_operators.TfxComponentOperator)

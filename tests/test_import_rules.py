@@ -33,10 +33,12 @@ def test_the_tree_follows_the_rules():
     "airflow_mlops/triggers/x.py", "airflow_mlops/kubernetes/x.py", "airflow_mlops/runtimes/warm.py", "dags/my_dag.py",
 ])
 @pytest.mark.parametrize("line, banned", [
-    ("from airflow_mlops.steps.drift import DETECTORS", "airflow_mlops.steps"),
-    ("import airflow_mlops.steps.tfx_node", "airflow_mlops.steps"),
-    ("from airflow_mlops.serving.model import typed_record", "airflow_mlops.serving.model"),
-    ("from airflow_mlops.runtimes.server import EXIT_MARK", "airflow_mlops.runtimes.server"),
+    ("from airflow_mlops.runtime_side.steps.drift import DETECTORS", "airflow_mlops.runtime_side"),
+    ("import airflow_mlops.runtime_side.steps.tfx_node", "airflow_mlops.runtime_side"),
+    ("from airflow_mlops.runtime_side.model_server.model import typed_record", "airflow_mlops.runtime_side"),
+    ("from airflow_mlops.runtime_side.session import EXIT_MARK", "airflow_mlops.runtime_side"),
+    ("from airflow_mlops.runtime_side import entrypoint", "airflow_mlops.runtime_side"),
+    ("from airflow_mlops import runtime_side", "airflow_mlops.runtime_side"),
     ("import tensorflow as tf", "tensorflow"),
     ("from tfx import v1 as tfx", "tfx"),
     ("from alibi_detect.cd import TabularDrift", "alibi_detect"),
@@ -48,20 +50,45 @@ def test_the_airflow_side_may_not_import_the_runtime_side(airflow_side, line, ba
 
 
 @pytest.mark.parametrize("runtime_side", [
-    "airflow_mlops/steps/new_step.py", "airflow_mlops/serving/model.py", "airflow_mlops/runtimes/entrypoint.py",
+    "airflow_mlops/runtime_side/steps/new_step.py", "airflow_mlops/runtime_side/model_server/model.py",
+    "airflow_mlops/runtime_side/entrypoint.py", "airflow_mlops/runtime_side/new_module.py",
 ])
 def test_the_runtime_side_may(runtime_side):
-    out = ruff_stdin(runtime_side, "import tensorflow as tf\nfrom airflow_mlops.steps.drift import DETECTORS\n\n"
+    out = ruff_stdin(runtime_side, "import tensorflow as tf\nfrom airflow_mlops.runtime_side.steps.drift import DETECTORS\n\n"
                                    "print(tf, DETECTORS)\n")
     assert out.returncode == 0, out.stdout
 
 
-def test_the_shared_module_imports_only_the_standard_library():
-    tree = ast.parse((REPO / "airflow_mlops" / "shared.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+#: What both sides import: the standard library only, and each other.
+SHARED = ("airflow_mlops/shared.py", "airflow_mlops/components.py", "airflow_mlops/evaluation.py",
+          "airflow_mlops/runtimes/contract.py", "airflow_mlops/runtimes/reaper.py")
+
+
+@pytest.mark.parametrize("path", SHARED)
+def test_the_shared_modules_import_only_the_standard_library(path):
+    tree = ast.parse((REPO / path).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    shared = {p[:-3].replace("/", ".") for p in SHARED}
+    outside = {m for m in imported if m.split(".")[0] not in set(sys.stdlib_module_names) | {"__future__"}
+               and m not in shared and m != "airflow_mlops"}
+    assert not outside, outside
+
+
+def test_the_runtime_side_is_one_package_and_the_airflow_side_holds_none_of_it():
+    """Every module that imports an ML library (or runs only in a runtime) is under runtime_side/."""
+    ml = ("tensorflow", "tfx", "ml_metadata", "tensorflow_model_analysis", "tensorflow_transform", "apache_beam",
+          "keras", "horovod", "seldon_core", "alibi_detect", "mlserver", "tensorflow_metadata")
+    outside = []
+    for path in (REPO / "airflow_mlops").rglob("*.py"):
+        if "runtime_side" in path.parts:
+            continue
+        tree = ast.parse(path.read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        if any(n.split(".")[0] in ml for n in names):
+            outside.append(str(path.relative_to(REPO)))
+    assert not outside, f"ML libraries imported outside airflow_mlops/runtime_side: {outside}"
 
 
 def test_importing_the_airflow_side_loads_no_runtime_side_module():
@@ -70,8 +97,7 @@ def test_importing_the_airflow_side_loads_no_runtime_side_module():
                "airflow_mlops.hooks.seldon", "airflow_mlops.triggers.mpijob", "airflow_mlops.kubernetes.mpijob",
                "airflow_mlops.runtimes.warm"]
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules) +
-            "bad = sorted(m for m in sys.modules if m.startswith(('airflow_mlops.steps', 'airflow_mlops.serving.model',"
-            " 'airflow_mlops.serving.server', 'airflow_mlops.runtimes.server', 'airflow_mlops.runtimes.entrypoint',"
+            "bad = sorted(m for m in sys.modules if m.startswith(('airflow_mlops.runtime_side',"
             " 'tensorflow', 'tfx', 'alibi_detect', 'seldon_core', 'apache_beam')))\n"
             "print(bad)\nsys.exit(1 if bad else 0)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)

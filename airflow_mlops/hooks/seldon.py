@@ -104,7 +104,7 @@ class SeldonHook(BaseHook):
             "PREDICTIVE_UNIT_ID": "model",
             "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false",
         }
-        argv = ["python", "-m", "airflow_mlops.serving.server", deployment_dir, "--name", name, "--host", host,
+        argv = ["python", "-m", "airflow_mlops.runtime_side.model_server.server", deployment_dir, "--name", name, "--host", host,
                 "--port", str(port), "--prediction-log", prediction_log]
         binds = [package_parent, str(self.runtime_hook.state_dir)]
         if "://" not in prediction_log:

@@ -76,7 +76,7 @@ class MPIJobSpec:
 
     :param name: the MPIJob's name (see :func:`job_name`).
     :param image: the training image (the TFX + Horovod runtime's).
-    :param command: what every rank runs, e.g. ``["python", "-m", "airflow_mlops.runtimes.entrypoint", ...]``.
+    :param command: what every rank runs, e.g. ``["python", "-m", "airflow_mlops.runtime_side.entrypoint", ...]``.
     :param num_workers: worker pods (elastic: the initial count is ``min_workers``).
     :param gpus_per_worker: ``nvidia.com/gpu`` per worker, and ranks per worker (0: one CPU rank).
     :param min_workers: with ``max_workers``, elastic Horovod between the two.

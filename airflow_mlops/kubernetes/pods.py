@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 CONTAINER = "step"
 STEP_LABEL, RUNTIME_LABEL, CALL_LABEL = "airflow-mlops/step", "airflow-mlops/runtime", "airflow-mlops/call"
 #: The command of every step pod (and of an MPIJob's launcher).
-STEP_COMMAND = ("python", "-m", "airflow_mlops.runtimes.entrypoint", "--request-env", REQUEST_ENV, "--result-stdout")
+STEP_COMMAND = ("python", "-m", "airflow_mlops.runtime_side.entrypoint", "--request-env", REQUEST_ENV, "--result-stdout")
 ON_FINISH_ACTIONS = ("delete_pod", "delete_succeeded_pod", "keep_pod")
 #: The images' non-root user (docker/README.md): pods run as it and the volume is group-writable for it.
 IMAGE_UID = 1000

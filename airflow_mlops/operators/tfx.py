@@ -38,7 +38,7 @@ from airflow_mlops.utils.schema_store import ReferenceSchemaError, ReferenceSche
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SAMPLE_TAXI = "sample://chicago_taxi"
 #: The module file shipped for the taxi data (a path only: it imports TensorFlow, so Airflow never imports it).
-DEFAULT_TAXI_MODULE = str(Path(__file__).resolve().parent.parent / "modules" / "taxi.py")
+DEFAULT_TAXI_MODULE = str(Path(__file__).resolve().parent.parent / "runtime_side" / "modules" / "taxi.py")
 
 
 def _is_local_path(path: str) -> bool:
@@ -685,7 +685,7 @@ class TransformOperator(_ModuleFileMixin, TfxComponentOperator):
     :param examples: the example-gen operator (or its task id).
     :param schema: the schema operator (or its task id).
     :param module_file: a Python file with ``preprocessing_fn(inputs)`` (templated). Default:
-        the taxi module shipped with the provider (``airflow_mlops/modules/taxi.py``).
+        the taxi module shipped with the provider (``airflow_mlops/runtime_side/modules/taxi.py``).
     """
 
     definition = components.TRANSFORM

@@ -1,6 +1,6 @@
 """The versioned contract between Airflow and a runtime (standard library only).
 
-A step is run by starting ``python -m airflow_mlops.runtimes.entrypoint REQUEST RESULT``
+A step is run by starting ``python -m airflow_mlops.runtime_side.entrypoint REQUEST RESULT``
 inside the runtime. ``REQUEST`` is a JSON file holding a :class:`StepRequest`; the
 runtime writes a :class:`StepResult` to ``RESULT`` (atomically) and streams its log on
 stdout/stderr. The same request can be run by any backend (a local process, a chroot,
@@ -56,7 +56,7 @@ class ContractError(ValueError):
 class StepRequest:
     """What to run: a step name (``"tfx.run_node"``), its JSON parameters and context.
 
-    :param step: name of a step registered in :data:`airflow_mlops.steps.STEPS`.
+    :param step: name of a step registered in :data:`airflow_mlops.runtime_side.steps.STEPS`.
     :param params: JSON-serialisable parameters of the step.
     :param context: where the request comes from (dag_id, task_id, run_id, try_number).
     :param scratch_dir: the step's temporary directory (``TMPDIR``), created by the caller and

@@ -183,7 +183,7 @@ class ProcessRunner(StepRunner):
 
     def _execute(self, install, base_binds, step_binds, request_path, result_path, step, timeout) -> int | None:
         command, process_env = runtime_command(
-            install, ["python", "-m", "airflow_mlops.runtimes.entrypoint", request_path, result_path],
+            install, ["python", "-m", "airflow_mlops.runtime_side.entrypoint", request_path, result_path],
             env=self.env, binds=[*base_binds, *step_binds])
         self.hook.log.info("running step %s in runtime %s (%s at %s)", step, self.hook.runtime, install.isolation,
                            install.path)

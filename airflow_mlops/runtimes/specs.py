@@ -128,7 +128,7 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "tfx.v1",  # what TFX module files import (``from tfx import v1 as tfx``): ~2 s each step otherwise
             "tfx.orchestration.portable.launcher",
             "tfx.orchestration.local.runner_utils",
-            "airflow_mlops.steps.tfx_node",
+            "airflow_mlops.runtime_side.steps.tfx_node",
         ),
     ),
     "serving": RuntimeSpec(

@@ -1,6 +1,6 @@
 """Client side of warm runtimes (standard library only): start, reuse, feed and stop them.
 
-A warm runtime (:mod:`airflow_mlops.runtimes.server`) is started on first use, detached
+A warm runtime (:mod:`airflow_mlops.runtime_side.session`) is started on first use, detached
 from the task (its own session) so the next tasks reuse it, and exits by itself after an
 idle timeout. One server serves one (runtime build, state directory, code location and
 code content); its socket, pid file and log live in ``/tmp/airflow-mlops-<uid>/`` (``/tmp``
@@ -175,7 +175,7 @@ class WarmRuntime:
     def _start(self, log: Callable[[str], None]) -> int:
         command, env = runtime_command(
             self.install,
-            ["python", "-m", "airflow_mlops.runtimes.server", str(self.socket_path),
+            ["python", "-m", "airflow_mlops.runtime_side.session", str(self.socket_path),
              "--preload", ",".join(self.preload), "--idle-timeout", str(self.idle_timeout)],
             env=self.env,
             binds=self.base_binds,

@@ -1,6 +1,6 @@
 """Local deployments: start, switch, roll back and stop model servers on this machine (standard library only).
 
-A deployment is one long-lived model server process (:mod:`airflow_mlops.serving.server`)
+A deployment is one long-lived model server process (:mod:`airflow_mlops.runtime_side.model_server.server`)
 that outlives the task that started it, on a fixed port. A new version never restarts it:
 the controller points ``current.json`` at the version, the server loads it beside the one
 it serves and swaps when it works; the controller waits until ``/health/status`` reports
@@ -44,7 +44,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-SERVER_MODULE = "airflow_mlops.serving.server"
+SERVER_MODULE = "airflow_mlops.runtime_side.model_server.server"
 
 
 def alive(pid: int | None) -> bool:

@@ -7,7 +7,7 @@ One directory per deployment name::
     deployments/<name>/server.log        # the model server's output
     deployments/<name>/.lock             # held while the deployment is changed
 
-The model server (:mod:`airflow_mlops.serving.model`) reads ``current.json``; the deploy,
+The model server (:mod:`airflow_mlops.runtime_side.model_server.model`) reads ``current.json``; the deploy,
 rollback and undeploy operators change it through :class:`DeploymentRegistry`.
 """
 

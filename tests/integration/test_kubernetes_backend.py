@@ -18,7 +18,7 @@ import pytest
 
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.runtimes.local import runtime_command
-from airflow_mlops.steps.horovod_launch import ENV_HOSTFILE, ENV_NP
+from airflow_mlops.runtime_side.steps.horovod_launch import ENV_HOSTFILE, ENV_NP
 from tests.kubernetes.fake_api import FakeKubeAPI, LocalProcessKubelet, airflow_connection_env
 from tests.kubernetes.rbac_check import assert_allowed
 

@@ -374,7 +374,7 @@ def test_container_entrypoint_serves_model_uri_from_the_environment(state):
     model = ModelRegistry(state["state_dir"] / "models" / PIPELINE).get(1)
     port = free_port()
     package_parent = str(Path(__file__).resolve().parents[2])
-    argv, env = runtime_command(hook.get_runtime(), ["python", "-m", "airflow_mlops.serving.server", "--port", str(port)],
+    argv, env = runtime_command(hook.get_runtime(), ["python", "-m", "airflow_mlops.runtime_side.model_server.server", "--port", str(port)],
                                 env={"PYTHONPATH": package_parent, "MODEL_URI": model.path, "MODEL_VERSION": "7"})
     proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import airflow_mlops.modules as modules
+import airflow_mlops.runtime_side.modules as modules
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.runtimes.local import runtime_command
 
@@ -78,7 +78,7 @@ def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(sta
     proc.wait()
     assert killed_at and run_id
     for _ in range(60):  # the warm runtime stops the step's process group when its client is gone
-        leftovers = subprocess.run(["pgrep", "-f", "airflow_mlops.steps.horovod_trainer"], capture_output=True, text=True)
+        leftovers = subprocess.run(["pgrep", "-f", "airflow_mlops.runtime_side.steps.horovod_trainer"], capture_output=True, text=True)
         if not leftovers.stdout.strip():
             break
         time.sleep(0.5)

@@ -26,7 +26,7 @@ from airflow_mlops.serving.manifest import ManifestError
 CRD_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "k8s-crds"
 needs_crd = pytest.mark.skipif(not (CRD_DIR / "kubeflow.org_mpijobs.yaml").is_file(),
                                reason=f"MPIJob CRD not found at {CRD_DIR} (../shared/k8s-crds/ beside the repository)")
-COMMAND = ["python", "-m", "airflow_mlops.runtimes.entrypoint", "horovod.train"]
+COMMAND = ["python", "-m", "airflow_mlops.runtime_side.entrypoint", "horovod.train"]
 
 
 def spec(**overrides) -> MPIJobSpec:

@@ -53,7 +53,7 @@ def test_the_manifest_is_a_valid_pod():
     model = k8s.ApiClient()._ApiClient__deserialize(body, "V1Pod")  # the client's own model: no field lost
     assert k8s.ApiClient().sanitize_for_serialization(model) == body
     container = body["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "airflow_mlops.runtimes.entrypoint", "--request-env",
+    assert container["command"] == ["python", "-m", "airflow_mlops.runtime_side.entrypoint", "--request-env",
                                     REQUEST_ENV, "--result-stdout"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert StepRequest.from_dict(json.loads(env[REQUEST_ENV])).step == "runtime.info"

@@ -124,7 +124,7 @@ def test_the_mpijob_is_valid_against_the_real_crd(ops):
     container = launcher_spec["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert container["image"] == "registry.example/airflow-mlops-tfx-cuda:0.1.0"  # GPUs: the CUDA image
-    assert container["command"][:3] == ["python", "-m", "airflow_mlops.runtimes.entrypoint"]
+    assert container["command"][:3] == ["python", "-m", "airflow_mlops.runtime_side.entrypoint"]
     assert env["AIRFLOW_MLOPS_HOROVOD_NP"] == "2" and env["AIRFLOW_MLOPS_HOROVOD_HOSTFILE"] == "/etc/mpi/hostfile"
     request = StepRequest.from_dict(json.loads(env[REQUEST_ENV]))
     assert request.step == "tfx.run_node" and request.params["node_id"] == "tr"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.runtimes import entrypoint
+from airflow_mlops.runtime_side import entrypoint
 from airflow_mlops.runtimes.contract import (
     CONTRACT_VERSION,
     ContractError,

@@ -51,7 +51,7 @@ def test_a_step_whose_parent_is_killed_stops_its_detached_descendants(entrypoint
     req, res, pid_file = entrypoint_request
     parent_code = (
         "import subprocess, sys, time;"
-        f"p = subprocess.Popen([sys.executable, '-m', 'airflow_mlops.runtimes.entrypoint', {str(req)!r}, {str(res)!r}]);"
+        f"p = subprocess.Popen([sys.executable, '-m', 'airflow_mlops.runtime_side.entrypoint', {str(req)!r}, {str(res)!r}]);"
         f"open({str(tmp_path / 'step.pid')!r}, 'w').write(str(p.pid)); time.sleep(120)"
     )
     parent = subprocess.Popen([sys.executable, "-c", parent_code], env={**os.environ, "PYTHONPATH": REPO})
@@ -74,7 +74,7 @@ def test_a_step_whose_parent_is_killed_stops_its_detached_descendants(entrypoint
 
 def test_sigterm_to_a_step_stops_its_detached_descendants(entrypoint_request):
     req, res, pid_file = entrypoint_request
-    step = subprocess.Popen([sys.executable, "-m", "airflow_mlops.runtimes.entrypoint", str(req), str(res)],
+    step = subprocess.Popen([sys.executable, "-m", "airflow_mlops.runtime_side.entrypoint", str(req), str(res)],
                             env={**os.environ, "PYTHONPATH": REPO})
     try:
         orphan = wait_for_pid_file(pid_file)

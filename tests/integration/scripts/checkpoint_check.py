@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from airflow_mlops.modules import taxi
+from airflow_mlops.runtime_side.modules import taxi
 
 
 def model(seed):

@@ -1,11 +1,11 @@
-"""Checks of a user's TFX module file (airflow_mlops.steps.module_file), on small module files."""
+"""Checks of a user's TFX module file (airflow_mlops.runtime_side.steps.module_file), on small module files."""
 
 from __future__ import annotations
 
 import pytest
 
 from airflow_mlops.runtimes.contract import RejectedInput
-from airflow_mlops.steps.module_file import load_module_file, uses_horovod
+from airflow_mlops.runtime_side.steps.module_file import load_module_file, uses_horovod
 
 
 def module(tmp_path, text: str, name: str = "user_module.py") -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlops.serving.model import BadRequest, check_types, rows_from_request, tf_error_summary
+from airflow_mlops.runtime_side.model_server.model import BadRequest, check_types, rows_from_request, tf_error_summary
 
 SPEC = {"fare": {"dtype": "float", "required": True}, "company": {"dtype": "string", "required": False},
         "trip_seconds": {"dtype": "int", "required": True}}
@@ -81,7 +81,7 @@ def test_without_a_feature_spec_values_are_still_checked(record, message):
 
 
 def test_non_finite_outputs_become_null_and_are_counted():
-    from airflow_mlops.serving.model import finite_or_none
+    from airflow_mlops.runtime_side.model_server.model import finite_or_none
 
     assert finite_or_none([0.5, float("nan"), float("inf"), -float("inf")]) == ([0.5, None, None, None], 3)
 

@@ -1,6 +1,6 @@
 """Start the seldon-core model server for one local deployment (runs in the ``serving`` runtime).
 
-    python -m airflow_mlops.serving.server DEPLOYMENT_DIR --host 127.0.0.1 --port 9000 \\
+    python -m airflow_mlops.runtime_side.model_server.server DEPLOYMENT_DIR --host 127.0.0.1 --port 9000 \\
         [--prediction-log DIR] [--workers 1] [--threads 4]
 
 ``seldon-core-microservice`` always binds ``0.0.0.0`` and also starts a gRPC server that
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from seldon_core.gunicorn_utils import UserModelApplication, post_worker_init, worker_exit
     from seldon_core.metrics import SeldonMetrics
 
-    from airflow_mlops.serving.model import TfxSavedModel
+    from airflow_mlops.runtime_side.model_server.model import TfxSavedModel
 
     set_metric_labels(args.name)
     user_object = TfxSavedModel(args.deployment_dir, deployment=args.name, prediction_log=args.prediction_log,
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_front:  # clients meet the asyncio front; gunicorn gets whole requests on a Unix socket
         import tempfile
 
-        from airflow_mlops.serving.front import Front
+        from airflow_mlops.runtime_side.model_server.front import Front
 
         upstream = os.path.join(tempfile.mkdtemp(prefix="mlops-serve-"), "gunicorn.sock")
         bind = f"unix:{upstream}"
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     logging.getLogger("airflow_mlops.serving").info(
         "model server for %s on http://%s:%s (pid %s)", args.deployment_dir, args.host, args.port, os.getpid())
-    UserModelApplication(app, user_object, False, None, "airflow_mlops.serving.model.TfxSavedModel",
+    UserModelApplication(app, user_object, False, None, "airflow_mlops.runtime_side.model_server.model.TfxSavedModel",
                          options=options).run()
     return 0
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from airflow_mlops.runtimes.contract import RejectedInput, StepError
-from airflow_mlops.steps.module_file import load_module_file
-from airflow_mlops.steps.tfx_pipeline import (
+from airflow_mlops.runtime_side.steps.module_file import load_module_file
+from airflow_mlops.runtime_side.steps.tfx_pipeline import (
     builder_for,
     compile_pipeline,
     metadata_connection_config,
@@ -288,7 +288,7 @@ def run_pipeline(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
     """
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from airflow_mlops.steps.tfx_pipeline import build_pipeline
+    from airflow_mlops.runtime_side.steps.tfx_pipeline import build_pipeline
 
     started = time.monotonic()
     LocalDagRunner().run(build_pipeline(params["pipeline"]))

@@ -2,7 +2,7 @@
 
 ``HorovodTrainerExecutor.Do`` writes TFX's inputs, outputs and exec properties to a JSON
 file and starts ``num_workers`` workers with ``horovodrun --gloo`` (``python -m
-horovod.runner.launch``). Each worker (``python -m airflow_mlops.steps.horovod_trainer FILE``)
+horovod.runner.launch``). Each worker (``python -m airflow_mlops.runtime_side.steps.horovod_trainer FILE``)
 calls ``hvd.init()``, rebuilds the same ``FnArgs`` TFX's GenericExecutor would give, and
 calls the module file's ``run_fn``. Only rank 0 writes the serving model and the model-run
 directory; the other ranks get scratch directories. horovodrun prefixes each worker's
@@ -24,8 +24,8 @@ from tfx.components.util import udf_utils
 from tfx.types import artifact_utils
 
 from airflow_mlops.runtimes.contract import RejectedInput
-from airflow_mlops.steps.horovod_launch import LaunchLog, horovodrun_args, on_mpijob
-from airflow_mlops.steps.module_file import uses_horovod
+from airflow_mlops.runtime_side.steps.horovod_launch import LaunchLog, horovodrun_args, on_mpijob
+from airflow_mlops.runtime_side.steps.module_file import uses_horovod
 
 log = logging.getLogger("airflow_mlops.horovod")
 
@@ -70,7 +70,7 @@ class HorovodTrainerExecutor(trainer_executor.GenericExecutor):
             with open(path, "w") as handle:
                 json.dump(payload, handle, default=str)
             command = [sys.executable, "-m", "horovod.runner.launch", *horovodrun_args(workers, os.environ),
-                       sys.executable, "-m", "airflow_mlops.steps.horovod_trainer", path]
+                       sys.executable, "-m", "airflow_mlops.runtime_side.steps.horovod_trainer", path]
             log.info("starting %d Horovod worker(s): %s", workers, " ".join(command))
             launch_log = LaunchLog()
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

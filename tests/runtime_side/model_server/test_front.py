@@ -1,4 +1,4 @@
-"""The model server's asyncio front (airflow_mlops.serving.front) against a stub upstream on a Unix socket."""
+"""The model server's asyncio front (airflow_mlops.runtime_side.model_server.front) against a stub upstream on a Unix socket."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from airflow_mlops.serving.front import Front, FrontLimits
+from airflow_mlops.runtime_side.model_server.front import Front, FrontLimits
 
 
 class Upstream(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -14,7 +14,7 @@ A component is defined once, in :mod:`airflow_mlops.components` (inputs, typed a
 result fields: what the operator and this module both read); here each has one builder
 (``@builder(definition, details)``), which turns the node into the TFX component from the arguments
 the definition converted, and names the reader of what the node's result adds (the definition's
-``result`` fields, :mod:`airflow_mlops.steps.tfx_results`).
+``result`` fields, :mod:`airflow_mlops.runtime_side.steps.tfx_results`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 from airflow_mlops import components
 from airflow_mlops.components import Component, ComponentArgumentError
 from airflow_mlops.runtimes.contract import StepError
-from airflow_mlops.steps import tfx_results
+from airflow_mlops.runtime_side.steps import tfx_results
 
 SAMPLE_DATASETS = {
     # The Chicago taxi data that ships inside the TFX wheel (15,000 rows, 18 columns).
@@ -203,7 +203,7 @@ def _horovod_trainer(inputs, args, target):
     from tfx.dsl.components.base import executor_spec
     from tfx.proto import trainer_pb2
 
-    from airflow_mlops.steps.horovod_trainer import CONFIG_KEY, HorovodTrainerExecutor
+    from airflow_mlops.runtime_side.steps.horovod_trainer import CONFIG_KEY, HorovodTrainerExecutor
 
     return Trainer(
         module_file=args["module_file"],
@@ -308,7 +308,7 @@ def _evaluator(inputs, args, target):
     from tfx.components import Evaluator
     from tfx.dsl.components.base import executor_spec
 
-    from airflow_mlops.steps.evaluator import CheckedEvaluatorExecutor
+    from airflow_mlops.runtime_side.steps.evaluator import CheckedEvaluatorExecutor
 
     evaluator = Evaluator(
         examples=inputs["examples"],
@@ -328,7 +328,7 @@ def _versioned_pusher(inputs, args, target):
     from tfx.dsl.components.base import executor_spec
     from tfx.proto import pusher_pb2
 
-    from airflow_mlops.steps.pusher import CONFIG_KEY, VersionedPusherExecutor
+    from airflow_mlops.runtime_side.steps.pusher import CONFIG_KEY, VersionedPusherExecutor
 
     return Pusher(
         model=inputs["model"],

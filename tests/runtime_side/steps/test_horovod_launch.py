@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_mlops.kubernetes.mpijob import MPIJobSpec, horovod_env
-from airflow_mlops.steps.horovod_launch import ENV_SSH_PORT, LaunchLog, horovodrun_args, on_mpijob
+from airflow_mlops.runtime_side.steps.horovod_launch import ENV_SSH_PORT, LaunchLog, horovodrun_args, on_mpijob
 
 
 def spec(**kwargs) -> MPIJobSpec:

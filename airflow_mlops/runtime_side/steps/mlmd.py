@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_mlops.runtimes.contract import StepError
-from airflow_mlops.steps.tfx_node import _state_name, execution_artifacts
-from airflow_mlops.steps.tfx_pipeline import metadata_connection_config
+from airflow_mlops.runtime_side.steps.tfx_node import _state_name, execution_artifacts
+from airflow_mlops.runtime_side.steps.tfx_pipeline import metadata_connection_config
 
 
 def lineage(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

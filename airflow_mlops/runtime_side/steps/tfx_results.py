@@ -2,7 +2,7 @@
 
 Each function reads one component's output for the node's result (the fields its
 :class:`airflow_mlops.components.Component` declares in ``result``); the builders of
-:mod:`airflow_mlops.steps.tfx_pipeline` name them.
+:mod:`airflow_mlops.runtime_side.steps.tfx_pipeline` name them.
 """
 
 from __future__ import annotations

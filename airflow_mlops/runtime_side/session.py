@@ -1,11 +1,11 @@
 """A warm runtime: imports the runtime's heavy libraries once, then forks a child per step.
 
-    python -m airflow_mlops.runtimes.server SOCKET --preload tensorflow,tfx.components --idle-timeout 600
+    python -m airflow_mlops.runtime_side.session SOCKET --preload tensorflow,tfx.components --idle-timeout 600
 
 Runs inside a runtime (standard library only, plus the ``--preload`` modules). Each client
 connection carries one JSON line ``{"request": path, "result": path}``; the server forks a
 *session* process which forks the *step* process (its own process group) with stdout and
-stderr on the connection, runs :func:`airflow_mlops.runtimes.entrypoint.main` there, and
+stderr on the connection, runs :func:`airflow_mlops.runtime_side.entrypoint.main` there, and
 ends the stream with ``EXIT_MARK <code>``. When the client goes away (task killed) the session
 stops the step and every process below it, detached ones included (see :mod:`.reaper`).
 The parent never runs a step and holds no threads, so every step starts from the same freshly imported state. It exits after ``--idle-timeout`` seconds
@@ -52,7 +52,7 @@ def _run_session(conn: socket.socket) -> int:
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         code = 1
         try:
-            from airflow_mlops.runtimes import entrypoint
+            from airflow_mlops.runtime_side import entrypoint
 
             entrypoint.own_process_tree()
             code = entrypoint.main(argv)

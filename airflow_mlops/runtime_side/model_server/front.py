@@ -18,7 +18,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-log = logging.getLogger("airflow_mlops.serving.front")
+log = logging.getLogger("airflow_mlops.runtime_side.model_server.front")
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large",
             431: "Request Header Fields Too Large", 502: "Bad Gateway"}

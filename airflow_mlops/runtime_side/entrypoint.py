@@ -1,4 +1,4 @@
-"""Run one step request inside a runtime: ``python -m airflow_mlops.runtimes.entrypoint REQ RES``.
+"""Run one step request inside a runtime: ``python -m airflow_mlops.runtime_side.entrypoint REQ RES``.
 
 Standard library only at import time. The process always tries to write a result file:
 ``succeeded`` with the step's outputs, or ``failed`` with the error's type, message and
@@ -47,7 +47,7 @@ from airflow_mlops.runtimes.contract import (
     write_json_atomic,
 )
 from airflow_mlops.runtimes import reaper
-from airflow_mlops.steps import STEPS
+from airflow_mlops.runtime_side.steps import STEPS
 
 log = logging.getLogger("airflow_mlops.runtime")
 
@@ -130,8 +130,8 @@ def own_process_tree() -> None:
 
 
 USAGE = (
-    "usage: python -m airflow_mlops.runtimes.entrypoint REQUEST.json RESULT.json\n"
-    "   or: python -m airflow_mlops.runtimes.entrypoint --request-env VAR --result-stdout   (in a pod)"
+    "usage: python -m airflow_mlops.runtime_side.entrypoint REQUEST.json RESULT.json\n"
+    "   or: python -m airflow_mlops.runtime_side.entrypoint --request-env VAR --result-stdout   (in a pod)"
 )
 
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from airflow_mlops.runtimes.contract import StepError
-from airflow_mlops.steps.tfx_node import diagnose_csv
-from airflow_mlops.steps.tfx_pipeline import detect_input_pattern, resolve_input_base, topological_nodes
+from airflow_mlops.runtime_side.steps.tfx_node import diagnose_csv
+from airflow_mlops.runtime_side.steps.tfx_pipeline import detect_input_pattern, resolve_input_base, topological_nodes
 
 
 def test_importing_step_modules_imports_no_ml_library():

@@ -14,7 +14,7 @@ def direct_predict(params: dict[str, Any], context: dict[str, Any]) -> dict[str,
     The reference the deployed server must match. With ``repeat`` > 0, also time that many
     calls on the first ``batch`` records (latency of the bare model, for ``bench/``).
     """
-    from airflow_mlops.serving.model import BadRequest, check_types, load_version, predict_records
+    from airflow_mlops.runtime_side.model_server.model import BadRequest, check_types, load_version, predict_records
 
     loaded = load_version(0, params["model_path"])
     records = params["records"]
