@@ -20,7 +20,6 @@ them over ssh with the keys the operator mounts at ``ssh_auth_mount_path``.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import time
@@ -41,13 +40,7 @@ from airflow_mlops.kubernetes.api import (
 )
 from airflow_mlops.kubernetes.pods import pod_spec
 from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
-from airflow_mlops.serving.manifest import (
-    ManifestError,
-    _errors,
-    _label_errors,
-    _resource_errors,
-    _version_schema,
-)
+from airflow_mlops.kubernetes.schema import ManifestError, crd_jsonschema, instance_errors, label_errors, resource_errors
 
 GROUP, VERSION, KIND, PLURAL = "kubeflow.org", "v2beta1", "MPIJob", "mpijobs"
 CRD_FILENAME = "kubeflow.org_mpijobs.yaml"
@@ -150,10 +143,10 @@ class MPIJobSpec:
                              f"got {low!r}/{high!r}")
         if self.clean_pod_policy not in CLEAN_POD_POLICIES:
             found.append(f"clean_pod_policy: must be one of {CLEAN_POD_POLICIES}, got {self.clean_pod_policy!r}")
-        found += [e.removeprefix("$.") for e in _label_errors("$.labels", dict(self.labels))]
+        found += [e.removeprefix("$.") for e in label_errors("$.labels", dict(self.labels))]
         for kind, resources in (("worker_resources", self.worker_resources),
                                 ("launcher_resources", self.launcher_resources)):
-            found += [e.removeprefix("$.") for e in _resource_errors(f"$.{kind}", dict(resources))]
+            found += [e.removeprefix("$.") for e in resource_errors(f"$.{kind}", dict(resources))]
         if self.volume_claim and not (self.mount_path or "").startswith("/"):
             found.append(f"mount_path: the volume claim needs an absolute mount path, got {self.mount_path!r}")
         if self.gpus_per_worker and "nvidia.com/gpu" in (self.worker_resources.get("limits") or {}):
@@ -254,37 +247,17 @@ def build_mpijob(spec: MPIJobSpec) -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=4)
-def _load_crd(path: str, mtime_ns: int, size: int) -> dict:
-    import yaml
-
-    with open(path, encoding="utf-8") as stream:
-        for document in yaml.load_all(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-            if isinstance(document, dict) and document.get("kind") == "CustomResourceDefinition" \
-                    and document.get("spec", {}).get("names", {}).get("kind") == KIND:
-                return document
-    raise ManifestError(f"{path}: no CustomResourceDefinition of kind {KIND}")
-
-
-def _crd_file(crd_path: str | os.PathLike[str]) -> str:
-    return os.path.join(crd_path, CRD_FILENAME) if os.path.isdir(crd_path) else str(crd_path)
-
-
 def validate_mpijob(manifest: Mapping[str, Any], crd_path: str | os.PathLike[str], *, strict: bool = True) -> None:
     """Check an MPIJob manifest against the CRD's ``v2beta1`` schema (the file or its folder); raise on errors.
 
     :raises ManifestError: every error with its JSON path.
     :raises FileNotFoundError: when the CRD is not there.
     """
-    from airflow_mlops.serving.manifest import openapi_to_jsonschema
-
-    path = _crd_file(crd_path)
-    stat = os.stat(path)
-    schema = _version_schema(_load_crd(os.path.realpath(path), stat.st_mtime_ns, stat.st_size), VERSION, path)
+    path, schema = crd_jsonschema(crd_path, CRD_FILENAME, KIND, VERSION, strict=strict)
     problems = []
     if manifest.get("apiVersion") != f"{GROUP}/{VERSION}" or manifest.get("kind") != KIND:
         problems.append(f"$: must be {GROUP}/{VERSION} {KIND}, got {manifest.get('apiVersion')} {manifest.get('kind')}")
-    problems += _errors(manifest, openapi_to_jsonschema(schema, strict=strict))
+    problems += instance_errors(manifest, schema)
     if problems:
         raise ManifestError(f"MPIJob {manifest.get('metadata', {}).get('name')!r} is invalid against {path}:\n  "
                             + "\n  ".join(problems))

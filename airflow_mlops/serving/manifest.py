@@ -16,15 +16,26 @@ wrong field), so a spec that exists builds a manifest the controller accepts.
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from airflow_mlops.kubernetes.schema import (
+    ManifestError,
+    annotation_errors,
+    crd_jsonschema,
+    crd_version_schema,
+    dns_label_errors,
+    instance_errors,
+    is_int,
+    label_errors,
+    openapi_to_jsonschema,
+    resource_errors,
+    schema_errors,
+)
 
 __all__ = [
     "API_VERSION",
@@ -74,222 +85,27 @@ _SERVER_PROTOCOLS = {
     "TRITON_SERVER": ("v2",),
 }
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _SERVER_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_QUANTITY = re.compile(
-    r"^(?P<num>[+-]?(\d+(\.\d*)?|\.\d+))"
-    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$"
-)
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
-    "n": -9,
-    "u": -6,
-    "m": -3,
-    "k": 3,
-    "M": 6,
-    "G": 9,
-    "T": 12,
-    "P": 15,
-    "E": 18,
-}
-_STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 
 
-class ManifestError(ValueError):
-    """A spec or manifest is invalid; ``errors`` holds one line per problem.
-
-    Each line starts with the path of the offending field (``traffic``,
-    ``predictors[1].name``, ``$.spec.predictors[0].replicas``).
-
-    :param errors: one problem, or a list of them.
-    :param context: what was being checked, put in front of the message.
-    """
-
-    def __init__(self, errors: str | Iterable[str], *, context: str = "") -> None:
-        self.errors = [errors] if isinstance(errors, str) else list(errors)
-        self.context = context
-        if len(self.errors) == 1:
-            message = f"{context}: {self.errors[0]}" if context else self.errors[0]
-        else:
-            head = context or "invalid"
-            lines = "\n".join(f"  - {e}" for e in self.errors)
-            message = f"{head} ({len(self.errors)} problems):\n{lines}"
-        super().__init__(message)
 
 
 # --------------------------------------------------------------------------- checks
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _dns_label_errors(path: str, value: object) -> list[str]:
-    if not isinstance(value, str) or not value:
-        return [f"{path}: must be a non-empty string, got {value!r}"]
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        return [
-            f"{path}: {value!r} is not a DNS-1123 label (at most 63 characters: "
-            "lower-case letters, digits and '-', starting and ending with a letter "
-            "or digit)"
-        ]
-    return []
 
 
-def _qualified_name_errors(path: str, key: object) -> list[str]:
-    """Errors of a label or annotation key: ``[prefix/]name``."""
-    if not isinstance(key, str) or not key:
-        return [f"{path}: key must be a non-empty string, got {key!r}"]
-    prefix, _, name = key.rpartition("/")
-    problems = []
-    if "/" in key and (
-        not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)
-    ):
-        problems.append(
-            f"{path}: prefix {prefix!r} of key {key!r} is not a DNS subdomain"
-        )
-    if len(name) > 63 or not _LABEL_NAME.match(name):
-        problems.append(
-            f"{path}: key {key!r} is not a valid Kubernetes label/annotation key "
-            "(name part: at most 63 characters of [A-Za-z0-9-_.], alphanumeric at "
-            "both ends)"
-        )
-    return problems
 
 
-def _label_errors(path: str, labels: object) -> list[str]:
-    if not isinstance(labels, Mapping):
-        return [f"{path}: must be a mapping of strings, got {type(labels).__name__}"]
-    problems: list[str] = []
-    for key, value in labels.items():
-        problems += _qualified_name_errors(f"{path}[{key!r}]", key)
-        if not isinstance(value, str):
-            problems.append(
-                f"{path}[{key!r}]: label values are strings, got {value!r} "
-                f"({type(value).__name__}); quote it"
-            )
-        elif value and (len(value) > 63 or not _LABEL_NAME.match(value)):
-            problems.append(
-                f"{path}[{key!r}]: {value!r} is not a valid label value (at most 63 "
-                "characters of [A-Za-z0-9-_.], alphanumeric at both ends)"
-            )
-    return problems
 
 
-def _annotation_errors(path: str, annotations: object) -> list[str]:
-    if not isinstance(annotations, Mapping):
-        return [
-            f"{path}: must be a mapping of strings, got {type(annotations).__name__}"
-        ]
-    problems: list[str] = []
-    for key, value in annotations.items():
-        problems += _qualified_name_errors(f"{path}[{key!r}]", key)
-        if not isinstance(value, str):
-            problems.append(
-                f"{path}[{key!r}]: annotation values are strings, got {value!r}"
-            )
-    return problems
 
 
-def _parse_quantity(value: int | str) -> Decimal | None:
-    """The value of a Kubernetes quantity (``500m``, ``2Gi``, ``4``), or None."""
-    if _is_int(value):
-        return Decimal(value)
-    if not isinstance(value, str):
-        return None
-    match = _QUANTITY.match(value)
-    if not match:
-        return None
-    try:
-        number = Decimal(match["num"])
-    except InvalidOperation:  # pragma: no cover - the regex admits only decimals
-        return None
-    suffix = match["suffix"] or ""
-    if suffix in _BINARY:
-        return number * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return number.scaleb(_DECIMAL[suffix])
-    if suffix:
-        return number.scaleb(int(suffix[1:]))
-    return number
 
 
-def _resource_errors(path: str, resources: object) -> list[str]:
-    """Errors of a container ``resources`` block (``requests``/``limits``)."""
-    if not isinstance(resources, Mapping):
-        return [f"{path}: must be a mapping with 'requests' and/or 'limits'"]
-    problems: list[str] = []
-    parsed: dict[str, dict[str, Decimal]] = {}
-    for section, amounts in resources.items():
-        where = f"{path}.{section}"
-        if section not in ("requests", "limits"):
-            problems.append(f"{where}: unknown key, expected 'requests' or 'limits'")
-            continue
-        if not isinstance(amounts, Mapping):
-            problems.append(f"{where}: must be a mapping of resource name to quantity")
-            continue
-        parsed[section] = {}
-        for name, amount in amounts.items():
-            at = f"{where}[{name!r}]"
-            if not isinstance(name, str) or (
-                name not in _STANDARD_RESOURCES
-                and not name.startswith("hugepages-")
-                and "/" not in name
-            ):
-                hint = " (a GPU is 'nvidia.com/gpu')" if "gpu" in str(name) else ""
-                problems.append(
-                    f"{at}: unknown resource; use cpu, memory, ephemeral-storage or "
-                    f"an extended resource like nvidia.com/gpu{hint}"
-                )
-                continue
-            if isinstance(amount, float):
-                problems.append(
-                    f"{at}: {amount!r} is a float; Kubernetes quantities are integers "
-                    f"or strings, write {str(amount)!r}"
-                )
-                continue
-            quantity = _parse_quantity(amount)
-            if quantity is None:
-                problems.append(
-                    f"{at}: {amount!r} is not a Kubernetes quantity "
-                    "(e.g. 2, '500m', '1.5', '4Gi')"
-                )
-                continue
-            if quantity < 0:
-                problems.append(f"{at}: must not be negative, got {amount!r}")
-                continue
-            if "/" in name and quantity != quantity.to_integral_value():
-                problems.append(
-                    f"{at}: extended resources such as {name} are whole units, "
-                    f"got {amount!r}"
-                )
-                continue
-            parsed[section][name] = quantity
-    requests, limits = parsed.get("requests", {}), parsed.get("limits", {})
-    for name, requested in requests.items():
-        limit = limits.get(name)
-        if "/" in name and limit is None:
-            problems.append(
-                f"{path}.limits[{name!r}]: required because {name} is requested; "
-                "extended resources cannot be overcommitted (set limits only, or "
-                "equal requests and limits)"
-            )
-        elif "/" in name and limit != requested:
-            problems.append(
-                f"{path}.requests[{name!r}]: must equal the limit for extended "
-                f"resource {name} ({requested} != {limit})"
-            )
-        elif limit is not None and requested > limit:
-            problems.append(
-                f"{path}.requests[{name!r}]: request {requested} exceeds the "
-                f"limit {limit}"
-            )
-    return problems
 
 
 def _model_uri_errors(path: str, uri: object, prepackaged: bool) -> list[str]:
@@ -371,16 +187,16 @@ class PredictorSpec:
         :param path: prefix of the field paths (``predictors[1].``).
         """
         p = path
-        problems = _dns_label_errors(f"{p}name", self.name)
-        if not _is_int(self.model_version) or self.model_version < 0:
+        problems = dns_label_errors(f"{p}name", self.name)
+        if not is_int(self.model_version) or self.model_version < 0:
             problems.append(
                 f"{p}model_version: must be an integer >= 0, got {self.model_version!r}"
             )
-        if not _is_int(self.replicas) or self.replicas < 0:
+        if not is_int(self.replicas) or self.replicas < 0:
             problems.append(
                 f"{p}replicas: must be an integer >= 0, got {self.replicas!r}"
             )
-        if not _is_int(self.traffic) or not 0 <= self.traffic <= 100:
+        if not is_int(self.traffic) or not 0 <= self.traffic <= 100:
             problems.append(
                 f"{p}traffic: must be an integer percentage 0..100, "
                 f"got {self.traffic!r}"
@@ -415,7 +231,7 @@ class PredictorSpec:
             problems.append(f"{p}image: {self.image!r} contains whitespace")
         problems += _model_uri_errors(f"{p}model_uri", self.model_uri, prepackaged)
         if self.resources is not None:
-            problems += _resource_errors(f"{p}resources", self.resources)
+            problems += resource_errors(f"{p}resources", self.resources)
         if not isinstance(self.env, Mapping):
             problems.append(f"{p}env: must be a mapping of strings")
         else:
@@ -434,13 +250,13 @@ class PredictorSpec:
         if (self.volume_claim is None) != (self.mount_path is None):
             problems.append(f"{p}volume_claim/mount_path: give both or neither")
         elif self.volume_claim is not None:
-            problems += _dns_label_errors(f"{p}volume_claim", self.volume_claim)
+            problems += dns_label_errors(f"{p}volume_claim", self.volume_claim)
             if not isinstance(self.mount_path, str) or not self.mount_path.startswith("/"):
                 problems.append(f"{p}mount_path: must be an absolute path, got {self.mount_path!r}")
             if prepackaged:
                 problems.append(f"{p}volume_claim: only for a custom image; {self.implementation} reads "
                                 "pvc://<claim>/<path> model URIs itself")
-        problems += _label_errors(f"{p}labels", self.labels)
+        problems += label_errors(f"{p}labels", self.labels)
         if isinstance(self.labels, Mapping):
             for key in (MANAGED_BY_LABEL, MODEL_VERSION_LABEL):
                 if key in self.labels:
@@ -478,15 +294,15 @@ class DeploymentSpec:
 
     def errors(self) -> list[str]:
         """Every problem of this deployment and its predictors."""
-        problems = _dns_label_errors("name", self.name)
-        problems += _dns_label_errors("namespace", self.namespace)
+        problems = dns_label_errors("name", self.name)
+        problems += dns_label_errors("namespace", self.namespace)
         if self.protocol not in PROTOCOLS:
             problems.append(
                 f"protocol: must be one of {', '.join(PROTOCOLS)}, "
                 f"got {self.protocol!r}"
             )
-        problems += _annotation_errors("annotations", self.annotations)
-        problems += _label_errors("labels", self.labels)
+        problems += annotation_errors("annotations", self.annotations)
+        problems += label_errors("labels", self.labels)
         if isinstance(self.labels, Mapping) and MANAGED_BY_LABEL in self.labels:
             problems.append(
                 f"labels[{MANAGED_BY_LABEL!r}]: set by airflow-mlops; remove it"
@@ -544,7 +360,7 @@ def _traffic_rule_errors(
         )
     traffics = [r[2] if r[2] is not None else 0 for r in serving]
     if (len(serving) > 1 or (require_total and serving)) and all(
-        _is_int(t) for t in traffics
+        is_int(t) for t in traffics
     ):
         total = sum(traffics)  # type: ignore[arg-type]
         if total != 100:
@@ -643,171 +459,24 @@ def to_yaml(manifest: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- schema
 
 
-def openapi_to_jsonschema(schema: Mapping[str, Any], *, strict: bool = True) -> dict:
-    """Translate a CRD's OpenAPI v3 schema into a JSON Schema (Draft 7) document.
-
-    * ``nullable: true`` also admits ``null``;
-    * ``x-kubernetes-int-or-string: true`` admits an integer or a string;
-    * ``x-kubernetes-preserve-unknown-fields: true`` keeps unknown fields; other
-      ``x-kubernetes-*`` keys are dropped (they drive server-side merging, not
-      validation);
-    * boolean ``exclusiveMinimum``/``exclusiveMaximum`` (OpenAPI 3.0) become numbers.
-
-    :param schema: the ``openAPIV3Schema`` of one CRD version.
-    :param strict: reject fields the schema does not declare. The API server prunes
-        them silently, so a misspelt field would be lost without a word.
-    """
-
-    def convert(node: Any) -> Any:
-        if not isinstance(node, Mapping):
-            return node
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key.startswith("x-kubernetes-") or key == "nullable":
-                continue
-            if key in ("properties", "patternProperties", "definitions"):
-                out[key] = {name: convert(sub) for name, sub in value.items()}
-            elif key in ("items", "additionalProperties", "not"):
-                out[key] = (
-                    [convert(sub) for sub in value]
-                    if isinstance(value, list)
-                    else convert(value)
-                )
-            elif key in ("anyOf", "allOf", "oneOf"):
-                out[key] = [convert(sub) for sub in value]
-            elif key in ("exclusiveMinimum", "exclusiveMaximum") and isinstance(
-                value, bool
-            ):
-                bound = "minimum" if key == "exclusiveMinimum" else "maximum"
-                if value and bound in node:
-                    out[key] = node[bound]
-            else:
-                out[key] = value
-        for key, bound in (
-            ("exclusiveMinimum", "minimum"),
-            ("exclusiveMaximum", "maximum"),
-        ):
-            if node.get(key) is True and bound in node:
-                out.pop(bound, None)
-        if node.get("x-kubernetes-int-or-string") is True:
-            out["type"] = ["integer", "string"]
-            if _is_int_or_string_anyof(out.get("anyOf")):
-                del out["anyOf"]
-        preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
-        if strict and not preserve and "properties" in out:
-            out.setdefault("additionalProperties", False)
-        if node.get("nullable") is True:
-            kind = out.get("type")
-            if any(k in out for k in ("anyOf", "allOf", "oneOf", "not")):
-                out = {"anyOf": [{"type": "null"}, out]}
-            else:
-                if isinstance(kind, str):
-                    out["type"] = [kind, "null"]
-                elif isinstance(kind, list) and "null" not in kind:
-                    out["type"] = [*kind, "null"]
-                if "enum" in out and None not in out["enum"]:
-                    out["enum"] = [*out["enum"], None]
-        return out
-
-    return convert(schema)
 
 
-def _is_int_or_string_anyof(any_of: object) -> bool:
-    if not isinstance(any_of, list):
-        return False
-    types = sorted(
-        sub.get("type") for sub in any_of if isinstance(sub, Mapping) and len(sub) == 1
-    )
-    return len(types) == len(any_of) and types == ["integer", "string"]
 
 
-@functools.lru_cache(maxsize=1)
-def _format_checker() -> Any:
-    """Range checks of the ``int32``/``int64`` formats (the operator's Go types)."""
-    from jsonschema import FormatChecker
-
-    checker = FormatChecker(formats=())
-    for name, bits in (("int32", 32), ("int64", 64)):
-        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-        def check(value: object, low: int = low, high: int = high) -> bool:
-            return not _is_int(value) or low <= value <= high  # type: ignore[operator]
-
-        checker.checks(name)(check)
-    return checker
 
 
-def schema_errors(
-    instance: object, openapi_schema: Mapping[str, Any], *, strict: bool = True
-) -> list[str]:
-    """Every error of ``instance`` against an OpenAPI v3 schema, as ``$.path: message``.
-
-    :param instance: the document to check.
-    :param openapi_schema: an ``openAPIV3Schema`` (converted here).
-    :param strict: see :func:`openapi_to_jsonschema`.
-    """
-    return _errors(instance, openapi_to_jsonschema(openapi_schema, strict=strict))
 
 
-def _errors(instance: object, jsonschema_doc: Mapping[str, Any]) -> list[str]:
-    from jsonschema import Draft7Validator
-
-    validator = Draft7Validator(jsonschema_doc, format_checker=_format_checker())
-    found = sorted(
-        validator.iter_errors(instance),
-        key=lambda e: ([(isinstance(p, str), p) for p in e.absolute_path], e.message),
-    )
-    lines = []
-    for error in found:
-        message = error.message
-        if len(message) > 300:
-            message = message[:297] + "..."
-        lines.append(f"{error.json_path}: {message}")
-    return lines
 
 
-def _crd_file(crd_path: str | os.PathLike[str]) -> Path:
-    path = Path(crd_path)
-    return path / CRD_FILENAME if path.is_dir() else path
 
 
-@functools.lru_cache(maxsize=8)
-def _load_crd(path: str, mtime_ns: int, size: int) -> dict:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(path, encoding="utf-8") as stream:
-        for document in yaml.load_all(stream, Loader=loader):
-            if (
-                isinstance(document, dict)
-                and document.get("kind") == "CustomResourceDefinition"
-                and document.get("spec", {}).get("names", {}).get("kind") == KIND
-            ):
-                return document
-    raise ManifestError(f"{path}: no CustomResourceDefinition of kind {KIND}")
 
 
-def _crd(crd_path: str | os.PathLike[str]) -> dict:
-    path = _crd_file(crd_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SeldonDeployment CRD not found at {path}")
-    stat = path.stat()
-    return _load_crd(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=16)
-def _converted(path: str, mtime_ns: int, size: int, version: str, strict: bool) -> dict:
-    crd = _load_crd(path, mtime_ns, size)
-    return openapi_to_jsonschema(_version_schema(crd, version, path), strict=strict)
 
 
-def _version_schema(crd: Mapping[str, Any], version: str, where: str) -> dict:
-    versions = crd.get("spec", {}).get("versions") or []
-    for entry in versions:
-        if entry.get("name") == version:
-            return entry["schema"]["openAPIV3Schema"]
-    names = ", ".join(str(v.get("name")) for v in versions)
-    raise ManifestError(f"{where}: CRD has no version {version!r} (it has: {names})")
 
 
 def crd_schema(crd_path: str | os.PathLike[str], version: str = "v1") -> dict:
@@ -816,8 +485,7 @@ def crd_schema(crd_path: str | os.PathLike[str], version: str = "v1") -> dict:
     :param crd_path: the CRD YAML file, or the folder that holds it.
     :param version: the CRD version.
     """
-    path = _crd_file(crd_path)
-    return copy.deepcopy(_version_schema(_crd(crd_path), version, str(path)))
+    return crd_version_schema(crd_path, CRD_FILENAME, KIND, version)
 
 
 def webhook_errors(manifest: Mapping[str, Any]) -> list[str]:
@@ -858,7 +526,7 @@ def _envelope_errors(manifest: Mapping[str, Any], version: str) -> list[str]:
     if name is None:
         problems.append("$.metadata.name: is required")
     else:
-        problems += _dns_label_errors("$.metadata.name", name)
+        problems += dns_label_errors("$.metadata.name", name)
     return problems
 
 
@@ -885,14 +553,9 @@ def validate_manifest(
         raise ManifestError(
             f"$: a manifest is a mapping, got {type(manifest).__name__}"
         )
-    _crd(crd_path)  # FileNotFoundError naming the path when absent
-    path = _crd_file(crd_path)
-    stat = path.stat()
-    schema = _converted(
-        str(path.resolve()), stat.st_mtime_ns, stat.st_size, version, strict
-    )
+    _, schema = crd_jsonschema(crd_path, CRD_FILENAME, KIND, version, strict=strict)
     problems = _envelope_errors(manifest, version)
-    problems += _errors(manifest, schema)
+    problems += instance_errors(manifest, schema)
     problems += webhook_errors(manifest)
     if problems:
         metadata = manifest.get("metadata")
@@ -916,7 +579,7 @@ def canary(current: DeploymentSpec, new: PredictorSpec, traffic: int) -> Deploym
     :param traffic: percent for ``new``, 1..99 (for 0 see :func:`shadow`, for 100
         :func:`promote`).
     """
-    if not _is_int(traffic) or not 1 <= traffic <= 99:
+    if not is_int(traffic) or not 1 <= traffic <= 99:
         raise ManifestError(
             f"traffic: a canary takes 1..99 percent, got {traffic!r} (use shadow() "
             "for 0 and promote() for 100)"
@@ -1051,6 +714,6 @@ def is_ready(obj: Mapping[str, Any]) -> bool:
         return False
     generation = (obj.get("metadata") or {}).get("generation")
     observed = (obj.get("status") or {}).get("observedGeneration")
-    if _is_int(generation) and _is_int(observed):
+    if is_int(generation) and is_int(observed):
         return observed >= generation
     return True
