@@ -21,7 +21,7 @@ unit: venv lint
 	$(PY) -m pytest -v -m "not integration" $(PYTEST_ARGS)
 
 # ruff: pyflakes, and the process boundary (pyproject.toml: the Airflow side never imports runtime-side code);
-# mypy: the Airflow side's interfaces and role folders ([tool.mypy] files)
+# mypy: the whole Airflow side of the package ([tool.mypy]: airflow_mlops/ but runtime_side/)
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

@@ -23,12 +23,13 @@ import sys
 from pathlib import Path
 
 
-def _human(size: int | None) -> str:
-    if size is None:
+def _human(bytes_: int | None) -> str:
+    if bytes_ is None:
         return "-"
+    size = float(bytes_)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if size < 1024 or unit == "TB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     return str(size)
 

@@ -129,7 +129,7 @@ class MPIJobSpec:
         if not self.command or not all(isinstance(part, str) and part for part in self.command):
             found.append(f"command: a non-empty list of non-empty strings is required, got {list(self.command)!r}")
         for attr, low in (("num_workers", 1), ("gpus_per_worker", 0), ("backoff_limit", 0)):
-            value = getattr(self, attr)
+            value: Any = getattr(self, attr)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 found.append(f"{attr}: must be an integer >= {low}, got {value!r}")
         for attr in ("active_deadline_seconds", "ttl_seconds_after_finished"):
@@ -137,10 +137,10 @@ class MPIJobSpec:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 found.append(f"{attr}: must be an integer >= 0 or None, got {value!r}")
         if self.elastic:
-            low, high = self.min_workers, self.max_workers
-            if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+            least, most = self.min_workers, self.max_workers
+            if not (isinstance(least, int) and isinstance(most, int) and 1 <= least <= most):
                 found.append(f"min_workers/max_workers: elastic mode needs 1 <= min_workers <= max_workers, "
-                             f"got {low!r}/{high!r}")
+                             f"got {least!r}/{most!r}")
         if self.clean_pod_policy not in CLEAN_POD_POLICIES:
             found.append(f"clean_pod_policy: must be one of {CLEAN_POD_POLICIES}, got {self.clean_pod_policy!r}")
         found += [e.removeprefix("$.") for e in label_errors("$.labels", dict(self.labels))]
@@ -361,7 +361,7 @@ class MPIJobController:
         pod = self.launcher_pod(name, namespace)
         if pod is None:
             return ""
-        kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines} if tail_lines else {}
         try:
             return read_log(self.core, f"reading the log of {namespace}/{pod.metadata.name}", pod.metadata.name,
                             namespace, **self._kw, **kwargs)

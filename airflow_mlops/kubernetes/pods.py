@@ -327,7 +327,7 @@ class PodStepRunner:
             try:
                 asyncio.run(self.pod_manager.await_pod_start(
                     pod, schedule_timeout=startup_timeout, startup_timeout=startup_timeout,
-                    check_interval=self.poll_interval))
+                    check_interval=max(1, round(self.poll_interval))))
             except (PodLaunchTimeoutException, PodLaunchFailedException) as exc:
                 events = self._events(name, namespace)
                 self.delete(name, namespace)  # left there, it could still start later and run the step unseen

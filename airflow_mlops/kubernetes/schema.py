@@ -302,7 +302,7 @@ def _is_int_or_string_anyof(any_of: object) -> bool:
     if not isinstance(any_of, list):
         return False
     types = sorted(
-        sub.get("type") for sub in any_of if isinstance(sub, Mapping) and len(sub) == 1
+        str(sub.get("type")) for sub in any_of if isinstance(sub, Mapping) and len(sub) == 1
     )
     return len(types) == len(any_of) and types == ["integer", "string"]
 

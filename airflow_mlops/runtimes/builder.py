@@ -222,7 +222,8 @@ def source_build_script(
         wheels.parent.mkdir(parents=True, exist_ok=True)
         paths.append(str(wheels.parent))
         env = " ".join(q(f"{k}={v}") for k, v in build.env)
-        patch = f"{q(python)} {q(build.patch_path())} \"$SRC\"" if build.patch else "true"
+        patch_file = build.patch_path()
+        patch = f"{q(python)} {q(patch_file)} \"$SRC\"" if patch_file else "true"
         lines += [
             f"W={q(str(wheels))}",
             'if ! ls "$W"/*.whl >/dev/null 2>&1; then',
@@ -262,7 +263,7 @@ def _build_venv(
     _run(pip_install_command(spec, str(target / "bin/python"), str(lock), sources), log,
          f"pip install -r {spec.lock_file}", env=env, explain=_pip_explainer(spec, sources))
     if spec.source_builds:
-        script, _ = source_build_script(spec, str(target / "bin/python"), cache_dir, sources)
+        script, _ = source_build_script(spec, str(target / "bin/python"), cache_dir or default_cache_dir(), sources)
         _run(["/bin/sh", "-c", script], log, "build " + ", ".join(b.requirement for b in spec.source_builds), env=env,
              explain=_pip_explainer(spec, sources))
     _run([str(target / "bin/python"), "-c", spec.probe], log, f"probe: {spec.probe}", env=env)

@@ -214,7 +214,7 @@ def explain_missing_package(lines: Iterable[str], spec: RuntimeSpec, sources: Pa
                 package = match.group(1)
     if package is None:
         return None
-    looked = {"indexes": [], "links": []}
+    looked: dict[str, list[str]] = {"indexes": [], "links": []}
     for line in lines:
         match = _LOOKING.match(line.strip())
         if match:

@@ -33,7 +33,8 @@ class SourceBuild:
         return str(resources.files("airflow_mlops.runtimes").joinpath("patches", self.patch))
 
     def key(self, lock_text: str) -> str:
-        patch_text = Path(self.patch_path()).read_text() if self.patch else ""
+        patch = self.patch_path()
+        patch_text = Path(patch).read_text() if patch else ""
         payload = json.dumps([self.requirement, patch_text, self.env, lock_text], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -54,7 +54,9 @@ _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})
 
 def parse_metrics(text: str) -> dict[str, Any]:
     """Totals and a p99 estimate (upper bucket bound, ms) from the server's Prometheus text."""
-    requests, errors, buckets, count = 0.0, {}, {}, 0.0
+    requests, count = 0.0, 0.0
+    errors: dict[str, int] = {}
+    buckets: dict[float, float] = {}
     for line in text.splitlines():
         match = _SAMPLE.match(line)
         if not match or line.startswith("#"):
@@ -72,11 +74,11 @@ def parse_metrics(text: str) -> dict[str, Any]:
                 buckets[float(bound.group(1))] = buckets.get(float(bound.group(1)), 0.0) + value
         elif name == "mlops_prediction_ms_count":
             count += value
-    p99 = None
+    p99: float | None = None
     if count:
-        for bound in sorted(buckets):
-            if buckets[bound] >= 0.99 * count:
-                p99 = bound * 1000
+        for upper in sorted(buckets):
+            if buckets[upper] >= 0.99 * count:
+                p99 = upper * 1000
                 break
     total = requests + sum(errors.values())  # mlops_requests counts answered requests only
     return {"source": "metrics", "requests": int(total), "errors": errors,

@@ -352,8 +352,8 @@ def spec_from_manifest(obj: Mapping[str, Any]) -> DeploymentSpec:
     serving = [p for p in raw if not p.get("shadow")]
     predictors = [_predictor_from_manifest(p, i, lone=len(serving) == 1) for i, p in enumerate(raw)]
     return DeploymentSpec(
-        name=metadata.get("name"),
-        namespace=metadata.get("namespace"),
+        name=str(metadata.get("name") or ""),
+        namespace=str(metadata.get("namespace") or ""),
         predictors=predictors,
         annotations=dict(metadata.get("annotations") or {}),
         labels={k: v for k, v in (metadata.get("labels") or {}).items() if k != MANAGED_BY_LABEL},
@@ -375,7 +375,7 @@ def _predictor_from_manifest(p: Mapping[str, Any], index: int, *, lone: bool) ->
     containers = [
         c for component in p.get("componentSpecs") or [] for c in (component.get("spec") or {}).get("containers") or []
     ]
-    container = next((c for c in containers if c.get("name") == GRAPH_NODE), {})
+    container: Mapping[str, Any] = next((c for c in containers if c.get("name") == GRAPH_NODE), {})
     env = {e.get("name"): e.get("value") for e in container.get("env") or []}
     implementation = graph.get("implementation")
     if implementation:
@@ -393,9 +393,9 @@ def _predictor_from_manifest(p: Mapping[str, Any], index: int, *, lone: bool) ->
     if traffic is None:  # the webhook leaves a lone predictor's traffic unset
         traffic = 100 if lone and not shadow else 0
     return PredictorSpec(
-        name=p.get("name"),
+        name=str(p.get("name") or ""),
         model_version=int(version),
-        model_uri=uri,
+        model_uri=str(uri or ""),
         replicas=p.get("replicas", 1),
         traffic=traffic,
         shadow=shadow,
@@ -405,5 +405,5 @@ def _predictor_from_manifest(p: Mapping[str, Any], index: int, *, lone: bool) ->
         env=env,
         labels=labels,
         volume_claim=claim,
-        mount_path=mount.get("mountPath") if claim else None,
+        mount_path=mount.get("mountPath") if claim and mount else None,
     )

@@ -120,7 +120,7 @@ class LocalServing:
             dep = self.registry.get(name) or LocalDeployment(name=name, host=host)
             live = server_status(dep.url) if alive(dep.pid) else None
             running = live is not None
-            if running and dep.version == version.version and live.get("version") == version.version:
+            if live is not None and dep.version == version.version and live.get("version") == version.version:
                 log.info("deployment %s already serves model version %s at %s: nothing to do", name, version.version,
                          dep.url)
                 return dep, False

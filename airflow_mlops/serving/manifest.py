@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -329,7 +329,7 @@ class DeploymentSpec:
 
 
 def _traffic_rule_errors(
-    rows: list[tuple[str, object, object, object]], *, require_total: bool = False
+    rows: Sequence[tuple[str, object, object, object]], *, require_total: bool = False
 ) -> list[str]:
     """The admission-webhook rules on ``(path, name, traffic, shadow)`` rows.
 
@@ -714,6 +714,6 @@ def is_ready(obj: Mapping[str, Any]) -> bool:
         return False
     generation = (obj.get("metadata") or {}).get("generation")
     observed = (obj.get("status") or {}).get("observedGeneration")
-    if is_int(generation) and is_int(observed):
+    if isinstance(generation, int) and isinstance(observed, int):
         return observed >= generation
     return True
