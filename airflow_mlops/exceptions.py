@@ -15,6 +15,10 @@ class InvalidArgumentError(MlopsException, AirflowFailException):
     """An operator argument (often a rendered DAG param) is wrong; retrying cannot help."""
 
 
+class SeldonDeployError(MlopsException):
+    """A model version could not be deployed; the deployment keeps serving what it served before."""
+
+
 class RuntimeUnavailableError(MlopsException):
     """A runtime cannot be built or started on this machine (the message says why and what to do)."""
 

@@ -84,7 +84,7 @@ def main() -> int:
     sampler.join()
     # stop the demo's deployment (it keeps serving by design) before removing its home
     subprocess.run([sys.executable, "-c", "from airflow_mlops.hooks.seldon import SeldonHook; "
-                    "h = SeldonHook(mlops_conn_id=None); [h.undeploy(n) for n in h.registry.names()]"],
+                    "h = SeldonHook(mlops_conn_id=None); [h.deployments.undeploy(n) for n in h.registry.names()]"],
                    env={**os.environ, "AIRFLOW_HOME": str(home)}, capture_output=True)
     (Path(tempfile.gettempdir()) / "bench-demo-output.txt").write_text(out.stdout + out.stderr)
     if out.returncode != 0:

@@ -148,7 +148,7 @@ def main() -> int:
     for i in range(args.repeats):  # the deploy tasks' model servers outlive them by design
         seldon = SeldonHook(mlops_conn_id=None, state_dir=str(work / f"state-a{i}"))
         for deployment in seldon.registry.names():
-            seldon.undeploy(deployment)
+            seldon.deployments.undeploy(deployment)
     shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in rows.items()}
     # a task skipped in a run (deploy, when the next model is not blessed against the first) has no time there

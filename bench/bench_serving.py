@@ -117,7 +117,7 @@ def main() -> int:
                 "requests": n,
             }
     finally:
-        seldon.undeploy(NAME)
+        seldon.deployments.undeploy(NAME)
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
     if args.write:

@@ -96,7 +96,7 @@ def main() -> int:
         if bare is not None:
             bare.terminate()
             bare.wait(30)
-        seldon.undeploy(NAME)
+        seldon.deployments.undeploy(NAME)
         shutil.rmtree(work, ignore_errors=True)
     result = {"quiet": quiet, "slow": busy, "pings_with_slow": busy_pings, "bare_pings_with_4_slow": bare_pings}
     print(json.dumps(result, indent=2))

@@ -227,7 +227,7 @@ def fresh_state() -> None:
 
     seldon = SeldonHook(mlops_conn_id=None)
     if seldon.registry.get(DEPLOYMENT) is not None:
-        seldon.undeploy(DEPLOYMENT)
+        seldon.deployments.undeploy(DEPLOYMENT)
     shutil.rmtree(RuntimeHook(mlops_conn_id=None).state_dir, ignore_errors=True)
     shutil.rmtree(HOME / "demo-data", ignore_errors=True)
 

@@ -10,18 +10,11 @@ from typing import Any
 
 from airflow.sdk.bases.hook import BaseHook
 
-import airflow_mlops
-from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
+from airflow_mlops.exceptions import InvalidArgumentError, SeldonDeployError
 from airflow_mlops.hooks.runtime import RuntimeHook
-from airflow_mlops.runtimes.local import runtime_command
 from airflow_mlops.serving.backends import DeploymentBackend, deployment_backend
-from airflow_mlops.serving.local import DeployFailed, LocalServing
-from airflow_mlops.serving.registry import DeploymentError, DeploymentRegistry, LocalDeployment
+from airflow_mlops.serving.registry import DeploymentRegistry, LocalDeployment
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError, ModelVersion
-
-
-class SeldonDeployError(MlopsException):
-    """A model version could not be deployed; the deployment keeps serving what it served before."""
 
 
 class SeldonHook(BaseHook):
@@ -84,33 +77,9 @@ class SeldonHook(BaseHook):
     def crd_path(self) -> str | None:
         return self.runtime_hook.settings.seldon_crd_path or None
 
-    @cached_property
-    def local(self) -> LocalServing:
-        if self.runtime_hook.backend != "local":
-            raise MlopsException(f"backend {self.runtime_hook.backend!r}: this is a local-server operation (its "
-                                 "Kubernetes counterpart works on the SeldonDeployment); set [mlops] backend = local")
-        return LocalServing(registry=self.registry, command=self._server_command,
-                            prediction_log_root=self.prediction_log_root)
-
-    def _server_command(self, deployment_dir: str, name: str, host: str, port: int, prediction_log: str):
-        install = self.runtime_hook.get_runtime()
-        package_parent = str(Path(airflow_mlops.__file__).resolve().parent.parent)
-        env = {
-            "PYTHONPATH": package_parent,
-            "PYTHONUNBUFFERED": "1",
-            "TF_CPP_MIN_LOG_LEVEL": "1",
-            "SELDON_DEPLOYMENT_ID": name,  # labels of seldon-core's Prometheus metrics
-            "PREDICTOR_ID": "local",
-            "PREDICTIVE_UNIT_ID": "model",
-            "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false",
-        }
-        argv = ["python", "-m", "airflow_mlops.runtime_side.model_server.server", deployment_dir, "--name", name, "--host", host,
-                "--port", str(port), "--prediction-log", prediction_log]
-        binds = [package_parent, str(self.runtime_hook.state_dir)]
-        if "://" not in prediction_log:
-            Path(prediction_log).mkdir(parents=True, exist_ok=True)
-            binds.append(prediction_log)
-        return runtime_command(install, argv, env=env, binds=binds)
+    def get_deployment(self, name: str) -> LocalDeployment:
+        """The deployment ``name``: the local record, or (Kubernetes) one read from its SeldonDeployment."""
+        return self.deployments.record(name)
 
     # -- versions -----------------------------------------------------------------------
     def model_root(self, pipeline_name: str, override: str | None = None) -> str:
@@ -247,58 +216,3 @@ class SeldonHook(BaseHook):
         with self._kube_errors():
             return self.kube.delete(name, self.namespace)
 
-    # -- local --------------------------------------------------------------------------
-    def deploy(self, name: str, model_root: str, version: int | str = "latest", *, host: str = "127.0.0.1",
-               port: int | None = None, action: str = "deploy") -> tuple[LocalDeployment, bool]:
-        """Serve ``version`` of the models in ``model_root`` as ``name``; (record, changed)."""
-        model = self.resolve_version(model_root, version)
-        try:
-            return self.local.deploy(name, model, host=host, port=port, model_root=model_root, action=action)
-        except DeploymentError as err:
-            raise InvalidArgumentError(str(err)) from None
-        except DeployFailed as err:
-            raise SeldonDeployError(str(err)) from None
-
-    def rollback(self, name: str, version: int | str | None = None) -> tuple[LocalDeployment, bool]:
-        """Serve an earlier version again: ``version``, or the one served before the current one."""
-        dep = self.get_deployment(name)
-        if dep.model_root is None:
-            raise SeldonDeployError(f"deployment {name!r} has no model root recorded")
-        try:
-            target = version if version not in (None, "", "previous") else self.local.previous_version(name)
-        except DeployFailed as err:
-            raise InvalidArgumentError(str(err)) from None
-        return self.deploy(name, dep.model_root, target, host=dep.host, port=dep.port, action="rollback")
-
-    def undeploy(self, name: str) -> bool:
-        self.get_deployment(name)
-        return self.local.undeploy(name)
-
-    def get_deployment(self, name: str) -> LocalDeployment:
-        """The deployment ``name``: the local record, or (Kubernetes) one read from its SeldonDeployment."""
-        return self.deployments.record(name)
-
-    def local_record(self, name: str) -> LocalDeployment:
-        """The record of local deployment ``name`` (``deployments/<name>/deployment.json``)."""
-        try:
-            dep = self.registry.get(name)
-        except DeploymentError as err:
-            raise InvalidArgumentError(str(err)) from None
-        if dep is None:
-            raise InvalidArgumentError(f"deployment {name!r} does not exist (known: {self.registry.names() or 'none'})")
-        return dep
-
-    def status(self, name: str) -> dict[str, Any]:
-        return self.local.status(name)
-
-    def server_metrics(self, name: str, timeout: float = 5.0) -> str | None:
-        """The Prometheus text of a local deployment's ``/metrics``; None when the server does not answer."""
-        import urllib.error
-        import urllib.request
-
-        dep = self.get_deployment(name)
-        try:
-            with urllib.request.urlopen(f"{dep.url}/metrics", timeout=timeout) as response:
-                return response.read().decode()
-        except (OSError, urllib.error.URLError):
-            return None

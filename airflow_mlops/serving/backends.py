@@ -14,14 +14,17 @@ import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
+from airflow_mlops.exceptions import InvalidArgumentError, MlopsException, SeldonDeployError
 
 if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
     from airflow_mlops.hooks.seldon import SeldonHook
+    from airflow_mlops.serving.local import LocalServing
     from airflow_mlops.serving.registry import LocalDeployment
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,51 @@ class LocalServerBackend(DeploymentBackend):
                                 traffic={"local": 100} if dep.version is not None else {},
                                 model_path=dep.model_path, prediction_log=dep.prediction_log, stopped=stopped)
 
+    @cached_property
+    def servers(self) -> LocalServing:
+        """The model servers of this machine, one per deployment (started in the serving runtime)."""
+        from airflow_mlops.serving.local import LocalServing
+
+        return LocalServing(registry=self.hook.registry, command=self._server_command,
+                            prediction_log_root=self.hook.prediction_log_root)
+
+    def _server_command(self, deployment_dir: str, name: str, host: str, port: int, prediction_log: str):
+        import airflow_mlops
+        from airflow_mlops.runtimes.local import runtime_command
+
+        install = self.hook.runtime_hook.get_runtime()
+        package_parent = str(Path(airflow_mlops.__file__).resolve().parent.parent)
+        env = {
+            "PYTHONPATH": package_parent,
+            "PYTHONUNBUFFERED": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "1",
+            "SELDON_DEPLOYMENT_ID": name,  # labels of seldon-core's Prometheus metrics
+            "PREDICTOR_ID": "local",
+            "PREDICTIVE_UNIT_ID": "model",
+            "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false",
+        }
+        argv = ["python", "-m", "airflow_mlops.runtime_side.model_server.server", deployment_dir, "--name", name,
+                "--host", host, "--port", str(port), "--prediction-log", prediction_log]
+        binds = [package_parent, str(self.hook.runtime_hook.state_dir)]
+        if "://" not in prediction_log:
+            Path(prediction_log).mkdir(parents=True, exist_ok=True)
+            binds.append(prediction_log)
+        return runtime_command(install, argv, env=env, binds=binds)
+
+    def _serve(self, name: str, model_root: str, version: int | str, *, host: str, port: int | None,
+               action: str) -> DeploymentResult:
+        from airflow_mlops.serving.local import DeployFailed
+        from airflow_mlops.serving.registry import DeploymentError
+
+        model = self.hook.resolve_version(model_root, version)
+        try:
+            dep, changed = self.servers.deploy(name, model, host=host, port=port, model_root=model_root, action=action)
+        except DeploymentError as err:
+            raise InvalidArgumentError(str(err)) from None
+        except DeployFailed as err:
+            raise SeldonDeployError(str(err)) from None
+        return self._result(dep, changed)
+
     def deploy(self, request: DeployRequest) -> DeploymentResult:
         if request.canary_traffic or request.shadow:
             raise self.unsupported(
@@ -156,40 +204,74 @@ class LocalServerBackend(DeploymentBackend):
                 "away; use backend = kubernetes for canaries and shadows")
         if request.replicas != 1 or request.resources or request.image:
             log.warning("replicas, resources and image apply on Kubernetes; locally one model server serves")
-        dep, changed = self.hook.deploy(request.name, request.model_root, request.version, host=request.host,
-                                        port=request.port)
-        return self._result(dep, changed)
+        return self._serve(request.name, request.model_root, request.version, host=request.host, port=request.port,
+                           action="deploy")
 
     def promote(self, name: str, version: int, *, timeout: float, poll_interval: float) -> DeploymentResult:
         raise self.unsupported("promote a canary", "there are no canaries here: deploy the version "
                                "(SeldonDeployOperator), which replaces the served one atomically")
 
     def rollback(self, name: str, version: int | None) -> DeploymentResult:
-        dep, changed = self.hook.rollback(name, version)
-        return self._result(dep, changed)
+        """Serve an earlier version again: ``version``, or the one served before the current one."""
+        from airflow_mlops.serving.local import DeployFailed
+
+        dep = self.record(name)
+        if dep.model_root is None:
+            raise SeldonDeployError(f"deployment {name!r} has no model root recorded")
+        try:
+            target = version if version not in (None, "", "previous") else self.servers.previous_version(name)
+        except DeployFailed as err:
+            raise InvalidArgumentError(str(err)) from None
+        return self._serve(name, dep.model_root, target, host=dep.host, port=dep.port, action="rollback")
 
     def undeploy(self, name: str) -> DeploymentResult:
-        dep = self.hook.get_deployment(name)
-        stopped = self.hook.undeploy(name)
+        dep = self.record(name)
+        stopped = self.servers.undeploy(name)
         return self._result(dep, changed=stopped, stopped=stopped)
 
     def record(self, name: str) -> LocalDeployment:
-        return self.hook.local_record(name)
+        """The record of deployment ``name`` (``deployments/<name>/deployment.json``)."""
+        from airflow_mlops.serving.registry import DeploymentError
+
+        try:
+            dep = self.hook.registry.get(name)
+        except DeploymentError as err:
+            raise InvalidArgumentError(str(err)) from None
+        if dep is None:
+            raise InvalidArgumentError(f"deployment {name!r} does not exist (known: "
+                                       f"{self.hook.registry.names() or 'none'})")
+        return dep
+
+    def status(self, name: str) -> dict[str, Any]:
+        """What the deployment's server says (running, the version it serves, a load error)."""
+        return self.servers.status(name)
+
+    def server_metrics(self, name: str, timeout: float = 5.0) -> str | None:
+        """The Prometheus text of the deployment's ``/metrics``; None when the server does not answer."""
+        import urllib.error
+        import urllib.request
+
+        dep = self.record(name)
+        try:
+            with urllib.request.urlopen(f"{dep.url}/metrics", timeout=timeout) as response:
+                return response.read().decode()
+        except (OSError, urllib.error.URLError):
+            return None
 
     def health_inputs(self, name: str) -> HealthInputs:
-        dep = self.hook.get_deployment(name)
-        status = self.hook.status(name)
+        dep = self.record(name)
+        status = self.status(name)
         if not status.get("running") or status.get("serving") is None:
             raise MlopsException(f"deployment {dep.name} is not serving (running={status.get('running')}, "
                                  f"server: {status.get('server')}); its log: {self.hook.registry.log_file(dep.name)}")
-        text = self.hook.server_metrics(dep.name)
+        text = self.server_metrics(dep.name)
         if text is None:
             raise MlopsException(f"deployment {dep.name}: {dep.url}/metrics does not answer")
         return HealthInputs(name=dep.name, version=status["serving"], url=dep.url, prediction_log=dep.prediction_log,
                             metrics_text=text)
 
     def ready(self, name: str, expected: int | None) -> bool:
-        status = self.hook.status(name)
+        status = self.status(name)
         serving = status.get("serving")
         log.info("deployment %s: running=%s, serving version %s (waiting for %s)", name, status.get("running"),
                  serving, expected if expected is not None else "any")
@@ -202,7 +284,7 @@ class LocalServerBackend(DeploymentBackend):
                           timeout: float) -> BaseTrigger:
         from airflow_mlops.triggers.seldon import SeldonDeploymentTrigger
 
-        dep = self.hook.get_deployment(name)
+        dep = self.record(name)
         return SeldonDeploymentTrigger(url=dep.url, version=expected, poll_interval=poll_interval, timeout=timeout)
 
 

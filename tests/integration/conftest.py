@@ -90,7 +90,7 @@ def stop_deployments(state_dir: Path) -> list[str]:
     names = hook.registry.names()
     pids = {name: hook.get_deployment(name).pid for name in names}
     for name in names:
-        hook.undeploy(name)  # SIGTERM to the server's process group, SIGKILL after a grace period
+        hook.deployments.undeploy(name)  # SIGTERM to the server's process group, SIGKILL after a grace period
     left = {name: pid for name, pid in pids.items() if alive(pid)}
     assert not left, f"model servers still running after undeploy: {left}"
     return names

@@ -169,5 +169,5 @@ def test_trigger_form_with_changed_params_runs_and_deploys(standalone, page):
     assert hook.registry.names() == ["browser-test"]
     dep = hook.get_deployment("browser-test")
     assert dep.version == 1 and Path(dep.model_root) == standalone.state_dir / "models" / "browser_taxi"
-    live = hook.status("browser-test")
+    live = hook.deployments.status("browser-test")
     assert live["running"] and live["serving"] == 1, json.dumps(live, default=str)

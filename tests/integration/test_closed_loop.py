@@ -108,7 +108,7 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
     versions = ModelRegistry(s.state_dir / "models" / PIPELINE).versions()
     assert [v.version for v in versions] == [1, 2] and versions[1].run_id == retrain["dag_run_id"]
     assert seldon.get_deployment(DEPLOYMENT).version == 2
-    assert seldon.status(DEPLOYMENT)["serving"] == 2
+    assert seldon.deployments.status(DEPLOYMENT)["serving"] == 2
     # lineage: v2 was trained on span 2
     tfx = RuntimeHook(mlops_conn_id=None, state_dir=str(s.state_dir))
     found = tfx.run_step("mlmd.training_examples", {

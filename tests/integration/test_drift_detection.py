@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_mlops.serving.backends import DeployRequest
 from airflow_mlops.shared import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
@@ -25,14 +26,14 @@ PIPELINE, NAME = "it_drift", "it-drift"
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, airflow_home, taxi_csv):
     st = train_and_push(tmp_path_factory.mktemp("drift"), airflow_home, taxi_csv, PIPELINE)
-    st["dep"], _ = st["hook"].deploy(NAME, str(st["state_dir"] / "models" / PIPELINE), "latest")
+    st["dep"] = st["hook"].deployments.deploy(DeployRequest(NAME, str(st["state_dir"] / "models" / PIPELINE), "latest"))
     model = ModelRegistry(st["state_dir"] / "models" / PIPELINE).get("latest")
     spec = json.loads((Path(model.path) / "assets.extra" / "feature_spec.json").read_text())
     with open(taxi_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))[:1000]  # the span the model was trained on
     st["rows"] = [typed_record(r, spec) for r in rows]
     yield st
-    st["hook"].undeploy(NAME)
+    st["hook"].deployments.undeploy(NAME)
 
 
 def replay(state, records):

@@ -21,6 +21,7 @@ import pytest
 
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.serving.backends import DeployRequest
 from airflow_mlops.shared import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
@@ -55,7 +56,7 @@ def state(tmp_path_factory, airflow_home, taxi_csv):
     registry.publish(broken, model_uri="corrupt", run_id="corrupt")  # version 3: does not load
     yield st
     for name in st["hook"].registry.names():  # the servers outlive tasks by design: stop them here
-        st["hook"].undeploy(name)
+        st["hook"].deployments.undeploy(name)
 
 
 def records(state, start=0, count=5) -> list[dict]:
@@ -176,7 +177,7 @@ def test_broken_version_fails_the_task_and_the_old_one_keeps_serving(state):
     assert load.failed == 0 and load.versions == [2]
     after = state["hook"].get_deployment(NAME)
     assert after.version == 2 and after.history == dep.history  # the record is unchanged
-    assert state["hook"].status(NAME)["serving"] == 2
+    assert state["hook"].deployments.status(NAME)["serving"] == 2
 
 
 def test_trigger_reports_served_and_failed_versions(state):
@@ -355,7 +356,7 @@ def test_rollback_then_undeploy_with_the_template_dag(state):
     assert status == 200 and body["meta"]["tags"]["model_version"] == 1
     code, log, _ = dags_test(state, {"deployment_name": NAME, "undeploy": True}, dag_id="mlops_rollback")
     assert code == 0, log[-4000:]
-    assert state["hook"].status(NAME)["running"] is False
+    assert state["hook"].deployments.status(NAME)["running"] is False
     with pytest.raises(OSError):
         post(dep.url, {"jsonData": {"instances": records(state, 0, 1)}})
 
@@ -399,14 +400,14 @@ def test_prediction_log_on_an_fsspec_location(state, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__MLOPS__PREDICTION_LOG", f"file://{tmp_path}/plog")
     hook = SeldonHook(mlops_conn_id=None, state_dir=str(state["state_dir"]))
     root = str(state["state_dir"] / "models" / PIPELINE)
-    dep, _ = hook.deploy("it-remote-log", root, 1)
+    dep = hook.deployments.deploy(DeployRequest("it-remote-log", root, 1))
     try:
         assert dep.prediction_log == f"file://{tmp_path}/plog/it-remote-log"
         for start in range(3):
             code, _ = post(dep.url, {"jsonData": {"instances": records(state, start, 1)}})
             assert code == 200
     finally:
-        hook.undeploy("it-remote-log")  # SIGTERM: the server writes what it still buffers
+        hook.deployments.undeploy("it-remote-log")  # SIGTERM: the server writes what it still buffers
     objects = sorted((tmp_path / "plog" / "it-remote-log").glob("*/*.jsonl"))
     lines = [json.loads(line) for f in objects for line in f.read_text().splitlines()]
     assert len(lines) == 3 and {entry["model_version"] for entry in lines} == {1}

@@ -11,6 +11,7 @@ import pytest
 
 from airflow_mlops.exceptions import InvalidArgumentError
 from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.serving.backends import LocalServerBackend
 from airflow_mlops.operators.seldon import SeldonDeployOperator, SeldonRollbackOperator, SeldonUndeployOperator
 from airflow_mlops.sensors.seldon import SeldonDeploymentSensor
 
@@ -33,7 +34,7 @@ def test_templated_fields_are_stored_unchanged():
 @pytest.mark.parametrize("version, message", [("newest", "must be a version number or one of"),
                                                (0, "must be >= 1"), (None, "must be a version number")])
 def test_bad_model_version_fails_before_anything_runs(state_dir, version, message, monkeypatch):
-    monkeypatch.setattr(SeldonHook, "deploy", lambda *a, **k: pytest.fail("deployed with a bad version"))
+    monkeypatch.setattr(LocalServerBackend, "deploy", lambda *a, **k: pytest.fail("deployed with a bad version"))
     op = SeldonDeployOperator(task_id="d", deployment_name="taxi", pipeline_name="p", model_version=version)
     with pytest.raises(InvalidArgumentError, match=message):
         op.execute({})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_mlops.exceptions import MlopsException
-from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.serving.backends import LocalServerBackend
 from airflow_mlops.sensors.seldon import SeldonDeploymentSensor
 
 
@@ -22,13 +22,13 @@ def state_dir(tmp_path, clean_mlops_env):
     ({"running": True, "serving": 5}, None, True),
 ])
 def test_sensor_poke(state_dir, monkeypatch, status, expected, done):
-    monkeypatch.setattr(SeldonHook, "status", lambda self, name: status)
+    monkeypatch.setattr(LocalServerBackend, "status", lambda self, name: status)
     sensor = SeldonDeploymentSensor(task_id="s", deployment_name="taxi", model_version=expected)
     assert sensor.poke({}) is done
 
 
 def test_sensor_fails_at_once_when_the_version_failed_to_load(state_dir, monkeypatch):
-    monkeypatch.setattr(SeldonHook, "status", lambda self, name: {
+    monkeypatch.setattr(LocalServerBackend, "status", lambda self, name: {
         "running": True, "serving": 1, "server": {"error": {"version": 2, "message": "OSError: bad pb"}}})
     with pytest.raises(MlopsException, match="version 2 failed to load: OSError: bad pb"):
         SeldonDeploymentSensor(task_id="s", deployment_name="taxi", model_version="2").poke({})
