@@ -61,7 +61,8 @@ def test_the_runtime_side_may(runtime_side):
 
 #: What both sides import: the standard library only, and each other.
 SHARED = ("airflow_mlops/shared.py", "airflow_mlops/components.py", "airflow_mlops/evaluation.py",
-          "airflow_mlops/runtimes/contract.py", "airflow_mlops/runtimes/reaper.py")
+          "airflow_mlops/runtimes/contract.py", "airflow_mlops/runtimes/reaper.py",
+          "airflow_mlops/serving/prediction_log.py", "airflow_mlops/utils/model_registry.py")
 
 
 @pytest.mark.parametrize("path", SHARED)
@@ -102,3 +103,20 @@ def test_importing_the_airflow_side_loads_no_runtime_side_module():
             "print(bad)\nsys.exit(1 if bad else 0)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+
+
+def test_the_runtime_side_imports_only_the_shared_modules_of_the_airflow_side():
+    shared = {p[:-3].replace("/", ".") for p in SHARED} | {"airflow_mlops"}
+    found = {}
+    for path in (REPO / "airflow_mlops" / "runtime_side").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        for node in ast.walk(tree):  # ``from airflow_mlops.runtimes import reaper`` imports runtimes.reaper
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names |= {f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in shared else node.module
+                          for alias in node.names}
+        for name in names:
+            if name.startswith("airflow_mlops.") and not name.startswith("airflow_mlops.runtime_side") \
+                    and name not in shared:
+                found.setdefault(name, []).append(str(path.relative_to(REPO)))
+    assert not found, f"the runtime side imports Airflow-side modules that are not shared: {found}"

@@ -10,5 +10,6 @@ These modules import the ML libraries (TFX, TensorFlow, Horovod, seldon-core, Al
 Airflow side reaches them only through a step request or a server's HTTP API. ruff's banned-api
 rule (``pyproject.toml``) and ``tests/test_import_rules.py`` keep the Airflow side off this
 package. Both sides share only standard-library modules: ``shared.py``, ``components.py``,
-``evaluation.py``, ``runtimes/contract.py``, ``runtimes/reaper.py``.
+``evaluation.py``, ``runtimes/contract.py``, ``runtimes/reaper.py``, ``serving/prediction_log.py``,
+``utils/model_registry.py`` (``tests/test_import_rules.py`` holds the list).
 """
