@@ -95,6 +95,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "Where model servers log every request and prediction (monitoring reads it): a directory or any "
         "fsspec URL (s3://…, gs://… with s3fs/gcsfs in the serving runtime). Empty means {state_dir}/predictions.",
     ),
+    "feedback_root": (
+        "",
+        "Where ground-truth outcome files land (*.csv or *.jsonl with request_id, label and optionally row), "
+        "read by the model quality check: a directory or any fsspec URL. Empty means {state_dir}/feedback.",
+    ),
     "kubernetes_conn_id": ("kubernetes_default", "Kubernetes connection used when backend = kubernetes."),
     "kubernetes_namespace": (
         "",

@@ -19,13 +19,15 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [{"integration-name": integration, "tags": ["software"]}],
         "operators": [{"integration-name": integration,
                        "python-modules": ["airflow_mlops.operators.tfx", "airflow_mlops.operators.seldon",
-                                          "airflow_mlops.operators.drift"]}],
+                                          "airflow_mlops.operators.drift", "airflow_mlops.operators.quality"]}],
         "sensors": [{"integration-name": integration,
-                     "python-modules": ["airflow_mlops.sensors.seldon", "airflow_mlops.sensors.drift"]}],
+                     "python-modules": ["airflow_mlops.sensors.seldon", "airflow_mlops.sensors.drift",
+                                         "airflow_mlops.sensors.quality"]}],
         "hooks": [{"integration-name": integration,
                    "python-modules": ["airflow_mlops.hooks.runtime", "airflow_mlops.hooks.seldon"]}],
         "triggers": [{"integration-name": integration,
-                      "python-modules": ["airflow_mlops.triggers.seldon", "airflow_mlops.triggers.drift"]}],
+                      "python-modules": ["airflow_mlops.triggers.seldon", "airflow_mlops.triggers.drift",
+                                          "airflow_mlops.triggers.quality"]}],
         "connection-types": [
             {"connection-type": "mlops", "hook-class-name": "airflow_mlops.hooks.runtime.RuntimeHook"}
         ],

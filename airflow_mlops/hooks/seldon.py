@@ -111,6 +111,11 @@ class SeldonHook(BaseHook):
         """Where model servers log requests and predictions: ``[mlops] prediction_log``, else ``{state_dir}/predictions``."""
         return self.runtime_hook.settings.prediction_log or str(self.runtime_hook.state_dir / "predictions")
 
+    @property
+    def feedback_root(self) -> str:
+        """Where ground-truth outcome files land: ``[mlops] feedback_root``, else ``{state_dir}/feedback``."""
+        return self.runtime_hook.settings.feedback_root or str(self.runtime_hook.state_dir / "feedback")
+
     def prediction_log(self, name: str) -> str:
         """Where deployment ``name`` logs its requests and predictions (``prediction_log_root``/name)."""
         return f"{self.prediction_log_root.rstrip('/')}/{name}"

@@ -33,7 +33,7 @@ def window_health(log_dir: str | Path, minutes: float) -> dict[str, Any]:
     requests = 0
     for entry in log_entries(log_dir):
         try:
-            if entry is None or entry["_at"] < since:
+            if entry is None or entry["_at"] < since or entry.get("kind") == "feedback":
                 continue
         except TypeError:  # a timestamp without a timezone: not one the server wrote
             continue

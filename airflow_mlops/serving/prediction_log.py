@@ -40,7 +40,8 @@ def read_window(log_dir: str | Path, *, last_n: int | None = None, minutes: floa
     for entry in log_entries(log_dir):
         if entry is None:
             skipped += 1
-        elif "error" not in entry and model_version in (None, entry.get("model_version")):
+        elif "error" not in entry and entry.get("kind") != "feedback" \
+                and model_version in (None, entry.get("model_version")):
             entries.append(entry)  # not failed requests (the health check reads those), nor other versions'
     entries.sort(key=lambda e: e["_at"])
     if minutes is not None:

@@ -16,8 +16,13 @@ Requests (Seldon protocol, ``POST /api/v1.0/predictions``):
 Each row becomes a ``tf.Example`` for the model's ``serving_default`` signature. When the
 model ships ``assets.extra/feature_spec.json`` (the taxi module writes it), a missing
 required feature or a value of the wrong type is a 400 naming the feature and the row.
-Every request and its predictions, with the time and the model version, are appended to
-the prediction log that monitoring reads: ``<dir>/<YYYY-MM-DD>.jsonl`` for a local
+Every answer carries a request id in ``meta.puid`` (the client's own ``meta.puid`` is kept;
+otherwise a new one). Ground truth comes back later through Seldon's feedback endpoint
+(``POST /api/v1.0/feedback`` with ``{"request": {"meta": {"puid": ...}}, "truth": {"data":
+{"ndarray": [...]}}}``, one label per row of the request), or as outcome files (read by the
+quality check, not by the server). Every request and its predictions, with the time, the
+request id and the model version, and every feedback (``"kind": "feedback"``, the request id
+and its labels) are appended to the prediction log that monitoring reads: ``<dir>/<YYYY-MM-DD>.jsonl`` for a local
 directory, or objects ``<url>/<YYYY-MM-DD>/<host>-<pid>-<n>.jsonl`` on any fsspec location.
 """
 
@@ -38,6 +43,8 @@ log = logging.getLogger("airflow_mlops.serving")
 
 #: Rows per request above which the request is refused (413).
 DEFAULT_MAX_ROWS = 10_000
+#: The longest request id kept from a client (a longer one is refused: it is a key, not a payload).
+MAX_REQUEST_ID = 128
 
 
 class BadRequest(Exception):
@@ -46,6 +53,64 @@ class BadRequest(Exception):
     def __init__(self, message: str, status_code: int = 400) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+def request_id(request: Any) -> str:
+    """The client's ``meta.puid`` when it sent one, else a new id (pure: tested without TensorFlow)."""
+    import uuid
+
+    meta = request.get("meta") if isinstance(request, dict) else None
+    given = meta.get("puid") if isinstance(meta, dict) else None
+    if given in (None, ""):
+        return uuid.uuid4().hex
+    if not isinstance(given, str) or len(given) > MAX_REQUEST_ID or not given.isprintable():
+        raise BadRequest(f"meta.puid must be a printable string of at most {MAX_REQUEST_ID} characters "
+                         f"(the request id), got {str(given)[:40]!r}")
+    return given
+
+
+def _labels(truth: Any) -> list[Any]:
+    """One label per row from a Seldon message: ``data.ndarray`` (``[1, 0]`` or ``[[1], [0]]``), or
+    ``jsonData`` (a list of labels, or ``{"labels": [...]}``)."""
+    if not isinstance(truth, dict):
+        raise BadRequest("feedback.truth must be a Seldon message: {'data': {'ndarray': [label, ...]}}")
+    if "data" in truth:
+        data = truth["data"]
+        rows = data.get("ndarray") if isinstance(data, dict) else None
+        if rows is None and isinstance(data, dict) and isinstance(data.get("tensor"), dict):
+            rows = data["tensor"].get("values")
+    elif "jsonData" in truth:
+        rows = truth["jsonData"].get("labels") if isinstance(truth["jsonData"], dict) else truth["jsonData"]
+    else:
+        raise BadRequest("feedback.truth has neither 'data' nor 'jsonData': send {'data': {'ndarray': [label, ...]}}")
+    if not isinstance(rows, list) or not rows:
+        raise BadRequest("feedback.truth holds no labels: send one label per row of the request, in data.ndarray")
+    labels = []
+    for i, row in enumerate(rows):
+        label = row[0] if isinstance(row, list) and len(row) == 1 else row
+        if isinstance(label, bool) or not isinstance(label, (int, float, str)) or \
+                (isinstance(label, float) and not math.isfinite(label)):
+            raise BadRequest(f"feedback.truth row {i}: {row!r} is not a label (a number or a string)")
+        labels.append(label)
+    return labels
+
+
+def feedback_entry(feedback: Any) -> dict[str, Any]:
+    """What a Seldon feedback body says: ``{"request_id", "labels"}`` (pure: tested without TensorFlow).
+    The id is the prediction's ``meta.puid``, sent back in ``request.meta`` (or ``response.meta``)."""
+    if not isinstance(feedback, dict):
+        raise BadRequest("the feedback must be a JSON object with 'request' (its meta.puid) and 'truth'")
+    found = None
+    for part in ("request", "response"):
+        meta = (feedback.get(part) or {}).get("meta") if isinstance(feedback.get(part), dict) else None
+        if isinstance(meta, dict) and meta.get("puid"):
+            found = meta["puid"]
+            break
+    if found is None:
+        raise BadRequest("the feedback names no prediction: send the prediction's meta.puid (its request id) "
+                         "as request.meta.puid")
+    rid = request_id({"meta": {"puid": found}})
+    return {"request_id": rid, "labels": _labels(feedback.get("truth"))}
 
 
 def rows_from_request(request: Any, max_rows: int = DEFAULT_MAX_ROWS) -> list[dict[str, Any]]:
@@ -385,15 +450,17 @@ class TfxSavedModel:
         if active is None:
             raise SeldonMicroserviceException("no model version is loaded yet", status_code=503,
                                               reason="MODEL_NOT_READY")
+        rid = None
         try:
+            rid = request_id(request)
             records = rows_from_request(request, self.max_rows)
             check_types(records, active.spec)
             outputs = predict_records(active, records)
         except BadRequest as err:
-            self._log_error(active.version, err.status_code, str(err), started)
+            self._log_error(active.version, err.status_code, str(err), started, rid)
             raise SeldonMicroserviceException(str(err), status_code=err.status_code, reason="BAD_REQUEST") from None
         except Exception as err:  # the model failed: a 500, logged for the health check
-            self._log_error(active.version, 500, f"{type(err).__name__}: {err}", started)
+            self._log_error(active.version, 500, f"{type(err).__name__}: {err}", started, rid)
             raise
         names = sorted(outputs)
         non_finite = 0
@@ -405,7 +472,7 @@ class TfxSavedModel:
                         non_finite)
         rows = [[outputs[name][i] for name in names] for i in range(len(records))]
         elapsed_ms = (time.perf_counter() - started) * 1000
-        self._log(active.version, records, names, rows, elapsed_ms)
+        self._log(active.version, records, names, rows, elapsed_ms, rid)
         tags: dict[str, Any] = {"model_version": active.version, "deployment": self.deployment}
         version_tag = {"model_version": str(active.version)}
         if non_finite:
@@ -413,6 +480,7 @@ class TfxSavedModel:
         return {
             "data": {"names": names, "ndarray": rows},
             "meta": {
+                "puid": rid,
                 "tags": tags,
                 "metrics": [
                     {"type": "COUNTER", "key": "mlops_predictions", "value": len(records), "tags": version_tag},
@@ -424,14 +492,30 @@ class TfxSavedModel:
         }
 
     def _log(self, version: int, records: list[dict[str, Any]], names: list[str], rows: list[list[float]],
-             elapsed_ms: float) -> None:
-        self._write_log({"model_version": version, "instances": records, "names": names, "predictions": rows,
-                         "ms": round(elapsed_ms, 3)})
+             elapsed_ms: float, rid: str | None) -> None:
+        self._write_log({"model_version": version, "request_id": rid, "instances": records, "names": names,
+                         "predictions": rows, "ms": round(elapsed_ms, 3)})
 
-    def _log_error(self, version: int, status: int, message: str, started: float) -> None:
+    def _log_error(self, version: int, status: int, message: str, started: float, rid: str | None) -> None:
         """A failed request: its status and reason, no instances (the health check counts these)."""
-        self._write_log({"model_version": version, "status": status, "error": message[:500],
+        self._write_log({"model_version": version, "request_id": rid, "status": status, "error": message[:500],
                          "ms": round((time.perf_counter() - started) * 1000, 3)})
+
+    def send_feedback_raw(self, feedback: Any) -> Any:
+        """Seldon's feedback endpoint: the truth of an earlier prediction, by its request id, appended to the
+        prediction log (``"kind": "feedback"``) for the quality check to join; a malformed one is a 400."""
+        from google.protobuf import json_format
+        from seldon_core.flask_utils import SeldonMicroserviceException
+        from seldon_core.utils import json_to_seldon_message
+
+        body = feedback if isinstance(feedback, dict) else json_format.MessageToDict(feedback)
+        try:
+            entry = feedback_entry(body)
+        except BadRequest as err:
+            raise SeldonMicroserviceException(str(err), status_code=err.status_code, reason="BAD_REQUEST") from None
+        self._write_log({"kind": "feedback", **entry})
+        return json_to_seldon_message({"meta": {"puid": entry["request_id"],
+                                                "tags": {"feedback": "recorded", "labels": len(entry["labels"])}}})
 
     def _write_log(self, entry: dict[str, Any]) -> None:
         if not self.prediction_log:

@@ -40,6 +40,8 @@ def fixed_model_dir(model_uri: str, version: int) -> str:
 
 
 PREDICTION_PATHS = ("/predict", "/api/v1.0/predictions", "/api/v0.1/predictions")
+#: Seldon's feedback endpoints (ground truth of an earlier prediction, by its request id).
+FEEDBACK_PATHS = ("/send-feedback", "/api/v1.0/feedback", "/api/v0.1/feedback")
 
 
 def json_too_deep(body: bytes) -> bool:
@@ -98,7 +100,7 @@ def build_app(user_object, seldon_metrics):
 
     @app.before_request
     def refuse_what_cannot_be_a_prediction():  # client mistakes answered 4xx before seldon-core parses them
-        if request.path not in PREDICTION_PATHS:
+        if request.path not in PREDICTION_PATHS + FEEDBACK_PATHS:
             return None
         if request.method != "POST":
             response = _error(405, "METHOD_NOT_ALLOWED", f"{request.method} {request.path}: send the request "

@@ -97,3 +97,42 @@ def test_tf_error_summary_keeps_the_feature_line():
     message = "Graph execution error:\n\nDetected at node ParseExample\n  File ...\nName: <unknown>, Feature: fare (data type: float) is required but could not be found.\n\t [[{{node ParseExample}}]]"
     assert tf_error_summary(message) == "Feature: fare (data type: float) is required but could not be found."
     assert tf_error_summary("one\ntwo") == "two"
+
+
+def test_a_client_request_id_is_kept_and_one_is_made_otherwise():
+    from airflow_mlops.runtime_side.model_server.model import request_id
+
+    assert request_id({"meta": {"puid": "trip-42"}, "jsonData": {}}) == "trip-42"
+    made = {request_id({"jsonData": {}}) for _ in range(100)}
+    assert len(made) == 100 and all(len(r) == 32 for r in made)
+    for bad in (7, "x" * 129, "a\nb"):
+        with pytest.raises(BadRequest, match="meta.puid must be a printable string of at most 128"):
+            request_id({"meta": {"puid": bad}})
+
+
+@pytest.mark.parametrize("body, labels", [
+    ({"request": {"meta": {"puid": "r1"}}, "truth": {"data": {"ndarray": [1, 0]}}}, [1, 0]),
+    ({"request": {"meta": {"puid": "r1"}}, "truth": {"data": {"ndarray": [[1.0], [0.0]]}}}, [1.0, 0.0]),
+    ({"response": {"meta": {"puid": "r1"}}, "truth": {"jsonData": {"labels": ["Adelie"]}}}, ["Adelie"]),
+    ({"request": {"meta": {"puid": "r1"}}, "truth": {"data": {"tensor": {"shape": [1], "values": [3.5]}}}}, [3.5]),
+])
+def test_feedback_names_the_request_and_its_labels(body, labels):
+    from airflow_mlops.runtime_side.model_server.model import feedback_entry
+
+    assert feedback_entry(body) == {"request_id": "r1", "labels": labels}
+
+
+@pytest.mark.parametrize("body, message", [
+    ([1], "must be a JSON object"),
+    ({"truth": {"data": {"ndarray": [1]}}}, "names no prediction: send the prediction's meta.puid"),
+    ({"request": {"meta": {"puid": "r"}}}, "must be a Seldon message"),
+    ({"request": {"meta": {"puid": "r"}}, "truth": {"strData": "1"}}, "neither 'data' nor 'jsonData'"),
+    ({"request": {"meta": {"puid": "r"}}, "truth": {"data": {"ndarray": []}}}, "holds no labels"),
+    ({"request": {"meta": {"puid": "r"}}, "truth": {"data": {"ndarray": [[1, 2]]}}}, r"row 0: \[1, 2\] is not a label"),
+    ({"request": {"meta": {"puid": "r"}}, "truth": {"data": {"ndarray": [True]}}}, "row 0: True is not a label"),
+])
+def test_malformed_feedback_is_named(body, message):
+    from airflow_mlops.runtime_side.model_server.model import feedback_entry
+
+    with pytest.raises(BadRequest, match=message):
+        feedback_entry(body)
