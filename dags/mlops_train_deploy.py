@@ -23,6 +23,8 @@ back to the data span. Copy this file into your DAGs folder and edit it.
   drift in the served traffic (``mlops://chicago_taxi/retrain``); the event's ``data_root``
   is used when the run's own ``data_root`` is empty, and the newest span there is trained on.
   Trigger it from the UI for anything else.
+* **why_this_run**: records why the run trains (its XCom and log): ``drift`` or ``decay`` (the
+  retrain event's reason, with its reports), ``new data`` (the data Asset), or ``manual``.
 * **deploy / wait_for_serving**: the pushed version is served by the seldon-core model server
   as deployment ``deployment_name`` (locally: a long-lived server on 127.0.0.1 whose URL the
   deploy task logs); a running deployment switches to the new version without a restart or a
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Asset, Param, task
 
 from airflow_mlops.evaluation import DIRECTIONS, MODEL_TYPES
 from airflow_mlops.operators.seldon import SeldonDeployOperator
@@ -49,7 +51,7 @@ from airflow_mlops.operators.tfx import (
     TransformOperator,
 )
 from airflow_mlops.sensors.seldon import SeldonDeploymentSensor
-from airflow_mlops.utils.assets import asset_event_extra, data_uri, retrain_uri
+from airflow_mlops.utils.assets import asset_event_extra, data_uri, retrain_uri, run_reason
 
 PIPELINE = "chicago_taxi"  # the assets below name it: keep it equal to the pipeline_name default
 NEW_DATA, RETRAIN = Asset(data_uri(PIPELINE)), Asset(retrain_uri(PIPELINE))
@@ -139,5 +141,14 @@ with DAG(
         task_id="wait_for_serving", deployment_name="{{ params.deployment_name }}",
         model_version="{{ ti.xcom_pull(task_ids='deploy')['version'] }}", poke_interval=5, timeout=600,
     )
+    @task
+    def why_this_run(triggering_asset_events=None, dag_run=None) -> dict:
+        """Why this run trains: drift, decay (the retrain request), new data, or manual."""
+        run_type = getattr(getattr(dag_run, "run_type", None), "value", None) or str(getattr(dag_run, "run_type", ""))
+        found = run_reason(triggering_asset_events, run_type or "manual")
+        print(f"this run trains because of: {found['reason']}" + (f" ({found['event']})" if found["event"] else ""))
+        return found
+
+    why_this_run()
     example_validator >> transform  # train only on data that passed validation
     pusher >> deploy >> wait_for_serving

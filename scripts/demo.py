@@ -10,15 +10,18 @@ Alibi Detect:
    rejected by ExampleValidator, every anomaly listed; nothing after it runs;
 3. **normal traffic**: 1,000 held-out trips are sent to the deployment; ``mlops_monitor``
    finds it healthy and finds no drift (so no retraining is requested);
-4. **drifted traffic**: a new span lands (synthetic: a new fare schedule, longer trips and
-   swapped payment codes, see ``airflow_mlops/utils/taxi_spans.py``) and its trips are sent
-   to the deployment; ``mlops_monitor`` finds drift and updates the Asset
-   ``mlops://chicago_taxi/retrain`` with the report;
+4. **drifted traffic, then its ground truth**: a new span lands (synthetic: a new fare schedule,
+   longer trips and swapped payment codes, see ``airflow_mlops/utils/taxi_spans.py``) and its
+   trips are sent to the deployment; later their truth (who tipped) arrives as an outcome file
+   keyed by the request ids the server returned; ``mlops_monitor`` finds drift and finds v1's
+   quality decayed (AUC far below the value v1 was blessed with), and updates the Asset
+   ``mlops://chicago_taxi/retrain`` with both reports;
 5. **retraining**: ``mlops_train_deploy`` runs with the event's ``data_root`` (under a
    scheduler the Asset event starts that run by itself: ``tests/integration/test_closed_loop.py``),
    trains on the newest span, is evaluated against the blessed v1 on the new data, and v2 is
    deployed without a restart;
-6. **after the change**: the same traffic checked against v2's training data: no drift.
+6. **after the change**: the same traffic checked against v2's training data: no drift; its
+   truth, sent back through the server's feedback endpoint, finds v2's quality ok.
 
 Progress is printed as it goes (stage, DAG run, task, where the full logs are), then a
 summary: model versions and their metrics and lineage, the drift checks with p-values and
@@ -61,7 +64,8 @@ DEPLOYMENT, PIPELINE = "chicago-taxi", "chicago_taxi"
 ECHO = ("reference schema", "split train:", "split eval:", "  - split", "metrics:", "BLESSED", "NOT blessed",
         "serves model version", "nothing to do", "model version", "not pushing", "baseline:",
         "eval binary accuracy", "DRIFT in", "no drift in", "is healthy", "is unhealthy", "reference:",
-        "window:", "no drift (", "not enough traffic")
+        "window:", "no drift (", "not enough traffic", "joined ", ": DECAYED", ": OK (", ": OK", "INSUFFICIENT_LABELS",
+        "this run trains because of")
 
 
 def run_dag(label: str, dag_id: str, conf: dict) -> tuple[int, str, str]:
@@ -122,8 +126,9 @@ def broken_span(dest: Path, sample: Path) -> Path:
     return dest
 
 
-def send_traffic(rows: list[dict[str, str]], count: int, seed: int) -> int:
-    """POST ``count`` of ``rows`` (typed as the served model expects) to the deployment, 20 per request."""
+def send_traffic(rows: list[dict[str, str]], count: int, seed: int) -> list[tuple[str, list[dict[str, str]]]]:
+    """POST ``count`` of ``rows`` (typed as the served model expects) to the deployment, 20 per request;
+    ``(request id the server answered with, the rows)`` of each request."""
     import random
     import urllib.request
 
@@ -134,14 +139,67 @@ def send_traffic(rows: list[dict[str, str]], count: int, seed: int) -> int:
     spec = json.loads((Path(dep.model_path) / "assets.extra" / "feature_spec.json").read_text())
     chosen = random.Random(seed).sample(rows, min(count, len(rows)))
     records = [typed_record(row, spec) for row in chosen]
+    sent = []
     for start in range(0, len(records), 20):
         body = json.dumps({"jsonData": {"instances": records[start:start + 20]}}).encode()
         request = urllib.request.Request(f"{dep.url}/api/v1.0/predictions", data=body,
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
+            sent.append((json.loads(response.read())["meta"]["puid"], chosen[start:start + 20]))
+    say(f"  sent {len(records)} trips in {len(sent)} requests to {dep.url} (model version {dep.version})")
+    return sent
+
+
+def big_tipper(row: dict[str, str]) -> int | None:
+    """The truth the taxi module learns: the tip was more than 20 % of the fare (None when unknown)."""
+    try:
+        return int(float(row["tips"]) > 0.2 * float(row["fare"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def truth_as_outcome_file(sent: list[tuple[str, list[dict[str, str]]]], name: str) -> int:
+    """The truth of the sent trips, as a labelling system delivers it: a CSV under the feedback root."""
+    from airflow_mlops.hooks.seldon import SeldonHook
+
+    path = Path(SeldonHook(mlops_conn_id=None).feedback_root) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [(rid, row, label) for rid, rows in sent for row, trip in enumerate(rows)
+             if (label := big_tipper(trip)) is not None]
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([("request_id", "row", "label"), *lines])
+    say(f"  the truth of {len(lines)} trips arrived: {path}")
+    return len(lines)
+
+
+def truth_through_feedback(sent: list[tuple[str, list[dict[str, str]]]]) -> int:
+    """The truth of the sent trips, through the model server's feedback endpoint (one call per request)."""
+    import urllib.request
+
+    from airflow_mlops.hooks.seldon import SeldonHook
+
+    dep = SeldonHook(mlops_conn_id=None).get_deployment(DEPLOYMENT)
+    count = 0
+    for rid, rows in sent:
+        labels = [big_tipper(trip) for trip in rows]
+        if None in labels:
+            continue
+        body = json.dumps({"request": {"meta": {"puid": rid}}, "truth": {"data": {"ndarray": labels}}}).encode()
+        request = urllib.request.Request(f"{dep.url}/api/v1.0/feedback", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
-    say(f"  sent {len(records)} trips in {(len(records) + 19) // 20} requests to {dep.url} (model version {dep.version})")
-    return len(records)
+        count += len(labels)
+    say(f"  the truth of {count} trips sent to {dep.url}/api/v1.0/feedback")
+    return count
+
+
+def quality_report(run_id: str) -> dict:
+    from airflow_mlops.hooks.runtime import RuntimeHook
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+    path = RuntimeHook(mlops_conn_id=None).state_dir / "quality" / DEPLOYMENT / f"quality-{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def drift_report(run_id: str) -> dict:
@@ -171,7 +229,8 @@ def must(ok: bool, message: str) -> None:
         raise SystemExit(1)
 
 
-def summary(runs: dict[str, str], checks: list[tuple[str, dict]], event: dict | None) -> None:
+def summary(runs: dict[str, str], checks: list[tuple[str, dict]], qualities: list[tuple[str, dict]],
+            event: dict | None) -> None:
     from airflow_mlops.hooks.runtime import RuntimeHook
     from airflow_mlops.hooks.seldon import SeldonHook
     from airflow_mlops.utils.model_registry import ModelRegistry
@@ -195,9 +254,21 @@ def summary(runs: dict[str, str], checks: list[tuple[str, dict]], event: dict | 
         print(f"  {label:<26} model v{r['model_version']}, {r['window_size']} served vs {r['reference_size']} training "
               f"records: {'DRIFT' if r['is_drift'] else 'no drift'}; lowest p: {p}")
         print(f"  {'':<26} report {r['report']}" + (f"\n  {'':<26} plot   {r['report_png']}" if r.get("report_png") else ""))
+    print("\nquality checks (served predictions joined with the truth that arrived):")
+    for label, q in qualities:
+        for name, v in sorted((q.get("versions") or {}).items()):
+            value = "n/a" if v["value"] is None else f"{v['value']:.4f}"
+            blessed = "n/a" if v["blessed_value"] is None else f"{v['blessed_value']:.4f}"
+            drop = "" if v.get("drop") is None else f", drop {v['drop']:+.4f}"
+            print(f"  {label:<26} model v{name}: {v['metric']} {value} on {v['samples']} labelled rows (blessed "
+                  f"{blessed}{drop}): {v['status'].upper()}")
+        if q.get("report"):
+            print(f"  {'':<26} report {q['report']}\n  {'':<26} plot   {q['plot']}")
     if event:
-        print(f"\nAsset event #{event['id']} {event['uri']}: drifted {event['extra'].get('drifted_features')}, "
-              f"data_root {event['extra'].get('data_root')}")
+        extra = event["extra"]
+        print(f"\nAsset event #{event['id']} {event['uri']}: retraining requested because of {extra.get('reason')} "
+              f"(drifted {extra.get('drifted_features')}; decayed versions {sorted(extra.get('decayed_versions') or [])}), "
+              f"data_root {extra.get('data_root')}")
     ref = ReferenceSchemaStore(hook.schema_store_dir).current(PIPELINE)
     if ref:
         print(f"reference schema: v{ref.version} at {ref.schema_file} (from run {ref.meta.get('run_id')})")
@@ -252,6 +323,7 @@ def main() -> int:
     normal_traffic, new_span = rows[9000:10500], shifted(rows[10500:])
     runs: dict[str, str] = {}
     checks: list[tuple[str, dict]] = []
+    qualities: list[tuple[str, dict]] = []
 
     say(f"[1/6] train and deploy v1: span 1 of the taxi sample (9,000 trips) in {spans}")
     code, runs["train"], log = run_dag("1-train-v1", TRAIN, {"data_root": str(spans)})
@@ -268,31 +340,41 @@ def main() -> int:
     code, runs["monitor_normal"], log = run_dag("3-monitor-normal", MONITOR, {"data_root": str(spans)})
     must(code == 0, f"monitoring failed; see {log}")
     checks.append(("normal traffic", drift_report(runs["monitor_normal"])))
+    qualities.append(("normal traffic", quality_report(runs["monitor_normal"])))
     must(checks[-1][1].get("is_drift") is False, f"drift reported on normal traffic; see {log}")
+    must(qualities[-1][1].get("status") == "insufficient_labels", "quality judged without any truth")
     must(retrain_event(runs["monitor_normal"]) is None, "a retraining was requested without drift")
 
     say(f"[4/6] a new span lands ({len(new_span)} trips: fares +40 %, trips +50 %, payment codes swapped) "
         "and its trips are served")
     write_span(spans, 2, header, new_span)
-    send_traffic(new_span, 1000, seed=2)
+    sent = send_traffic(new_span, 1000, seed=2)
+    truth_as_outcome_file(sent, "span-2-truth.csv")
     code, runs["monitor_drift"], log = run_dag("4-monitor-drift", MONITOR, {"data_root": str(spans)})
     must(code == 0, f"monitoring failed; see {log}")
     checks.append(("new span's traffic", drift_report(runs["monitor_drift"])))
+    qualities.append(("new span's traffic", quality_report(runs["monitor_drift"])))
     event = retrain_event(runs["monitor_drift"])
     must(bool(checks[-1][1].get("is_drift")) and event is not None, f"drift not found or no retrain event; see {log}")
-    say(f"  Asset event {event['uri']} (#{event['id']}): retrain on {event['extra']['data_root']}")
+    v1 = (qualities[-1][1].get("versions") or {}).get("1") or {}
+    must(v1.get("status") == "decayed", f"v1's decay on the new span was not found ({v1.get('status')}); see {log}")
+    say(f"  v1 decayed: {v1['metric']} {v1['value']:.4f} vs {v1['blessed_value']:.4f} when blessed "
+        f"(drop {v1['drop']:.4f}, {v1['samples']} labelled trips)")
+    say(f"  Asset event {event['uri']} (#{event['id']}): retrain because of {event['extra']['reason']}, "
+        f"on {event['extra']['data_root']}")
 
     say("[5/6] retraining on the newest span, evaluated against v1, deployed when better")
     code, runs["retrain"], log = run_dag("5-retrain", TRAIN, {"data_root": event["extra"]["data_root"]})
     must(code == 0, f"the retraining run failed; see {log}")
 
     say("[6/6] the same kind of traffic, checked against v2's training data")
-    send_traffic(new_span, 1000, seed=3)
+    truth_through_feedback(send_traffic(new_span, 1000, seed=3))
     code, runs["monitor_after"], log = run_dag("6-monitor-v2", MONITOR, {"data_root": str(spans)})
     must(code == 0, f"monitoring failed; see {log}")
     checks.append(("after retraining", drift_report(runs["monitor_after"])))
+    qualities.append(("after retraining", quality_report(runs["monitor_after"])))
 
-    summary(runs, checks, event)
+    summary(runs, checks, qualities, event)
     print(f"done in {time.monotonic() - started:.0f} s")
     return 0
 

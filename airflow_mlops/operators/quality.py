@@ -88,7 +88,7 @@ class BaseModelQualityOperator(BaseOperator):
                 raise MlopsException(f"{self.task_id}: {err}") from None
         root = self.feedback_root or self.seldon.feedback_root
         report = model_quality(dep.prediction_log, gate, blessed=blessed, feedback_root=root, minutes=minutes,
-                               prediction_key=self.prediction_key or None)
+                               prediction_key=self.prediction_key or None, serving=dep.version)
         stamp = re.sub(r"[^A-Za-z0-9_.-]", "_", context.get("run_id") or datetime.now(timezone.utc).isoformat())
         report["deployment"], report["feedback_root"] = dep.name, root
         report.update(write_report(report, self.seldon.runtime_hook.state_dir / "quality" / dep.name, stamp))
@@ -123,8 +123,10 @@ class ModelQualityOperator(BaseModelQualityOperator):
     and the sample size), ``ok``, or ``insufficient_labels`` (fewer than ``min_labels``: said,
     never a false alarm), per-version details and the join's counts (labels of unknown requests,
     duplicates, malformed rows: ignored and counted). A JSON report and an SVG plot of the metric
-    over time per version are written to ``{state_dir}/quality/<deployment>/``. The task succeeds
-    whatever the status; the monitor DAG turns ``decayed`` into a retraining request.
+    over time per version are written to ``{state_dir}/quality/<deployment>/``. ``status`` is the
+    version the deployment serves now (an older version's decay is reported, not acted on: it no
+    longer serves). The task succeeds whatever the status; the monitor DAG turns ``decayed`` into a
+    retraining request.
 
     :param deployment_name: the deployment whose predictions are judged (templated).
     :param model_type: ``binary``, ``multiclass`` or ``regression`` (templated).

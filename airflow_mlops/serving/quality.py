@@ -355,14 +355,15 @@ def _buckets(rows: list[tuple[Served, Any]], count: int) -> list[tuple[datetime,
 
 def model_quality(log_dir: str, gate: QualityGate, *, blessed: dict[int, float | None],
                   feedback_root: str | None = None, minutes: float | None = None,
-                  prediction_key: str | None = None, now: datetime | None = None,
+                  prediction_key: str | None = None, now: datetime | None = None, serving: int | None = None,
                   points: int = 12) -> dict[str, Any]:
     """Join the deployment's predictions of the window with the labels that arrived and judge each
     model version (``blessed``: version → the metric's value it was blessed with, None when unknown).
 
-    The result: ``status`` (``decayed`` if any version decayed, else ``ok`` if any is judged, else
-    ``insufficient_labels``), ``versions`` (per version: value, samples, blessed value, drop, status,
-    reason, ``series`` of the metric over the window), and the join's counts.
+    The result: ``status`` (that of the version the deployment ``serving`` now, whose decay calls for
+    retraining; without ``serving``: ``decayed`` if any version decayed, else ``ok`` if any is judged,
+    else ``insufficient_labels``), ``versions`` (per version: value, samples, blessed value, drop,
+    status, reason, ``series`` of the metric over the window), and the join's counts.
     """
     spec = gate.spec
     since = None if minutes is None else (now or datetime.now(timezone.utc)) - timedelta(minutes=minutes)
@@ -390,9 +391,12 @@ def model_quality(log_dir: str, gate: QualityGate, *, blessed: dict[int, float |
                                   "served_rows": sum(1 for r in rows if r.version == version),
                                   "blessed_value": blessed.get(version), **verdict, "series": series}
     statuses = [v["status"] for v in versions.values()]
-    status = "decayed" if "decayed" in statuses else "ok" if "ok" in statuses else "insufficient_labels"
+    if serving is not None:
+        status = versions[str(serving)]["status"] if str(serving) in versions else "insufficient_labels"
+    else:
+        status = "decayed" if "decayed" in statuses else "ok" if "ok" in statuses else "insufficient_labels"
     return {
-        "status": status, "metric": spec.name, "higher_is_better": spec.higher_is_better,
+        "status": status, "serving": serving, "metric": spec.name, "higher_is_better": spec.higher_is_better,
         "model_type": gate.model_type, "max_drop": gate.max_drop, "floor": gate.floor, "min_labels": gate.min_labels,
         "window_minutes": minutes, "versions": versions,
         "join": {"served_rows": len(rows), "rows_without_request_id": without_id, "labels_received": labels.received,

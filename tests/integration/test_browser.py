@@ -23,7 +23,7 @@ DAG_ID = "mlops_train_deploy"
 #: what the test changes in the form; every other param keeps its default
 CHANGED = {"num_workers": 1, "train_steps": 100, "pipeline_name": "browser_taxi", "deployment_name": "browser-test"}
 TASKS = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
-         "Pusher", "deploy", "wait_for_serving"]
+         "Pusher", "deploy", "wait_for_serving", "why_this_run"]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 # without the background-networking flags chromium's own connections are refused on a closed network
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -104,7 +104,7 @@ def test_a_checkpoint_killed_while_written_leaves_the_previous_one_to_resume_fro
     """The shipped module's checkpoints, in the TFX runtime: a kill while step 800's weights are
     written (half a file on disk) must leave step 400 loadable, weights and all."""
     script = Path(__file__).parent / "scripts" / "checkpoint_check.py"
-    package_parent = str(Path(modules.__file__).parents[2])  # airflow_mlops/, as the runtime hook gives it
+    package_parent = str(Path(modules.__file__).parents[3])  # airflow_mlops/runtime_side/modules: the repo
     command, env = runtime_command(tfx_runtime, ["python", str(script), str(tmp_path / "ckpt")],
                                    env={"PYTHONPATH": package_parent, "TF_CPP_MIN_LOG_LEVEL": "2"},
                                    binds=[package_parent, str(script.parent), str(tmp_path)])

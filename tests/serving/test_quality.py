@@ -196,3 +196,11 @@ def test_the_report_and_its_plot(traffic, tmp_path):
 def test_the_plot_escapes_names():
     report = {"metric": "<script>", "versions": {}}
     assert "<script>" not in quality_svg(report) and "&lt;script&gt;" in quality_svg(report)
+
+
+def test_the_status_is_that_of_the_version_serving_now(traffic):
+    common = dict(blessed={1: 0.8, 2: 0.8}, feedback_root=str(traffic["outcomes"]), now=NOW)
+    gate = QualityGate(min_labels=20)
+    assert model_quality(str(traffic["log"]), gate, serving=2, **common)["status"] == "ok"  # v1's decay: history
+    assert model_quality(str(traffic["log"]), gate, serving=1, **common)["status"] == "decayed"
+    assert model_quality(str(traffic["log"]), gate, serving=3, **common)["status"] == "insufficient_labels"
