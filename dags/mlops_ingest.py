@@ -13,13 +13,21 @@ asks for the data directory, the pipeline name and an optional curated schema.
 * A span of pipeline ``chicago_taxi`` that passed validation updates the Asset
   ``mlops://chicago_taxi/data`` (extra: ``data_root``, ``span``), on which
   ``mlops_train_deploy`` is scheduled: new data gets a model trained on it.
+
+**Event-driven ingest** (Airflow 3 ``AssetWatcher``): when ``[mlops] data_root`` (or
+``WATCHED_DATA_ROOT`` below) names a directory or an fsspec URL, this DAG is scheduled on the
+Asset ``mlops://chicago_taxi/landing``, watched by
+:class:`~airflow_mlops.triggers.spans.NewSpanTrigger` in the triggerer: each new ``span-<N>/``
+that lands there (with data, no longer changing) starts a run for that span, with no DAG run
+polling for files. Without a watched directory the DAG runs when triggered (from the UI, the
+API, or another schedule you give it).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Asset, AssetWatcher, Param, conf, task
 
 from airflow_mlops.operators.tfx import (
     CsvExampleGenOperator,
@@ -27,16 +35,22 @@ from airflow_mlops.operators.tfx import (
     SchemaGenOperator,
     StatisticsGenOperator,
 )
-from airflow_mlops.utils.assets import data_uri
+from airflow_mlops.triggers.spans import NewSpanTrigger
+from airflow_mlops.utils.assets import asset_event_extra, data_uri, landing_uri
 
 PIPELINE = "chicago_taxi"  # new validated data of this pipeline updates its data Asset
 NEW_DATA = Asset(data_uri(PIPELINE))
+#: Where new spans land, watched by the triggerer (empty: no watcher, the DAG runs when triggered).
+WATCHED_DATA_ROOT = conf.get("mlops", "data_root", fallback="")
+LANDED = Asset(landing_uri(PIPELINE), watchers=[AssetWatcher(
+    name=f"{PIPELINE}_new_span", trigger=NewSpanTrigger(data_root=WATCHED_DATA_ROOT, poll_interval=30.0))]) \
+    if WATCHED_DATA_ROOT else None
 
 with DAG(
     dag_id="mlops_ingest",
     description="Ingest a CSV span with TFX and validate it against the reference schema",
     doc_md=__doc__,
-    schedule=None,
+    schedule=LANDED,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -75,6 +89,7 @@ with DAG(
             description="Path of a schema.pbtxt to validate against; empty for the pipeline's reference schema.",
         ),
     },
+    user_defined_macros={"asset_event_extra": asset_event_extra},
     default_args={
         "pipeline_name": "{{ params.pipeline_name }}",
         "retries": 1,
@@ -83,9 +98,9 @@ with DAG(
 ) as dag:
     example_gen = CsvExampleGenOperator(
         task_id="CsvExampleGen",
-        input_base="{{ params.data_root or '' }}",
+        input_base="{{ params.data_root or asset_event_extra(triggering_asset_events, 'data_root') }}",
         input_pattern="{{ params.input_pattern }}",
-        span="{{ params.span }}",
+        span="{{ params.span if params.span is not none else asset_event_extra(triggering_asset_events, 'span') }}",
     )
     statistics_gen = StatisticsGenOperator(task_id="StatisticsGen", examples=example_gen)
     schema_gen = SchemaGenOperator(
@@ -102,7 +117,8 @@ with DAG(
 
         if params["pipeline_name"] != PIPELINE:
             raise AirflowSkipException(f"pipeline {params['pipeline_name']!r} has no data Asset (only {PIPELINE!r})")
-        extra = {"data_root": params["data_root"] or "", "span": examples.get("span"), "pipeline": PIPELINE}
+        data_root = params["data_root"] or WATCHED_DATA_ROOT  # a run the watcher started ingests from there
+        extra = {"data_root": data_root, "span": examples.get("span"), "pipeline": PIPELINE}
         outlet_events[NEW_DATA].extra = extra
         return extra
 

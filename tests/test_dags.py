@@ -106,3 +106,17 @@ def test_dag_file_imports_no_ml_library(dag_file):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     loaded = [m for m in result["modules"] if m.split(".")[0] in ML_MODULES]
     assert loaded == []
+
+
+def test_ingest_is_event_driven_when_a_data_directory_is_watched(tmp_path, monkeypatch):
+    """With [mlops] data_root set, mlops_ingest is scheduled on the landing Asset, watched by NewSpanTrigger."""
+    from airflow_mlops.triggers.spans import NewSpanTrigger
+
+    manual = DagBag(dag_folder=str(DAGS / "mlops_ingest.py")).dags["mlops_ingest"]
+    assert type(manual.timetable).__name__ == "NullTimetable"  # no data_root: runs when triggered
+    monkeypatch.setenv("AIRFLOW__MLOPS__DATA_ROOT", str(tmp_path / "landing"))
+    dag = DagBag(dag_folder=str(DAGS / "mlops_ingest.py")).dags["mlops_ingest"]
+    asset = dag.timetable.asset_condition
+    assert asset.uri == "mlops://chicago_taxi/landing"
+    (watcher,) = asset.watchers
+    assert isinstance(watcher.trigger, NewSpanTrigger) and watcher.trigger.data_root == str(tmp_path / "landing")

@@ -11,6 +11,11 @@ def retrain_uri(pipeline_name: str) -> str:
     return f"mlops://{pipeline_name}/retrain"
 
 
+def landing_uri(pipeline_name: str) -> str:
+    """The Asset whose watcher announces each new ``span-<N>/`` landing in the data directory (event-driven ingest)."""
+    return f"mlops://{pipeline_name}/landing"
+
+
 def data_uri(pipeline_name: str) -> str:
     """The Asset updated when a new span of the pipeline's data has been ingested and validated."""
     return f"mlops://{pipeline_name}/data"

@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -201,6 +202,68 @@ def test_trigger_reports_served_and_failed_versions(state):
     classpath, kwargs = SeldonDeploymentTrigger(dep.url, version=2).serialize()
     assert classpath == "airflow_mlops.triggers.seldon.SeldonDeploymentTrigger"
     assert SeldonDeploymentTrigger(**kwargs).url == dep.url
+
+
+def post_to(url: str, path: str, body) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def test_request_ids_feedback_and_outcome_files_give_the_quality_of_the_served_version(state, monkeypatch):
+    """Predictions carry request ids (a client's is kept); truth through the feedback endpoint and an outcome
+    file; the quality check's metric equals AUC computed independently on the same rows; nothing is lost."""
+    from airflow_mlops.operators.quality import ModelQualityOperator
+
+    dep = state["hook"].get_deployment(NAME)
+    with open(state["csv"], newline="") as handle:
+        trips = list(csv.DictReader(handle))[3000:3200]
+    spec = json.loads((Path(dep.model_path) / "assets.extra" / "feature_spec.json").read_text())
+    truth = [int(float(t["tips"]) > 0.2 * float(t["fare"])) for t in trips]
+    sent = []
+    for n in range(10):
+        body = {"jsonData": {"instances": [typed_record(t, spec) for t in trips[n * 20:n * 20 + 20]]}}
+        if n == 0:
+            body["meta"] = {"puid": "client-chosen-0"}
+        code, answer = post_to(dep.url, "/api/v1.0/predictions", body)
+        assert code == 200, answer
+        sent.append((answer["meta"]["puid"], [row[0] for row in answer["data"]["ndarray"]], truth[n * 20:n * 20 + 20]))
+    assert sent[0][0] == "client-chosen-0" and len({rid for rid, _, _ in sent}) == 10
+    for rid, _, labels in sent[:5]:  # half the truth through Seldon's feedback endpoint
+        code, answer = post_to(dep.url, "/api/v1.0/feedback",
+                               {"request": {"meta": {"puid": rid}}, "truth": {"data": {"ndarray": labels}}})
+        assert code == 200 and answer["meta"]["tags"]["feedback"] == "recorded", answer
+    code, answer = post_to(dep.url, "/api/v1.0/feedback", {"truth": {"data": {"ndarray": [1]}}})
+    assert code == 400 and "names no prediction: send the prediction's meta.puid" in json.dumps(answer)
+    code, _ = post_to(dep.url, "/api/v1.0/feedback", {"request": {"meta": {"puid": "never-served"}},
+                                                      "truth": {"data": {"ndarray": [1]}}})
+    assert code == 200  # recorded; the check counts it as an unknown request
+    feedback_root = state["state_dir"] / "truth"
+    feedback_root.mkdir(parents=True, exist_ok=True)
+    lines = ["request_id,row,label"] + [f"{rid},{i},{y}" for rid, _, labels in sent[5:] for i, y in enumerate(labels)]
+    lines += [f"{sent[5][0]},0,{1 - sent[5][2][0]}", "no-such-request,0,1", f"{sent[6][0]},x,1"]
+    (feedback_root / "batch-1.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("AIRFLOW__MLOPS__STATE_DIR", str(state["state_dir"]))
+    result = ModelQualityOperator(task_id="quality", deployment_name=NAME, min_labels=50,
+                                  feedback_root=str(feedback_root)).execute({"run_id": "it_quality"})
+    mine = [(score, y) for _, scores, labels in sent for score, y in zip(scores, labels)]
+    positives = [s for s, y in mine if y == 1]
+    negatives = [s for s, y in mine if y == 0]
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in positives for n in negatives) / (
+        len(positives) * len(negatives))
+    served = result["versions"][str(dep.version)]  # earlier tests' rows of this version have no truth: left out
+    assert served["samples"] == 200 and result["join"]["labelled_rows"] == 200
+    assert served["value"] == pytest.approx(expected, abs=1e-9) and result["serving"] == dep.version
+    assert result["join"]["unknown_ids"] == 2 and result["join"]["duplicates"] == 1
+    assert result["join"]["malformed"] == 1 and "row 'x' is not a whole number" in result["join"]["malformed_places"][0]
+    assert Path(result["report"]).is_file() and Path(result["plot"]).read_text().startswith("<svg")
+    logged = {json.loads(line).get("request_id") for f in Path(dep.prediction_log).glob("*.jsonl")
+              for line in f.read_text().splitlines()}
+    assert {rid for rid, _, _ in sent} <= logged  # every request, with its id, in the prediction log
 
 
 @pytest.mark.parametrize("raw, body, status, message", [
