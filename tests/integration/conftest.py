@@ -101,17 +101,21 @@ def standalone(request, tmp_path, tfx_runtime):
     """``airflow standalone`` on a free port with the repository's DAGs, healthy, with a REST token.
 
     Parametrize it indirectly with the names of further runtimes its runs need, built before
-    Airflow starts: ``@pytest.mark.parametrize("standalone", [("serving",)], indirect=True)``.
-    On teardown Airflow is stopped, then every model server its runs deployed.
+    Airflow starts: ``@pytest.mark.parametrize("standalone", [("serving",)], indirect=True)``, or
+    with ``{"runtimes": (...), "env": {...}}`` for Airflow settings too (``{tmp_path}`` in a value is
+    the test's directory). On teardown Airflow is stopped, then every model server its runs deployed.
     """
-    for name in getattr(request, "param", ()):
+    param = getattr(request, "param", ())
+    runtimes, extra = (param.get("runtimes", ()), param.get("env", {})) if isinstance(param, dict) else (param, {})
+    for name in runtimes:
         request.getfixturevalue(f"{name}_runtime")
     port = free_port()
     home, state_dir = tmp_path / "home", tmp_path / "state"
     env = airflow_env(home, state_dir, AIRFLOW__API__PORT=str(port), AIRFLOW__API__HOST="127.0.0.1",
                       AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
                       AIRFLOW__CORE__PARALLELISM="2", AIRFLOW__API__WORKERS="1",
-                      AIRFLOW__SCHEDULER__PARSING_PROCESSES="1", AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5")
+                      AIRFLOW__SCHEDULER__PARSING_PROCESSES="1", AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+                      **{k: v.format(tmp_path=tmp_path) for k, v in extra.items()})
     log_path = tmp_path / "standalone.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
