@@ -118,7 +118,8 @@ with DAG(
         if params["pipeline_name"] != PIPELINE:
             raise AirflowSkipException(f"pipeline {params['pipeline_name']!r} has no data Asset (only {PIPELINE!r})")
         data_root = params["data_root"] or WATCHED_DATA_ROOT  # a run the watcher started ingests from there
-        extra = {"data_root": data_root, "span": examples.get("span"), "pipeline": PIPELINE}
+        artifact = ((examples.get("outputs") or {}).get("examples") or [{}])[0]  # the span CsvExampleGen ingested
+        extra = {"data_root": data_root, "span": artifact.get("span"), "pipeline": PIPELINE}
         outlet_events[NEW_DATA].extra = extra
         return extra
 
