@@ -168,6 +168,12 @@ HOROVOD_TRAINER = Component(
     outputs=("model", "model_run"), module_functions=("run_fn",),
 )
 LATEST_BLESSED_MODEL_RESOLVER = Component("LatestBlessedModelResolver", outputs=("model", "model_blessing"))
+#: The validated spans a training run trains on (a companion node of Transform).
+TRAINING_WINDOW_RESOLVER = Component(
+    "TrainingWindowResolver",
+    args=(Arg("examples_node", str, required=True), Arg("last_spans", int, minimum=1), Arg("since_span", int, minimum=0)),
+    outputs=("examples",),
+)
 EVALUATOR = Component(
     "Evaluator", inputs={"examples": "examples", "model": "model", "baseline_model": "model"},
     optional_inputs=frozenset({"baseline_model"}),
@@ -188,5 +194,5 @@ PUSHER = Component(
 #: Every component the provider runs, by name.
 COMPONENTS: dict[str, Component] = {c.name: c for c in (
     CSV_EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, IMPORT_SCHEMA_GEN, EXAMPLE_VALIDATOR, TRANSFORM, HOROVOD_TRAINER,
-    LATEST_BLESSED_MODEL_RESOLVER, EVALUATOR, PUSHER,
+    LATEST_BLESSED_MODEL_RESOLVER, TRAINING_WINDOW_RESOLVER, EVALUATOR, PUSHER,
 )}

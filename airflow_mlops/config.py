@@ -95,6 +95,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "Where model servers log every request and prediction (monitoring reads it): a directory or any "
         "fsspec URL (s3://…, gs://… with s3fs/gcsfs in the serving runtime). Empty means {state_dir}/predictions.",
     ),
+    "training_spans": (
+        "1",
+        "How many of the newest validated spans Transform and the Trainer train on (1: the span of the run only). "
+        "A run's trigger form can ask for more, or for every span since a given one.",
+    ),
     "feedback_root": (
         "",
         "Where ground-truth outcome files land (*.csv or *.jsonl with request_id, label and optionally row), "

@@ -51,6 +51,7 @@ class MlopsSettings:
     pip_offline: str = "False"
     pip_spec_indexes: str = "True"
     prediction_log: str = ""
+    training_spans: int = 1
     feedback_root: str = ""
     kubernetes_conn_id: str = "kubernetes_default"
     kubernetes_namespace: str = ""

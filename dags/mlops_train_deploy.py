@@ -7,7 +7,9 @@ back to the data span. Copy this file into your DAGs folder and edit it.
 * **Data**: as in ``mlops_ingest``: a CSV directory (or ``span-<N>/`` sub-directories),
   empty for the Chicago taxi sample; anomalies against the reference schema stop the run.
 * **Transform / Trainer**: your TFX module file (``preprocessing_fn``, ``run_fn``), or the
-  taxi module shipped with the provider. The Trainer runs ``num_workers`` Horovod workers
+  taxi module shipped with the provider. They train on the run's span, or on a **training
+  window**: the newest ``training_spans`` spans, or every span since ``since_span``, among the
+  spans the data gate accepted (recorded in ML Metadata as Transform's inputs). The Trainer runs ``num_workers`` Horovod workers
   (data parallel, Gloo); a retry resumes from the run's last checkpoint.
 * **Evaluator**: TFMA on the eval split, for the ``model_type`` (binary, multiclass,
   regression). The model is blessed when the chosen metric reaches the threshold (at least it,
@@ -76,6 +78,11 @@ with DAG(
                              description="A schema.pbtxt to validate against; empty for the pipeline's reference schema."),
         "module_file": Param("", type=["null", "string"], title="Module file",
                              description="Python file with preprocessing_fn and run_fn; empty for the shipped taxi module."),
+        "training_spans": Param(None, type=["null", "integer"], minimum=1, title="Train on the last N spans",
+                                description="Among the spans validation accepted (this run's included). Empty: "
+                                "[mlops] training_spans (1: this run's span only)."),
+        "since_span": Param(None, type=["null", "integer"], minimum=0, title="Train on every span since",
+                            description="Empty: no lower bound (with the setting above, the narrower wins)."),
         "num_workers": Param(2, type="integer", minimum=1, maximum=64, title="Horovod workers"),
         "train_steps": Param(1000, type="integer", minimum=1, title="Training steps (shared by the workers)"),
         "model_type": Param("binary", type="string", enum=list(MODEL_TYPES), title="Model type",
@@ -118,8 +125,11 @@ with DAG(
                                    reference_schema="{{ params.schema_path or '' }}")
     example_validator = ExampleValidatorOperator(task_id="ExampleValidator", statistics=statistics_gen,
                                                  schema=schema_gen)
-    transform = TransformOperator(task_id="Transform", examples=example_gen, schema=schema_gen,
-                                  module_file="{{ params.module_file or '' }}")
+    transform = TransformOperator(
+        task_id="Transform", examples=example_gen, schema=schema_gen, module_file="{{ params.module_file or '' }}",
+        training_spans="{{ params.training_spans if params.training_spans is not none else '' }}",
+        since_span="{{ params.since_span if params.since_span is not none else '' }}",
+    )
     trainer = HorovodTrainerOperator(
         task_id="Trainer", examples=transform, transform_graph=transform, schema=schema_gen,
         module_file="{{ params.module_file or '' }}", num_workers="{{ params.num_workers }}",

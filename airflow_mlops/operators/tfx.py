@@ -210,6 +210,19 @@ class TfxComponentOperator(BaseOperator):
         except ComponentArgumentError as err:
             raise InvalidArgumentError(f"{self.task_id}: {err}") from None
 
+    def upstream_nodes(self, context: Any = None) -> list[dict[str, Any]]:
+        """This node and its companions as another task's pipeline spec holds them: rendered as this
+        task will render them where that is possible (params), else as they are (their shape only)."""
+        if context is not None:
+            try:
+                with self._rendered(context):
+                    return [self.node_spec(target=False), *self.companion_nodes()]
+            except InvalidArgumentError:
+                raise
+            except Exception:  # noqa: BLE001 - not renderable here (an upstream result): the shape suffices
+                pass
+        return [self.node_spec(target=False, context=context), *self.companion_nodes()]
+
     def pipeline_spec(self, hook: RuntimeHook, context: Any = None) -> dict[str, Any]:
         """This node and every TFX node upstream of it, as the runtime's JSON pipeline spec."""
         nodes = [self.node_spec(target=True), *self.companion_nodes()]
@@ -225,8 +238,7 @@ class TfxComponentOperator(BaseOperator):
             task = self.dag.get_task(task_id)
             if not isinstance(task, TfxComponentOperator):
                 raise MlopsException(f"{self.task_id}: its input task {task_id!r} is not a TFX component operator")
-            nodes.append(task.node_spec(target=False, context=context))
-            nodes.extend(task.companion_nodes())
+            nodes.extend(task.upstream_nodes(context))
             pending.extend(ref["node"] for ref in task.tfx_inputs.values())
         return {
             "pipeline_name": self.pipeline_name,
@@ -619,9 +631,25 @@ class ExampleValidatorOperator(TfxComponentOperator):
             self.log.error(message)
             raise DataValidationError(message, anomalies)
         self.log.info("no anomalies: the data matches the schema")
+        self._mark_validated(context)
         if self.keep_reference_schema:
             self._maybe_keep_reference(context, result)
         return result
+
+    def _mark_validated(self, context: Any) -> None:
+        """Record in ML Metadata that the data gate accepted these examples: training windows take only such spans."""
+        statistics = context["ti"].xcom_pull(task_ids=self.tfx_inputs["statistics"]["node"]) or {}
+        examples = ((statistics.get("inputs") or {}).get("examples") or [{}])[0]
+        if "id" not in examples:
+            self.log.warning("the statistics task's result names no examples artifact: not marked as validated")
+            return
+        metadata = self.hook.metadata
+        binds = [os.path.dirname(metadata["sqlite"])] if "sqlite" in metadata else []
+        marked = self.hook.run_step("mlmd.mark_validated", {"metadata": metadata, "artifact_id": examples["id"],
+                                                            "run_id": context["run_id"]},
+                                    context=self.step_context(context), binds=binds)
+        self.log.info("examples artifact %s (span %s) marked as validated in ML Metadata: training windows may "
+                      "train on it", marked["artifact_id"], marked["span"])
 
     def _maybe_keep_reference(self, context: Any, result: dict[str, Any]) -> None:
         schema_task = self.tfx_inputs["schema"]["node"]
@@ -686,10 +714,21 @@ class TransformOperator(_ModuleFileMixin, TfxComponentOperator):
     :param schema: the schema operator (or its task id).
     :param module_file: a Python file with ``preprocessing_fn(inputs)`` (templated). Default:
         the taxi module shipped with the provider (``airflow_mlops/runtime_side/modules/taxi.py``).
+    :param training_spans: train on the newest N validated spans of the pipeline, not only the
+        span of this run (templated; default ``[mlops] training_spans``, 1).
+    :param since_span: train on every validated span from this one on (templated; with
+        ``training_spans``, the narrower of the two).
+
+    With a window, a resolver run in this task (``<task_id>.training_window``) picks among the
+    pipeline's Examples artifacts in ML Metadata those the data gate accepted (the newest
+    artifact of each span), and Transform analyzes and transforms all of them: the Trainer trains
+    on every span of the window, and ML Metadata records each as an input of Transform. The
+    Evaluator still evaluates on the run's own (newest) span.
     """
 
     definition = components.TRANSFORM
-    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "module_file")
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "module_file", "training_spans",
+                                      "since_span")
 
     def __init__(
         self,
@@ -697,19 +736,58 @@ class TransformOperator(_ModuleFileMixin, TfxComponentOperator):
         examples: TfxComponentOperator | str,
         schema: TfxComponentOperator | str,
         module_file: str | None = None,
+        training_spans: int | str | None = None,
+        since_span: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.module_file = module_file
+        self.training_spans = training_spans
+        self.since_span = since_span
         self._wire_input("examples", examples)
         self._wire_input("schema", schema)
 
     def component_args(self) -> dict[str, Any]:
         return {"module_file": self._module_file()}
 
+    @property
+    def window_node_id(self) -> str:
+        return f"{self.task_id}.training_window"
+
+    def window(self) -> dict[str, Any] | None:
+        """The training window's resolver arguments; None for the run's own span only (no resolver)."""
+        if any("{{" in str(value) for value in (self.training_spans, self.since_span)):
+            return None  # another task's spec, where this one's params could not be rendered: shape only
+        last = self.training_spans if self.training_spans not in (None, "", "None") else self.hook.settings.training_spans
+        args = {"examples_node": self.tfx_inputs["examples"]["node"], "last_spans": last,
+                "since_span": self.since_span}
+        typed = self.node_args(components.TRAINING_WINDOW_RESOLVER, args, target=True)
+        if typed["last_spans"] in (None, 1) and typed["since_span"] is None:
+            return None
+        return typed
+
+    def companion_nodes(self) -> list[dict[str, Any]]:
+        window = self.window()
+        if window is None:
+            return []
+        return [{"id": self.window_node_id, "component": components.TRAINING_WINDOW_RESOLVER.name, "inputs": {},
+                 "args": window, "companion_of": self.task_id}]
+
+    def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
+        spec = super().node_spec(target=target, context=context)
+        if self.window() is not None:
+            spec["inputs"]["examples"] = {"node": self.window_node_id, "output": "examples"}
+        return spec
+
     def validate_args(self) -> None:
         super().validate_args()
+        self.window()
         self._validate_module_file()
+
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
+        spans = sorted({a["span"] for a in (result.get("inputs") or {}).get("examples") or [] if "span" in a})
+        self.log.info("analyzed and transformed span(s) %s", ", ".join(map(str, spans)) or "of this run")
+        return {**result, "training_spans": spans}
 
 
 class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):

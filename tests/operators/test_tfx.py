@@ -519,3 +519,69 @@ def test_trainer_gpus_need_the_kubernetes_backend(state_dir):
         op.validate_args()
     HorovodTrainerOperator(task_id="tr", pipeline_name="p", examples="tf", transform_graph="tf", schema="sc",
                            gpus_per_worker=0).validate_args()
+
+
+def test_no_training_window_by_default_transform_reads_the_run_s_own_span(train_ops):
+    spec = train_ops.tf.pipeline_spec(RuntimeHook(mlops_conn_id=None))
+    nodes = {n["id"]: n for n in spec["nodes"]}
+    assert "tf.training_window" not in nodes
+    assert nodes["tf"]["inputs"]["examples"] == {"node": "eg", "output": "examples"}
+
+
+def test_a_training_window_resolves_validated_spans_in_transform_s_task(train_ops):
+    train_ops.tf.training_spans = "{{ params.spans }}"
+    context = {"params": {"spans": 3}, "run_id": "r"}
+    with train_ops.tf._rendered(context):
+        spec = train_ops.tf.pipeline_spec(RuntimeHook(mlops_conn_id=None), context)
+    nodes = {n["id"]: n for n in spec["nodes"]}
+    assert nodes["tf.training_window"] == {"id": "tf.training_window", "component": "TrainingWindowResolver",
+                                           "inputs": {}, "companion_of": "tf",
+                                           "args": {"examples_node": "eg", "last_spans": 3, "since_span": None}}
+    assert nodes["tf"]["inputs"]["examples"] == {"node": "tf.training_window", "output": "examples"}
+    # the Trainer's task renders Transform's params as Transform's own task does: the same pipeline shape
+    trainer_nodes = {n["id"]: n for n in train_ops.tr.pipeline_spec(RuntimeHook(mlops_conn_id=None), context)["nodes"]}
+    assert trainer_nodes["tf"]["inputs"]["examples"]["node"] == "tf.training_window"
+    assert train_ops.tf.training_spans == "{{ params.spans }}"  # left as it was
+
+
+def test_the_window_default_comes_from_the_settings_and_since_span_narrows_it(train_ops, clean_mlops_env):
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__TRAINING_SPANS", "4")
+    tf = TransformOperator(task_id="tf2", pipeline_name="p", examples="eg", schema="sc", since_span=7)
+    assert tf.window() == {"examples_node": "eg", "last_spans": 4, "since_span": 7}
+    one = TransformOperator(task_id="tf3", pipeline_name="p", examples="eg", schema="sc", training_spans=1)
+    assert one.window() is None  # 1 is the run's own span: no resolver
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"training_spans": 0}, "tf: last_spans must be >= 1, got 0"),
+    ({"training_spans": "many"}, "tf: last_spans must be an integer, got 'many'"),
+    ({"since_span": -2}, "tf: since_span must be >= 0, got -2"),
+])
+def test_a_bad_window_is_named_before_anything_runs(state_dir, kwargs, message):
+    tf = TransformOperator(task_id="tf", pipeline_name="p", examples="eg", schema="sc", **kwargs)
+    with pytest.raises(InvalidArgumentError, match=message):
+        tf.validate_args()
+
+
+def test_accepted_data_is_marked_validated_in_ml_metadata(ops, monkeypatch):
+    calls = []
+
+    def run_step(self, step, params, **kwargs):
+        calls.append((step, params))
+        return {"artifact_id": params["artifact_id"], "span": 4}
+
+    monkeypatch.setattr(RuntimeHook, "run_step", run_step)
+
+    class TI:
+        def xcom_pull(self, task_ids):
+            return {"inputs": {"examples": [{"id": 17, "span": 4}]}} if task_ids == "sg" else {}
+
+    ops.ev.keep_reference_schema = False
+    ops.ev.finish({"ti": TI(), "run_id": "r1"}, {"anomalies": []}, {})
+    assert calls == [("mlmd.mark_validated", {"metadata": RuntimeHook(mlops_conn_id=None).metadata, "artifact_id": 17,
+                                              "run_id": "r1"})]
+    calls.clear()
+    with pytest.raises(DataValidationError):  # rejected data is never marked
+        ops.ev.finish({"ti": TI(), "run_id": "r2"}, {"anomalies": [
+            {"split": "train", "feature": "f", "kind": "k", "severity": "ERROR", "description": "d"}]}, {})
+    assert calls == []

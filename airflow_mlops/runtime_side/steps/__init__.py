@@ -16,6 +16,7 @@ STEPS: dict[str, str] = {
     "tfx.relax_schema": "airflow_mlops.runtime_side.steps.tfx_schema:relax_schema",
     "mlmd.lineage": "airflow_mlops.runtime_side.steps.mlmd:lineage",
     "mlmd.training_examples": "airflow_mlops.runtime_side.steps.mlmd:training_examples",
+    "mlmd.mark_validated": "airflow_mlops.runtime_side.steps.mlmd:mark_validated",
     "tensorboard.scalars": "airflow_mlops.runtime_side.steps.tensorboard:scalars",
     "serving.direct_predict": "airflow_mlops.runtime_side.steps.serving:direct_predict",
     "serving.client_predict": "airflow_mlops.runtime_side.steps.serving:client_predict",

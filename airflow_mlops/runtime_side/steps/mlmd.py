@@ -39,6 +39,25 @@ def lineage(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     return {"pipeline_name": pipeline_name, "run_id": run_id, "executions": executions}
 
 
+def mark_validated(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Mark Examples artifact ``params["artifact_id"]`` as accepted by the data gate (``mlops_validated``,
+    with the run that accepted it): training windows take only such spans."""
+    from ml_metadata.metadata_store import metadata_store
+
+    from airflow_mlops.runtime_side.steps.training_window import VALIDATED
+
+    store = metadata_store.MetadataStore(metadata_connection_config(params["metadata"]))
+    found = store.get_artifacts_by_id([int(params["artifact_id"])])
+    if not found:
+        raise StepError(f"ML Metadata has no artifact {params['artifact_id']}")
+    artifact = found[0]
+    artifact.custom_properties[VALIDATED].int_value = 1
+    artifact.custom_properties[f"{VALIDATED}_run"].string_value = str(params.get("run_id") or "")
+    store.put_artifacts([artifact])
+    span = artifact.custom_properties["span"].int_value if "span" in artifact.custom_properties else None
+    return {"artifact_id": artifact.id, "span": span}
+
+
 def _producer(store, artifact_id: int):
     """The execution that output ``artifact_id``, or None."""
     from ml_metadata.proto import metadata_store_pb2
@@ -79,22 +98,27 @@ def training_examples(params: dict[str, Any], context: dict[str, Any]) -> dict[s
     examples = _inputs(store, trainer, "examples")
     if not examples:
         raise StepError(f"the Trainer execution {trainer} of model {model_id} has no input examples")
-    artifact = examples[0]
-    transform = _producer(store, artifact.id)
+    artifacts = [examples[0]]
+    transform = _producer(store, examples[0].id)
     raw = _inputs(store, transform, "examples") if transform is not None else []
-    if raw:  # the Trainer read Transform's output: go one step further back, to the raw data
-        artifact = raw[0]
+    if raw:  # the Trainer read Transform's output: go one step further back, to the raw data (every span)
+        artifacts = sorted(raw, key=lambda a: a.custom_properties["span"].int_value
+                           if "span" in a.custom_properties else 0)
+    artifact = artifacts[-1]  # the newest span
     split = params.get("split") or "train"
-    files = sorted(glob.glob(os.path.join(artifact.uri, f"Split-{split}", "*")))
-    if not files:
-        raise StepError(f"examples artifact {artifact.id} has no split {split!r} at {artifact.uri}")
+    per_span = [sorted(glob.glob(os.path.join(a.uri, f"Split-{split}", "*"))) for a in artifacts]
+    if not all(per_span):
+        missing = [a.id for a, found in zip(artifacts, per_span) if not found]
+        raise StepError(f"examples artifact(s) {missing} have no split {split!r}")
     keep = set(params.get("features") or [])
     max_rows = int(params.get("max_rows") or 20000)
+    share = max(1, max_rows // len(per_span))  # a training window: every span in the reference, equally
+    records = [r for files in per_span for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(share)]
     written = 0
     os.makedirs(os.path.dirname(params["dest"]) or ".", exist_ok=True)
     tmp = params["dest"] + ".tmp"
     with open(tmp, "w") as out:
-        for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(max_rows):
+        for record in records:
             example = tf.train.Example.FromString(record.numpy())
             row: dict[str, Any] = {}
             for name, feature in example.features.feature.items():
@@ -108,5 +132,6 @@ def training_examples(params: dict[str, Any], context: dict[str, Any]) -> dict[s
             written += 1
     os.replace(tmp, params["dest"])
     span = artifact.custom_properties["span"].int_value if "span" in artifact.custom_properties else None
-    return {"examples_artifact_id": artifact.id, "uri": artifact.uri, "span": span, "records": written,
-            "trainer_execution_id": trainer, "dest": params["dest"]}
+    spans = [a.custom_properties["span"].int_value for a in artifacts if "span" in a.custom_properties]
+    return {"examples_artifact_id": artifact.id, "uri": artifact.uri, "span": span, "spans": spans,
+            "records": written, "trainer_execution_id": trainer, "dest": params["dest"]}

@@ -138,7 +138,13 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         # Companion nodes (a resolver picking the baseline model) run first, in the same task.
         for companion in (n for n in spec["nodes"] if n.get("companion_of") == node_id):
             log.info("running companion node %s (%s) of %s", companion["id"], companion["component"], node_id)
-            launch(companion["id"])
+            try:
+                launch(companion["id"])
+            except Exception as err:  # a resolver that finds nothing usable (e.g. no validated span) says why
+                rejected = rejection(err)
+                if rejected is not None:
+                    raise StepError(f"{companion['component']}: {rejected}", kind="InvalidInput") from None
+                raise
         log.info("running TFX node %s (%s) in pipeline run %s", node_id, node_spec["component"], run_id)
         launch_error: BaseException | None = None
         try:

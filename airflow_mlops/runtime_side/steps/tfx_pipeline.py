@@ -234,6 +234,21 @@ def _latest_blessed_model_resolver(inputs, args, target):
     )
 
 
+@builder(components.TRAINING_WINDOW_RESOLVER)
+def _training_window_resolver(inputs, args, target):
+    from tfx.dsl.components.common import resolver
+    from tfx.types import Channel, standard_artifacts
+
+    from airflow_mlops.runtime_side.steps.window_strategy import TrainingWindowStrategy
+
+    return resolver.Resolver(
+        strategy_class=TrainingWindowStrategy,
+        config={"last_spans": args["last_spans"], "since_span": args["since_span"]},
+        examples=Channel(type=standard_artifacts.Examples, producer_component_id=args["examples_node"],
+                         output_key="examples"),
+    )
+
+
 def eval_config(args: dict[str, Any]):
     """The TFMA EvalConfig of the Evaluator: the user's file (``eval_config_path``), or one built for the
     model type with one gated metric (per-class metrics of a multi-class model are added by the executor, which
