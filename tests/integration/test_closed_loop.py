@@ -1,6 +1,7 @@
-"""The closed loop under a real scheduler (`airflow standalone`, template DAGs): drifted traffic →
-``mlops_monitor`` finds drift → Asset event → the scheduler starts ``mlops_train_deploy`` →
-retrained on the newest span → evaluated against the served model → the new version is deployed."""
+"""The closed loop under a real scheduler (`airflow standalone`, template DAGs): drifted traffic, then
+its ground truth → ``mlops_monitor`` finds drift and v1's quality decayed → Asset event → the scheduler
+starts ``mlops_train_deploy`` → retrained on a window of spans (1 and 2) → evaluated against the served
+model → the new version is deployed → its quality on the new span's truth is ok."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from airflow_mlops.utils.model_registry import ModelRegistry
 from airflow_mlops.utils.taxi_spans import shifted, taxi_rows, write_span
 
 from .conftest import call
-from .test_serving import post
+from .test_serving import post, post_to
 
 pytestmark = pytest.mark.integration
 TRAIN, MONITOR, DEPLOYMENT, PIPELINE = "mlops_train_deploy", "mlops_monitor", "chicago-taxi", "chicago_taxi"
@@ -47,10 +48,18 @@ def runs_of(s, dag_id: str) -> list[dict]:
     return call(f"{s.base}/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after", s.token)[1].get("dag_runs", [])
 
 
-def send(dep, records: list[dict]) -> None:
+def send(dep, records: list[dict]) -> list[str]:
+    """POST the records 20 a request; the request ids the server answered with."""
+    ids = []
     for start in range(0, len(records), 20):
         status, body = post(dep.url, {"jsonData": {"instances": records[start:start + 20]}})
         assert status == 200, body
+        ids.append(body["meta"]["puid"])
+    return ids
+
+
+def tipped(row: dict) -> int:
+    return int(float(row["tips"]) > 0.2 * float(row["fare"]))
 
 
 @pytest.mark.parametrize("standalone", [("serving",)], indirect=True)
@@ -60,8 +69,10 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
     spans = s.tmp_path / "data"
     write_span(spans, 1, header, rows[:9000])  # enough trips to cover (99 % of) the categories of later spans
     # where new data lands, as a user sets it: the mlops_default connection's extra
+    # and how many spans training takes: the newest two validated ones
     status, body = call(f"{s.base}/api/v2/connections", s.token, {
-        "connection_id": "mlops_default", "conn_type": "mlops", "extra": json.dumps({"data_root": str(spans)})})
+        "connection_id": "mlops_default", "conn_type": "mlops",
+        "extra": json.dumps({"data_root": str(spans), "training_spans": 2})})
     assert status == 201, body
     for dag_id in (TRAIN, MONITOR):
         wait_for(f"{dag_id} parsed", lambda d=dag_id: call(f"{s.base}/api/v2/dags/{d}", s.token)[0] == 200, 180, 3)
@@ -81,7 +92,13 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
     new_span = shifted(rows[10500:])
     write_span(spans, 2, header, new_span)
     spec = json.loads((Path(dep.model_path) / "assets.extra" / "feature_spec.json").read_text())
-    send(dep, [typed_record(row, spec) for row in new_span[:600]])
+    served = [row for row in new_span[:600] if row["fare"] and row["tips"]]
+    ids = send(dep, [typed_record(row, spec) for row in served])
+    # later, the truth of those trips lands as an outcome file (who tipped), keyed by the request ids
+    truth = s.state_dir / "feedback" / "span-2.csv"
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    truth.write_text("request_id,row,label\n" + "".join(
+        f"{ids[i // 20]},{i % 20},{tipped(row)}\n" for i, row in enumerate(served)))
 
     # monitoring, on its schedule: unpaused, the scheduler runs it for the latest interval
     assert call(f"{s.base}/api/v2/dags/{MONITOR}", s.token, {"is_paused": False}, method="PATCH")[0] == 200
@@ -96,7 +113,9 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
         call(f"{s.base}/api/v2/assets/events?source_dag_id={MONITOR}", s.token)), 120, 2)
     assert len(events) == 1 and events[0]["uri"] == f"mlops://{PIPELINE}/retrain"
     extra = events[0]["extra"]
-    assert extra["reason"] == "drift" and extra["model_version"] == 1
+    assert extra["reason"] == "drift, decay" and extra["model_version"] == 1, extra
+    decayed = extra["decayed_versions"]["1"]
+    assert decayed["samples"] == len(served) and decayed["value"] < decayed["blessed_value"] - 0.05, decayed
     assert {"fare", "trip_miles"} <= set(extra["drifted_features"]) and Path(extra["report"]).is_file()
 
     # the scheduler starts the retraining on the event; v2 is blessed against v1 and deployed
@@ -114,4 +133,29 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
     found = tfx.run_step("mlmd.training_examples", {
         "metadata": tfx.metadata, "model_artifact_id": versions[1].model_artifact_id, "features": ["fare"],
         "max_rows": 10, "dest": str(s.tmp_path / "v2-reference.jsonl")}, binds=[str(s.state_dir), str(s.tmp_path)])
-    assert found["span"] == 2
+    assert found["span"] == 2 and found["spans"] == [1, 2]  # the training window: both validated spans
+    status, transformed = call(f"{s.base}/api/v2/dags/{TRAIN}/dagRuns/{retrain['dag_run_id']}/taskInstances/Transform/"
+                               "xcomEntries/return_value", s.token)
+    assert status == 200 and transformed["value"]["training_spans"] == [1, 2], transformed
+    status, why = call(f"{s.base}/api/v2/dags/{TRAIN}/dagRuns/{retrain['dag_run_id']}/taskInstances/why_this_run/"
+                       "xcomEntries/return_value", s.token)
+    assert status == 200 and why["value"]["reason"] == "drift, decay", why
+
+    # v2 serves the new span's trips; their truth comes back through the feedback endpoint: quality ok
+    dep = seldon.get_deployment(DEPLOYMENT)
+    later = [row for row in new_span[600:1200] if row["fare"] and row["tips"]]
+    ids = send(dep, [typed_record(row, spec) for row in later])
+    for n, rid in enumerate(ids):
+        status, body = post_to(dep.url, "/api/v1.0/feedback", {"request": {"meta": {"puid": rid}}, "truth": {
+            "data": {"ndarray": [tipped(row) for row in later[n * 20:n * 20 + 20]]}}})
+        assert status == 200, body
+    status, run = call(f"{s.base}/api/v2/dags/{MONITOR}/dagRuns", s.token, {"logical_date": None, "conf": {}})
+    assert status == 200, run
+    state, tasks = finished_run(s, MONITOR, run["dag_run_id"], timeout=600)
+    assert state == "success" and tasks["request_retraining"] == "skipped", tasks
+    status, quality = call(f"{s.base}/api/v2/dags/{MONITOR}/dagRuns/{run['dag_run_id']}/taskInstances/check_quality/"
+                           "xcomEntries/return_value", s.token)
+    assert status == 200, quality
+    v2 = quality["value"]["versions"]["2"]
+    assert quality["value"]["status"] == "ok" and quality["value"]["serving"] == 2, v2
+    assert v2["samples"] == len(later) and v2["value"] >= v2["blessed_value"] - 0.05, v2
