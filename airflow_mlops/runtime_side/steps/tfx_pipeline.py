@@ -243,7 +243,8 @@ def _training_window_resolver(inputs, args, target):
 
     return resolver.Resolver(
         strategy_class=TrainingWindowStrategy,
-        config={"last_spans": args["last_spans"], "since_span": args["since_span"]},
+        # the IR keeps parameters, not None: an absent bound is left out
+        config={k: args[k] for k in ("last_spans", "since_span") if args[k] is not None},
         examples=Channel(type=standard_artifacts.Examples, producer_component_id=args["examples_node"],
                          output_key="examples"),
     )
