@@ -5,7 +5,8 @@ The runs of this module share one state directory and run in order:
    "deploy" task reads it;
 2. the Pusher task is retried: it publishes nothing new;
 3. a threshold the model cannot reach: not blessed, Pusher and deploy skipped, the log says why;
-4. a barely trained model against the blessed baseline: not blessed because it is worse.
+4. a barely trained model against the blessed baseline: not blessed because it is worse;
+5. span 2 (the same distribution) lands: a training window of 2 spans trains on spans 1 and 2.
 """
 
 from __future__ import annotations
@@ -108,3 +109,18 @@ def test_model_worse_than_the_blessed_baseline_is_not_pushed(state):
     assert states["Pusher"] == "skipped" and states["deploy"] == "skipped", states
     assert "below the blessed baseline model's 0." in log and "allowed drop: 0" in log
     assert [v.version for v in registry(state).versions()] == [1]
+
+
+def test_a_training_window_trains_on_every_validated_span_of_the_window(state, taxi_csv):
+    write_slice(taxi_csv, state["data"] / "span-2" / "data.csv", 1000, 2000)
+    log, run_id, states = run(state, eval_threshold=0.5, max_regression=0.1, training_spans=2)
+    assert set(states.values()) == {"success"}, states
+    assert "training window: spans [1, 2]" in log and "analyzed and transformed span(s) 1, 2" in log
+    runs = lineage(state, run_id, pipeline=PIPELINE)
+    assert runs["Transform.training_window"]["state"] == "COMPLETE"  # ran inside the Transform task
+    window = runs["Transform"]["inputs"]["examples"]
+    assert sorted(a["span"] for a in window) == [1, 2]  # ML Metadata records both spans as Transform's inputs
+    assert len(runs["Trainer"]["inputs"]["examples"]) == 2  # one transformed examples artifact per span
+    own = runs["CsvExampleGen"]["outputs"]["examples"][0]
+    assert own["span"] == 2 and [a["id"] for a in runs["Evaluator"]["inputs"]["examples"]] == [own["id"]]
+    assert [v.version for v in registry(state).versions()][-1] == 2

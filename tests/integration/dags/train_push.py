@@ -22,14 +22,15 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     params={"pipeline_name": "it_push", "data_root": "", "num_workers": 2, "train_steps": 200,
-            "eval_metric": "AUC", "eval_threshold": 0.5, "max_regression": 0.0},
+            "eval_metric": "AUC", "eval_threshold": 0.5, "max_regression": 0.0, "training_spans": None},
     default_args={"pipeline_name": "{{ params.pipeline_name }}", "retries": 0},
 ):
     gen = CsvExampleGenOperator(task_id="CsvExampleGen", input_base="{{ params.data_root }}")
     stats = StatisticsGenOperator(task_id="StatisticsGen", examples=gen)
     schema = SchemaGenOperator(task_id="SchemaGen", statistics=stats)
     validator = ExampleValidatorOperator(task_id="ExampleValidator", statistics=stats, schema=schema)
-    transform = TransformOperator(task_id="Transform", examples=gen, schema=schema)
+    transform = TransformOperator(task_id="Transform", examples=gen, schema=schema,
+                                  training_spans="{{ params.training_spans or '' }}")
     trainer = HorovodTrainerOperator(
         task_id="Trainer", examples=transform, transform_graph=transform, schema=schema,
         num_workers="{{ params.num_workers }}", train_steps="{{ params.train_steps }}", eval_steps=5,
