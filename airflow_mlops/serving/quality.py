@@ -188,7 +188,7 @@ def read_labels(feedback_root: str | None, log_dir: str | None) -> Labels:
 
 # ---------------------------------------------------------------------------------------------- the join
 
-@dataclass
+@dataclass(slots=True)
 class Served:
     """One served row: when, by which version, what it predicted."""
 
