@@ -100,15 +100,16 @@ with DAG(
         feedback_root="{{ params.feedback_root or '' }}",
     )
 
-    @task(outlets=[RETRAIN])
-    def request_retraining(drift: dict, quality: dict, params: dict, outlet_events=None) -> dict:
+    # all_done: a check that failed (its own alert) does not keep the other's finding from requesting retraining
+    @task(outlets=[RETRAIN], trigger_rule="all_done")
+    def request_retraining(drift: dict | None, quality: dict | None, params: dict, outlet_events=None) -> dict:
         """Update the retrain Asset with why (drift, decay) and the reports; skipped (no event) otherwise."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         extra = retraining_request(drift, quality, params["data_root"] or "")
         if extra is None:
-            raise AirflowSkipException(f"no drift ({drift.get('status')}), no decay ({quality.get('status')}): "
-                                       "nothing to retrain")
+            raise AirflowSkipException(f"no drift ({(drift or {}).get('status', 'check failed')}), no decay "
+                                       f"({(quality or {}).get('status', 'check failed')}): nothing to retrain")
         outlet_events[RETRAIN].extra = extra
         return extra
 

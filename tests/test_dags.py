@@ -69,6 +69,7 @@ def test_monitor_dag_shape(dagbag):
                      "check_quality": "ModelQualityOperator", "request_retraining": "_PythonDecoratedOperator"}
     assert dag.get_task("detect_drift").downstream_task_ids == {"request_retraining"}
     assert dag.get_task("check_quality").downstream_task_ids == {"request_retraining"}
+    assert dag.get_task("request_retraining").trigger_rule == "all_done"  # one failed check does not block the other
     assert not dag.get_task("health").downstream_task_ids  # a health alert does not stop the drift check
     assert [o.uri for o in dag.get_task("request_retraining").outlets] == ["mlops://chicago_taxi/retrain"]
     assert dag.schedule is not None and not dag.catchup
