@@ -87,8 +87,11 @@ class BaseModelQualityOperator(BaseOperator):
             except ModelRegistryError as err:
                 raise MlopsException(f"{self.task_id}: {err}") from None
         root = self.feedback_root or self.seldon.feedback_root
-        report = model_quality(dep.prediction_log, gate, blessed=blessed, feedback_root=root, minutes=minutes,
-                               prediction_key=self.prediction_key or None, serving=dep.version)
+        try:
+            report = model_quality(dep.prediction_log, gate, blessed=blessed, feedback_root=root, minutes=minutes,
+                                   prediction_key=self.prediction_key or None, serving=dep.version)
+        except QualitySpecError as err:
+            raise InvalidArgumentError(f"{self.task_id}: {err}") from None
         stamp = re.sub(r"[^A-Za-z0-9_.-]", "_", context.get("run_id") or datetime.now(timezone.utc).isoformat())
         report["deployment"], report["feedback_root"] = dep.name, root
         report.update(write_report(report, self.seldon.runtime_hook.state_dir / "quality" / dep.name, stamp))

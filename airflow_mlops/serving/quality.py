@@ -42,7 +42,7 @@ MAX_PLACES = 10
 
 
 class QualitySpecError(ValueError):
-    """The quality check's arguments do not fit together; the message says what to set."""
+    """The quality check's arguments do not fit together or with the served model; the message says what to set."""
 
 
 def check_quality_metric(model_type: str, metric: str | None) -> Metric:
@@ -220,7 +220,10 @@ def served_rows(log_dir: str, since: datetime | None, prediction_key: str | None
         except TypeError:  # a timestamp without a timezone: not one the server wrote
             continue
         names = entry.get("names") or []
-        column = names.index(prediction_key) if prediction_key and prediction_key in names else 0
+        if prediction_key and prediction_key not in names:
+            raise QualitySpecError(f"prediction_key {prediction_key!r} is not an output of the served model (its "
+                                   f"outputs: {', '.join(names) or 'none'}); leave it empty for the first")
+        column = names.index(prediction_key) if prediction_key else 0
         for i, values in enumerate(predictions):
             value = values[column] if isinstance(values, list) and values else values
             rows.append(Served(entry["_at"], int(entry.get("model_version") or 0), rid, i, value))

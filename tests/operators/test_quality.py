@@ -73,6 +73,8 @@ def test_a_floor_and_another_feedback_root(deployment, tmp_path):
     ({"min_labels": "many"}, "q: min_labels must be an integer, got 'many'"),
     ({"max_drop": -1}, "q: max_drop must be >= 0, got -1"),
     ({"window_minutes": "soon"}, "q: window_minutes must be a number, got 'soon'"),
+    ({"prediction_key": "logits"}, "q: prediction_key 'logits' is not an output of the served model \\(its outputs: "
+                                   "probabilities\\)"),
 ])
 def test_bad_arguments_are_named(deployment, kwargs, message):
     with pytest.raises(InvalidArgumentError, match=message):
