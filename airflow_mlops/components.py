@@ -168,6 +168,10 @@ HOROVOD_TRAINER = Component(
     outputs=("model", "model_run"), module_functions=("run_fn",),
 )
 LATEST_BLESSED_MODEL_RESOLVER = Component("LatestBlessedModelResolver", outputs=("model", "model_blessing"))
+#: The model a deployment serves, by its artifact id (a companion node of the Evaluator: its baseline).
+SERVED_MODEL_RESOLVER = Component(
+    "ServedModelResolver", args=(Arg("model_artifact_id", int, required=True, minimum=1),), outputs=("model",),
+)
 #: The validated spans a training run trains on (a companion node of Transform).
 TRAINING_WINDOW_RESOLVER = Component(
     "TrainingWindowResolver",
@@ -194,5 +198,5 @@ PUSHER = Component(
 #: Every component the provider runs, by name.
 COMPONENTS: dict[str, Component] = {c.name: c for c in (
     CSV_EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, IMPORT_SCHEMA_GEN, EXAMPLE_VALIDATOR, TRANSFORM, HOROVOD_TRAINER,
-    LATEST_BLESSED_MODEL_RESOLVER, TRAINING_WINDOW_RESOLVER, EVALUATOR, PUSHER,
+    LATEST_BLESSED_MODEL_RESOLVER, SERVED_MODEL_RESOLVER, TRAINING_WINDOW_RESOLVER, EVALUATOR, PUSHER,
 )}

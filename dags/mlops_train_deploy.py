@@ -11,10 +11,11 @@ back to the data span. Copy this file into your DAGs folder and edit it.
   window**: the newest ``training_spans`` spans, or every span since ``since_span``, among the
   spans the data gate accepted (recorded in ML Metadata as Transform's inputs). The Trainer runs ``num_workers`` Horovod workers
   (data parallel, Gloo); a retry resumes from the run's last checkpoint.
-* **Evaluator**: TFMA on the eval split, for the ``model_type`` (binary, multiclass,
-  regression). The model is blessed when the chosen metric reaches the threshold (at least it,
-  or at most it for errors) and is no worse (by more than ``max_regression``) than the latest
-  blessed model of the pipeline. ``label_key`` and ``prediction_key`` name the label and the
+* **Evaluator**: TFMA on the eval split of the run's (newest) span, for the ``model_type``
+  (binary, multiclass, regression). The model is blessed when the chosen metric reaches the
+  threshold (at least it, or at most it for errors) and is no worse (by more than
+  ``max_regression``) than the model ``deployment_name`` serves now (before the first
+  deployment: the latest blessed model of the pipeline). ``label_key`` and ``prediction_key`` name the label and the
   output; a full TFMA EvalConfig file can replace the generated one.
 * **Pusher**: a blessed model becomes the next numeric version under
   ``{state_dir}/models/<pipeline>/`` (TF Serving's layout) with a record of its run and
@@ -141,6 +142,7 @@ with DAG(
         threshold="{{ params.eval_threshold }}", max_regression="{{ params.max_regression }}",
         label_key="{{ params.label_key }}", prediction_key="{{ params.prediction_key or '' }}",
         slice_features="{{ params.slice_features or '' }}", eval_config="{{ params.eval_config or '' }}",
+        baseline_deployment="{{ params.deployment_name }}",  # compared with the model it serves now
     )
     pusher = PusherOperator(task_id="Pusher", model=trainer, model_blessing=evaluator)
     deploy = SeldonDeployOperator(

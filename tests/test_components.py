@@ -73,7 +73,7 @@ def test_every_input_reads_an_output_some_component_declares():
 
 def test_every_operator_runs_a_defined_component_and_sends_only_its_arguments():
     assert {cls.definition.name for cls in OPERATORS} == set(COMPONENTS) - {"LatestBlessedModelResolver",
-                                                                          "TrainingWindowResolver"}  # companions
+                                                                          "TrainingWindowResolver", "ServedModelResolver"}  # companions
     inputs = {"examples": "a", "statistics": "b", "schema": "c", "transform_graph": "d", "model": "e",
               "model_blessing": "f"}
     for cls in OPERATORS:

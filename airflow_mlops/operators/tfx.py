@@ -897,9 +897,11 @@ class EvaluatorOperator(TfxComponentOperator):
     """Evaluate the trained model with TFMA and bless it or not (TFX ``Evaluator``).
 
     The model is blessed when ``metric`` reaches ``threshold`` on the eval split (``>=`` where
-    higher is better, ``<=`` for errors such as MeanSquaredError) and, if a model was blessed
-    before in this pipeline (the baseline, picked by TFX's ``LatestBlessedModelStrategy`` in this
-    same task), is no worse than the baseline's by more than ``max_regression``. The task succeeds
+    higher is better, ``<=`` for errors such as MeanSquaredError) and is no worse than the
+    baseline's by more than ``max_regression``. The baseline, resolved in this same task: the model
+    ``baseline_deployment`` serves now (after a rollback, the rolled-back-to version), else — no
+    such deployment yet, or none named — the latest blessed model of the pipeline (TFX's
+    ``LatestBlessedModelStrategy``); none before the first blessing. The task succeeds
     either way; the result says ``blessed`` and why not, and :class:`PusherOperator` skips (with
     its downstream tasks) when the model is not blessed. Before TFMA runs, the model is checked:
     a ``label_key`` or ``prediction_key`` it lacks, or a metric its output cannot feed (binary AUC
@@ -913,7 +915,9 @@ class EvaluatorOperator(TfxComponentOperator):
     :param direction: ``auto`` (the metric's own), ``higher`` or ``lower`` is better (templated).
     :param threshold: the worst acceptable value of ``metric`` (templated).
     :param max_regression: how much worse than the baseline's ``metric`` is acceptable (templated).
-    :param compare_to_baseline: compare with the latest blessed model of the pipeline.
+    :param compare_to_baseline: compare with a baseline model (see above).
+    :param baseline_deployment: the deployment whose served model is the baseline (templated);
+        empty: the latest blessed model.
     :param label_key: the label, as the model's ``transform_features`` signature names it (templated).
     :param prediction_key: the serving signature's output holding the prediction; empty: its only
         output (templated).
@@ -926,7 +930,7 @@ class EvaluatorOperator(TfxComponentOperator):
     definition = components.EVALUATOR
     template_fields: Sequence[str] = (
         *TfxComponentOperator.template_fields, "model_type", "metric", "direction", "threshold", "max_regression",
-        "label_key", "prediction_key", "slice_features", "eval_config",
+        "label_key", "prediction_key", "slice_features", "eval_config", "baseline_deployment",
     )
 
     def __init__(
@@ -944,9 +948,12 @@ class EvaluatorOperator(TfxComponentOperator):
         prediction_key: str = "",
         slice_features: list[str] | str | None = None,
         eval_config: str | None = None,
+        baseline_deployment: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.baseline_deployment = baseline_deployment
+        self._served_baseline: int | None = None
         self.model_type = model_type
         self.metric = metric
         self.direction = direction
@@ -962,13 +969,52 @@ class EvaluatorOperator(TfxComponentOperator):
 
     @property
     def baseline_node_id(self) -> str:
-        return f"{self.task_id}.latest_blessed_model"
+        return f"{self.task_id}.served_model" if self._served_baseline else f"{self.task_id}.latest_blessed_model"
 
     def companion_nodes(self) -> list[dict[str, Any]]:
         if not self.compare_to_baseline:
             return []
-        return [{"id": self.baseline_node_id, "component": components.LATEST_BLESSED_MODEL_RESOLVER.name, "inputs": {}, "args": {},
-                 "companion_of": self.task_id}]
+        if self._served_baseline:
+            return [{"id": self.baseline_node_id, "component": components.SERVED_MODEL_RESOLVER.name, "inputs": {},
+                     "args": {"model_artifact_id": self._served_baseline}, "companion_of": self.task_id}]
+        return [{"id": self.baseline_node_id, "component": components.LATEST_BLESSED_MODEL_RESOLVER.name,
+                 "inputs": {}, "args": {}, "companion_of": self.task_id}]
+
+    def served_baseline(self) -> dict[str, Any] | None:
+        """The model ``baseline_deployment`` serves (its version and model artifact), or None — and why —
+        when there is none to compare with: then the latest blessed model is the baseline."""
+        from airflow_mlops.hooks.seldon import SeldonHook
+        from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
+
+        name = self.baseline_deployment or ""
+        try:
+            dep = SeldonHook(mlops_conn_id=self.mlops_conn_id).get_deployment(name)
+        except MlopsException as err:
+            self.log.info("baseline: deployment %s serves nothing to compare with (%s): the latest blessed model",
+                          name, err)
+            return None
+        if dep.version is None or not dep.model_root or "://" in dep.model_root:
+            self.log.info("baseline: deployment %s has no readable model version: the latest blessed model", name)
+            return None
+        try:
+            record = ModelRegistry(dep.model_root).get(dep.version)
+        except ModelRegistryError as err:
+            self.log.info("baseline: %s: the latest blessed model", err)
+            return None
+        if record.model_artifact_id is None or record.pipeline_name not in ("", self.pipeline_name):
+            self.log.info("baseline: deployment %s serves a model of pipeline %r (or one without lineage): the "
+                          "latest blessed model of %s", name, record.pipeline_name, self.pipeline_name)
+            return None
+        return {"deployment": name, "version": dep.version, "model_artifact_id": record.model_artifact_id}
+
+    def prepare(self, context: Any) -> dict[str, Any]:
+        """Decide the baseline before the node runs: the served model when ``baseline_deployment`` serves one."""
+        served = self.served_baseline() if self.compare_to_baseline and self.baseline_deployment else None
+        if served is not None:
+            self._served_baseline = served["model_artifact_id"]
+            self.log.info("baseline: model version %s served by %s (model artifact %s)", served["version"],
+                          served["deployment"], served["model_artifact_id"])
+        return {"baseline": served}
 
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
         spec = super().node_spec(target=target, context=context)

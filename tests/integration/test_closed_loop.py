@@ -134,6 +134,12 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
         "metadata": tfx.metadata, "model_artifact_id": versions[1].model_artifact_id, "features": ["fare"],
         "max_rows": 10, "dest": str(s.tmp_path / "v2-reference.jsonl")}, binds=[str(s.state_dir), str(s.tmp_path)])
     assert found["span"] == 2 and found["spans"] == [2]
+    # the baseline was the model the deployment served (v1), resolved by its artifact id in the Evaluator's task
+    executions = {e["node"]: e for e in tfx.run_step("mlmd.lineage", {
+        "metadata": tfx.metadata, "pipeline_name": PIPELINE, "run_id": retrain["dag_run_id"]},
+        binds=[str(s.state_dir)])["executions"]}
+    assert executions["Evaluator.served_model"]["state"] == "COMPLETE"
+    assert [a["id"] for a in executions["Evaluator"]["inputs"]["baseline_model"]] == [versions[0].model_artifact_id]
     status, transformed = call(f"{s.base}/api/v2/dags/{TRAIN}/dagRuns/{retrain['dag_run_id']}/taskInstances/Transform/"
                                "xcomEntries/return_value", s.token)
     assert status == 200 and transformed["value"]["training_spans"] == [2], transformed

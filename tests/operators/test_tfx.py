@@ -585,3 +585,49 @@ def test_accepted_data_is_marked_validated_in_ml_metadata(ops, monkeypatch):
         ops.ev.finish({"ti": TI(), "run_id": "r2"}, {"anomalies": [
             {"split": "train", "feature": "f", "kind": "k", "severity": "ERROR", "description": "d"}]}, {})
     assert calls == []
+
+
+def served_registry(root, pipeline="p"):
+    from airflow_mlops.utils.model_registry import ModelRegistry, ModelVersion
+
+    registry = ModelRegistry(root)
+    for version, artifact in ((1, 13), (2, 35)):
+        (root / str(version)).mkdir(parents=True)
+        registry._write(ModelVersion(version=version, path=str(root / str(version)), model_uri="m", status="ready",
+                                     pipeline_name=pipeline, model_artifact_id=artifact))
+
+
+def test_the_baseline_is_the_model_the_deployment_serves(state_dir, tmp_path, monkeypatch):
+    """After a rollback to v1, v1 (not the latest blessed v2) is what a new model must beat."""
+    from airflow_mlops.hooks.seldon import SeldonHook
+    from airflow_mlops.serving.registry import LocalDeployment
+
+    served_registry(tmp_path / "models")
+    monkeypatch.setattr(SeldonHook, "get_deployment", lambda self, name: LocalDeployment(
+        name=name, version=1, model_root=str(tmp_path / "models")))
+    op = EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr",
+                           baseline_deployment="taxi")
+    assert op.prepare({"run_id": "r"}) == {"baseline": {"deployment": "taxi", "version": 1, "model_artifact_id": 13}}
+    assert op.companion_nodes() == [{"id": "ev.served_model", "component": "ServedModelResolver", "inputs": {},
+                                     "args": {"model_artifact_id": 13}, "companion_of": "ev"}]
+    assert op.node_spec(target=True)["inputs"]["baseline_model"] == {"node": "ev.served_model", "output": "model"}
+
+
+@pytest.mark.parametrize("deployment, pipeline", [("missing", "p"), ("taxi", "another_pipeline")])
+def test_without_a_served_model_of_the_pipeline_the_latest_blessed_is_the_baseline(state_dir, tmp_path, monkeypatch,
+                                                                                    deployment, pipeline):
+    from airflow_mlops.hooks.seldon import SeldonHook
+    from airflow_mlops.serving.registry import LocalDeployment
+
+    served_registry(tmp_path / "models", pipeline)
+
+    def get_deployment(self, name):
+        if name == "missing":
+            raise InvalidArgumentError("deployment 'missing' does not exist (known: none)")
+        return LocalDeployment(name=name, version=2, model_root=str(tmp_path / "models"))
+
+    monkeypatch.setattr(SeldonHook, "get_deployment", get_deployment)
+    op = EvaluatorOperator(task_id="ev", pipeline_name="p", examples="eg", model="tr", baseline_deployment=deployment)
+    assert op.prepare({"run_id": "r"}) == {"baseline": None}
+    assert op.companion_nodes()[0]["component"] == "LatestBlessedModelResolver"
+    assert op.node_spec(target=True)["inputs"]["baseline_model"]["node"] == "ev.latest_blessed_model"

@@ -234,6 +234,17 @@ def _latest_blessed_model_resolver(inputs, args, target):
     )
 
 
+@builder(components.SERVED_MODEL_RESOLVER)
+def _served_model_resolver(inputs, args, target):
+    from tfx.dsl.components.common import resolver
+    from tfx.types import Channel, standard_artifacts
+
+    from airflow_mlops.runtime_side.steps.window_strategy import ArtifactIdStrategy
+
+    return resolver.Resolver(strategy_class=ArtifactIdStrategy, config={"artifact_id": args["model_artifact_id"]},
+                             model=Channel(type=standard_artifacts.Model))
+
+
 @builder(components.TRAINING_WINDOW_RESOLVER)
 def _training_window_resolver(inputs, args, target):
     from tfx.dsl.components.common import resolver

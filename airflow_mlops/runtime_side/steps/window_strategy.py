@@ -1,4 +1,5 @@
-"""The TFX resolver strategy of a training window (imports TFX: runs in the TFX runtime only)."""
+"""The provider's TFX resolver strategies: a training window, and the served model as the Evaluator's
+baseline (import TFX: run in the TFX runtime only)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,20 @@ class TrainingWindowStrategy(resolver.ResolverStrategy):
         log.info("training window: spans %s (examples artifacts %s)", [c.span for c in chosen],
                  [c.artifact_id for c in chosen])
         return {"examples": [artifacts[c.artifact_id] for c in chosen]}
+
+
+class ArtifactIdStrategy(resolver.ResolverStrategy):
+    """Resolve ``model`` to the one artifact ``artifact_id`` (the model a deployment serves) among the
+    pipeline's models; one that is not there is refused, naming what to do."""
+
+    def __init__(self, artifact_id: int) -> None:
+        self.artifact_id = int(artifact_id)
+
+    def resolve_artifacts(self, store: Any, input_dict: dict[str, list[Any]]) -> dict[str, list[Any]] | None:
+        found = [a for a in input_dict.get("model") or [] if a.id == self.artifact_id]
+        if not found:
+            raise RejectedInput(f"the served model (artifact {self.artifact_id}) is not a model of this pipeline in "
+                                "ML Metadata: set the Evaluator's baseline_deployment to a deployment of this "
+                                "pipeline, or leave it empty to compare with the latest blessed model")
+        log.info("baseline: the served model, artifact %s", self.artifact_id)
+        return {"model": found}
