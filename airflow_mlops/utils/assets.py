@@ -21,17 +21,19 @@ def data_uri(pipeline_name: str) -> str:
     return f"mlops://{pipeline_name}/data"
 
 
+def newest_event(triggering_asset_events: Mapping[Any, Any] | None) -> Any:
+    """The newest of the events that triggered a run (across its Assets), or None."""
+    events = [event for per_asset in (triggering_asset_events or {}).values() for event in per_asset]
+    return max(events, key=lambda event: event.timestamp, default=None)
+
+
 def asset_event_extra(triggering_asset_events: Mapping[Any, Any] | None, key: str, default: Any = "") -> Any:
     """``key`` from the extra of the newest event that triggered the run; ``default`` for other runs.
 
     For templates (registered as a user-defined macro in the template DAGs), e.g.
     ``{{ params.data_root or asset_event_extra(triggering_asset_events, 'data_root') }}``.
     """
-    newest = None
-    for events in (triggering_asset_events or {}).values():
-        for event in events:
-            if newest is None or event.timestamp > newest.timestamp:
-                newest = event
+    newest = newest_event(triggering_asset_events)
     if newest is None:
         return default
     return (newest.extra or {}).get(key, default)
@@ -69,11 +71,7 @@ def retraining_request(drift: Mapping[str, Any] | None, quality: Mapping[str, An
 def run_reason(triggering_asset_events: Mapping[Any, Any] | None, run_type: str = "manual") -> dict[str, Any]:
     """Why a training run runs: the retrain event's ``reason`` (drift, decay), ``new data`` (the data Asset),
     ``scheduled``, or ``manual``; with the triggering event's extra."""
-    newest = None
-    for events in (triggering_asset_events or {}).values():
-        for event in events:
-            if newest is None or event.timestamp > newest.timestamp:
-                newest = event
+    newest = newest_event(triggering_asset_events)
     if newest is None:
         return {"reason": "manual" if run_type == "manual" else run_type, "event": None}
     extra = dict(newest.extra or {})
