@@ -451,6 +451,10 @@ def quality_svg(report: dict[str, Any], width: int = 640, height: int = 320) -> 
         colour = colours[i % len(colours)]
         points = " ".join(f"{x(datetime.fromisoformat(p['at'])):.1f},{y(p['value']):.1f}" for p in version["series"])
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        for p in version["series"]:  # each point marked: a version served for a moment is one point, not a line
+            out.append(f'<circle cx="{x(datetime.fromisoformat(p["at"])):.1f}" cy="{y(p["value"]):.1f}" r="3" '
+                       f'fill="{colour}"><title>v{_escape(name)}: {p["value"]:.4f} on {p["samples"]} rows</title>'
+                       '</circle>')
         if version.get("blessed_value") is not None:
             level = y(version["blessed_value"])
             out.append(f'<line x1="{left}" y1="{level:.1f}" x2="{width - right}" y2="{level:.1f}" stroke="{colour}" '
