@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -199,9 +200,33 @@ class Served:
     prediction: Any
 
 
-def served_rows(log_dir: str, since: datetime | None, prediction_key: str | None) -> tuple[list[Served], set[str], int]:
+def prediction_columns(names: list[str], prediction_key: str | None, vector: bool) -> list[int]:
+    """The columns of a logged prediction row that hold the prediction. The server logs a vector output
+    ``probs`` of width k as columns ``probs_0`` … ``probs_{k-1}``: a multi-class model's prediction is
+    all of them (``vector``); otherwise one column: ``prediction_key``, else the first."""
+    if not vector:
+        if not prediction_key:
+            return [0]
+        if prediction_key in names:
+            return [names.index(prediction_key)]
+    else:
+        first = names[0] if names else ""
+        base = prediction_key or (first.rsplit("_", 1)[0] if re.fullmatch(r".+_\d+", first) else first)
+        split = sorted((int(n.rsplit("_", 1)[1]), i) for i, n in enumerate(names)
+                       if re.fullmatch(re.escape(base) + r"_\d+", n))
+        if split:
+            return [i for _, i in split]
+        if base in names:
+            return [names.index(base)]
+    raise QualitySpecError(f"prediction_key {prediction_key!r} is not an output of the served model (its "
+                           f"outputs: {', '.join(names) or 'none'}); leave it empty for the first")
+
+
+def served_rows(log_dir: str, since: datetime | None, prediction_key: str | None,
+                vector: bool = False) -> tuple[list[Served], set[str], int]:
     """The rows the deployment answered since ``since`` (all when None), the request ids of the whole
-    log, and how many answered rows lacked a request id (served before ids existed)."""
+    log, and how many answered rows lacked a request id (served before ids existed); ``vector``: the
+    prediction is every column of the output (a multi-class model's scores)."""
     rows: list[Served] = []
     ids: set[str] = set()
     without_id = 0
@@ -219,13 +244,14 @@ def served_rows(log_dir: str, since: datetime | None, prediction_key: str | None
                 continue
         except TypeError:  # a timestamp without a timezone: not one the server wrote
             continue
-        names = entry.get("names") or []
-        if prediction_key and prediction_key not in names:
-            raise QualitySpecError(f"prediction_key {prediction_key!r} is not an output of the served model (its "
-                                   f"outputs: {', '.join(names) or 'none'}); leave it empty for the first")
-        column = names.index(prediction_key) if prediction_key else 0
+        columns = prediction_columns(entry.get("names") or [], prediction_key, vector)
         for i, values in enumerate(predictions):
-            value = values[column] if isinstance(values, list) and values else values
+            if not isinstance(values, list) or not values:
+                value = values
+            elif vector and len(columns) > 1:
+                value = [values[c] for c in columns]
+            else:
+                value = values[columns[0]]
             rows.append(Served(entry["_at"], int(entry.get("model_version") or 0), rid, i, value))
     return rows, ids, without_id
 
@@ -370,7 +396,7 @@ def model_quality(log_dir: str, gate: QualityGate, *, blessed: dict[int, float |
     """
     spec = gate.spec
     since = None if minutes is None else (now or datetime.now(timezone.utc)) - timedelta(minutes=minutes)
-    rows, known_ids, without_id = served_rows(log_dir, since, prediction_key)
+    rows, known_ids, without_id = served_rows(log_dir, since, prediction_key, vector=gate.model_type == "multiclass")
     labels = read_labels(feedback_root, log_dir)
     in_window = {(r.request_id, r.row) for r in rows}
     joined: dict[int, list[tuple[Served, Any]]] = {}

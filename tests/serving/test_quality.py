@@ -204,3 +204,27 @@ def test_the_status_is_that_of_the_version_serving_now(traffic):
     assert model_quality(str(traffic["log"]), gate, serving=2, **common)["status"] == "ok"  # v1's decay: history
     assert model_quality(str(traffic["log"]), gate, serving=1, **common)["status"] == "decayed"
     assert model_quality(str(traffic["log"]), gate, serving=3, **common)["status"] == "insufficient_labels"
+
+
+@pytest.mark.parametrize("names, key, vector, columns", [
+    (["probabilities"], None, False, [0]),
+    (["a", "b"], "b", False, [1]),
+    (["outputs_0", "outputs_1", "outputs_2"], None, True, [0, 1, 2]),  # the server's split of a width-3 output
+    (["outputs_2", "logits", "outputs_0", "outputs_1"], "outputs", True, [2, 3, 0]),
+    (["scores"], None, True, [0]),
+])
+def test_the_prediction_columns_of_a_logged_row(names, key, vector, columns):
+    from airflow_mlops.serving.quality import prediction_columns
+
+    assert prediction_columns(names, key, vector) == columns
+
+
+def test_a_multiclass_model_is_judged_on_its_split_score_columns(tmp_path):
+    entries = [{"ts": NOW.isoformat(), "model_version": 1, "request_id": f"r{i}",
+                "names": ["outputs_0", "outputs_1", "outputs_2"], "predictions": [[0.1, 0.7, 0.2]]} for i in range(4)]
+    write_log(tmp_path / "log", entries)
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "truth" / "t.csv").write_text("request_id,label\nr0,1\nr1,1\nr2,0\nr3,1\n")
+    report = model_quality(str(tmp_path / "log"), QualityGate("multiclass", min_labels=1), blessed={},
+                           feedback_root=str(tmp_path / "truth"), now=NOW)
+    assert report["versions"]["1"]["value"] == 0.75 and report["versions"]["1"]["samples"] == 4
