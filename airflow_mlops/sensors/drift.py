@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
-from airflow.configuration import conf
-from airflow.sdk.bases.sensor import BaseSensorOperator, PokeReturnValue
-
 from airflow_mlops.operators.drift import BaseDriftCheckOperator
+from airflow_mlops.sensors.base import CheckUntilFoundSensor
 from airflow_mlops.triggers.drift import PredictionLogTrigger, log_size
 
 
-class DriftSensor(BaseDriftCheckOperator, BaseSensorOperator):
+class DriftSensor(BaseDriftCheckOperator, CheckUntilFoundSensor):
     """Succeed, with the drift report as its XCom, once a drift check finds drift.
 
     Each check is :class:`~airflow_mlops.operators.drift.DriftDetectionOperator`'s: reference
@@ -29,41 +27,29 @@ class DriftSensor(BaseDriftCheckOperator, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = BaseDriftCheckOperator.template_fields
+    not_found_message = "no drift found in {sensor.deployment_name}'s traffic within {timeout:.0f} s"
 
-    def __init__(self, *, deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.deferrable = deferrable
+    def check(self, context: Any) -> dict[str, Any]:
+        return self.check_drift(context)
 
-    def poke(self, context: Any) -> PokeReturnValue:
-        result = self.check_drift(context)
-        return PokeReturnValue(is_done=bool(result.get("is_drift")), xcom_value=result)
+    def found(self, result: dict[str, Any]) -> bool:
+        return bool(result.get("is_drift"))
 
-    def execute(self, context: Any) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        return self._check_or_defer(context, deadline=time.time() + self.timeout)
+    @cached_property
+    def _log_dir(self) -> str:
+        """The deployment's prediction log (read once: it does not move while the sensor waits)."""
+        return self.seldon.get_deployment(self.deployment_name).prediction_log or ""
 
-    def _check_or_defer(self, context: Any, deadline: float) -> Any:
-        dep = self.seldon.get_deployment(self.deployment_name)
-        size = log_size(dep.prediction_log) if dep.prediction_log else 0
-        result = self.check_drift(context)
-        if result.get("is_drift"):
-            return result
-        if not dep.prediction_log:
-            self.log.warning("deployment %s has no prediction log: no traffic will ever arrive to check", dep.name)
+    def watched_size(self) -> int:
+        return log_size(self._log_dir) if self._log_dir else 0
+
+    def trigger(self, since_bytes: int, deadline: float) -> PredictionLogTrigger:
+        return PredictionLogTrigger(log_dir=self._log_dir, since_bytes=since_bytes,
+                                    poll_interval=float(self.poke_interval), deadline=deadline)
+
+    def waiting(self, result: dict[str, Any]) -> None:
+        if not self._log_dir:
+            self.log.warning("deployment %s has no prediction log: no traffic will ever arrive to check",
+                             self.deployment_name)
         self.log.info("no drift yet; deferring until new traffic arrives in %s (checked at most every %s s)",
-                      dep.prediction_log, self.poke_interval)
-        self.defer(trigger=PredictionLogTrigger(log_dir=dep.prediction_log or "", since_bytes=size,
-                                                poll_interval=float(self.poke_interval), deadline=deadline),
-                   method_name="execute_complete")
-
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
-
-        if event.get("status") == "timeout":
-            message = f"no drift found in {self.deployment_name}'s traffic within {self.timeout:.0f} s"
-            if self.soft_fail:
-                raise AirflowSkipException(message)
-            raise AirflowSensorTimeout(message)
-        return self._check_or_defer(context, deadline=float(event.get("deadline") or time.time() + self.timeout))
+                      self._log_dir, self.poke_interval)

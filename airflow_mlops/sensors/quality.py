@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
-from airflow.configuration import conf
-from airflow.sdk.bases.sensor import BaseSensorOperator, PokeReturnValue
-
 from airflow_mlops.operators.quality import BaseModelQualityOperator
+from airflow_mlops.sensors.base import CheckUntilFoundSensor
 from airflow_mlops.triggers.quality import GroundTruthTrigger, truth_size
 
 
-class ModelQualitySensor(BaseModelQualityOperator, BaseSensorOperator):
+class ModelQualitySensor(BaseModelQualityOperator, CheckUntilFoundSensor):
     """Succeed, with the quality report as its XCom, once a quality check finds a version ``decayed``.
 
     Each check is :class:`~airflow_mlops.operators.quality.ModelQualityOperator`'s (same
@@ -26,40 +24,28 @@ class ModelQualitySensor(BaseModelQualityOperator, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = BaseModelQualityOperator.template_fields
+    not_found_message = "no quality decay found in {sensor.deployment_name}'s predictions within {timeout:.0f} s"
 
-    def __init__(self, *, deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.deferrable = deferrable
+    def check(self, context: Any) -> dict[str, Any]:
+        return self.check_quality(context)
 
-    def poke(self, context: Any) -> PokeReturnValue:
-        result = self.check_quality(context)
-        return PokeReturnValue(is_done=result["status"] == "decayed", xcom_value=result)
+    def found(self, result: dict[str, Any]) -> bool:
+        return result["status"] == "decayed"
 
-    def execute(self, context: Any) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        return self._check_or_defer(context, deadline=time.time() + self.timeout)
+    @cached_property
+    def _watched(self) -> tuple[str, str]:
+        """The prediction log and the feedback root the check reads (read once: they do not move)."""
+        log_dir = self.seldon.get_deployment(self.deployment_name).prediction_log or ""
+        return log_dir, self.feedback_root or self.seldon.feedback_root
 
-    def _check_or_defer(self, context: Any, deadline: float) -> Any:
-        dep = self.seldon.get_deployment(self.deployment_name)
-        root = self.feedback_root or self.seldon.feedback_root
-        size = truth_size(dep.prediction_log or "", root)
-        result = self.check_quality(context)
-        if result["status"] == "decayed":
-            return result
+    def watched_size(self) -> int:
+        return truth_size(*self._watched)
+
+    def trigger(self, since_bytes: int, deadline: float) -> GroundTruthTrigger:
+        log_dir, root = self._watched
+        return GroundTruthTrigger(log_dir=log_dir, feedback_root=root, since_bytes=since_bytes,
+                                  poll_interval=float(self.poke_interval), deadline=deadline)
+
+    def waiting(self, result: dict[str, Any]) -> None:
         self.log.info("quality %s; deferring until new ground truth or traffic arrives (checked at most every %s s)",
                       result["status"], self.poke_interval)
-        self.defer(trigger=GroundTruthTrigger(log_dir=dep.prediction_log or "", feedback_root=root, since_bytes=size,
-                                              poll_interval=float(self.poke_interval), deadline=deadline),
-                   method_name="execute_complete")
-
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
-
-        if event.get("status") == "timeout":
-            message = f"no quality decay found in {self.deployment_name}'s predictions within {self.timeout:.0f} s"
-            if self.soft_fail:
-                raise AirflowSkipException(message)
-            raise AirflowSensorTimeout(message)
-        return self._check_or_defer(context, deadline=float(event.get("deadline") or time.time() + self.timeout))

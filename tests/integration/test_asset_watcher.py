@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from .conftest import call
+from .test_closed_loop import wait_for
 from .test_ingest_dag import write_slice
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(what, probe, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-        time.sleep(3)
 
 
 @pytest.mark.parametrize("standalone", [{"env": {"AIRFLOW__MLOPS__DATA_ROOT": "{tmp_path}/landing"}}],
