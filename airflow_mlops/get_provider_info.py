@@ -19,7 +19,7 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [{"integration-name": integration, "tags": ["software"]}],
         "operators": [{"integration-name": integration,
                        "python-modules": ["airflow_mlops.operators.tfx", "airflow_mlops.operators.seldon",
-                                          "airflow_mlops.operators.drift", "airflow_mlops.operators.quality"]}],
+                                          "airflow_mlops.operators.drift", "airflow_mlops.operators.quality", "airflow_mlops.operators.approval"]}],
         "sensors": [{"integration-name": integration,
                      "python-modules": ["airflow_mlops.sensors.seldon", "airflow_mlops.sensors.drift",
                                          "airflow_mlops.sensors.quality"]}],
