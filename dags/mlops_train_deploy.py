@@ -21,6 +21,10 @@ back to the data span. Copy this file into your DAGs folder and edit it.
   ``{state_dir}/models/<pipeline>/`` (TF Serving's layout) with a record of its run and
   metrics. An unblessed model is not pushed: Pusher and every task after it (deploy) are
   skipped, and Pusher's log says why (metric, value, threshold).
+* **approve** (``require_approval``, off by default): a human approves the pushed version
+  before it is deployed, in the UI's Required Actions (its metrics beside the served
+  version's, and the gate); ``Reject`` skips deploy. The decision, with who made it and
+  why, goes into the version's registry record. Off: the task passes at once.
 * **Schedule**: runs when new data was ingested and validated (the Asset
   ``mlops://chicago_taxi/data``, updated by ``mlops_ingest``) or when ``mlops_monitor`` found
   drift in the served traffic (``mlops://chicago_taxi/retrain``); the event's ``data_root``
@@ -41,6 +45,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, Param, task
 
 from airflow_mlops.evaluation import DIRECTIONS, MODEL_TYPES
+from airflow_mlops.operators.approval import ModelApprovalOperator
 from airflow_mlops.operators.seldon import SeldonDeployOperator
 from airflow_mlops.operators.tfx import (
     GATE_METRICS,
@@ -109,6 +114,9 @@ with DAG(
                              description="A JSON or pbtxt EvalConfig used instead of the settings above."),
         "deployment_name": Param("chicago-taxi", type="string", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
                                  title="Deployment", description="Name of the model deployment to update."),
+        "require_approval": Param(False, type="boolean", title="Require approval before deploying",
+                                  description="A human approves (or rejects) the pushed version in Required "
+                                  "Actions before it is deployed; the decision is kept in the model registry."),
     },
     user_defined_macros={"asset_event_extra": asset_event_extra},
     default_args={
@@ -145,6 +153,8 @@ with DAG(
         baseline_deployment="{{ params.deployment_name }}",  # compared with the model it serves now
     )
     pusher = PusherOperator(task_id="Pusher", model=trainer, model_blessing=evaluator)
+    approve = ModelApprovalOperator(task_id="approve", required="{{ params.require_approval }}",
+                                    deployment_name="{{ params.deployment_name }}")
     deploy = SeldonDeployOperator(
         task_id="deploy", deployment_name="{{ params.deployment_name }}", pipeline_name="{{ params.pipeline_name }}",
         model_version="{{ ti.xcom_pull(task_ids='Pusher')['model_version'] }}",
@@ -163,4 +173,4 @@ with DAG(
 
     why_this_run()
     example_validator >> transform  # train only on data that passed validation
-    pusher >> deploy >> wait_for_serving
+    pusher >> approve >> deploy >> wait_for_serving

@@ -46,12 +46,17 @@ def test_ingest_dag_shape(dagbag):
 def test_train_deploy_dag_shape(dagbag):
     dag = dagbag.dags["mlops_train_deploy"]
     order = [t.task_id for t in dag.topological_sort() if t.task_id != "why_this_run"]
-    assert order[-6:] == ["Transform", "Trainer", "Evaluator", "Pusher", "deploy", "wait_for_serving"]
+    assert order[-7:] == ["Transform", "Trainer", "Evaluator", "Pusher", "approve", "deploy", "wait_for_serving"]
     assert order.index("ExampleValidator") < order.index("Transform")
     kinds = {t.task_id: type(t).__name__ for t in dag.tasks}
     assert kinds["Trainer"] == "HorovodTrainerOperator" and kinds["Evaluator"] == "EvaluatorOperator"
     assert kinds["Pusher"] == "PusherOperator" and kinds["deploy"] == "SeldonDeployOperator"
     assert kinds["wait_for_serving"] == "SeldonDeploymentSensor" and "why_this_run" in kinds
+    assert kinds["approve"] == "ModelApprovalOperator"
+    approve = dag.get_task("approve")
+    assert approve.upstream_task_ids == {"Pusher"} and approve.downstream_task_ids == {"deploy"}
+    assert approve.required == "{{ params.require_approval }}" and dag.params["require_approval"] is False
+    assert set(approve.params.keys()) == {"reason"}  # the approval form asks only for a reason
     assert set(dag.params.keys()) >= {"num_workers", "train_steps", "eval_metric", "eval_threshold", "max_regression"}
 
 

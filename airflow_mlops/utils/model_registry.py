@@ -47,6 +47,8 @@ class ModelVersion:
     :param path: the SavedModel directory of this version.
     :param model_uri: the Trainer's model artifact it was copied from.
     :param status: ``ready``, or ``copying`` while (or if a crash left it) being copied.
+    :param approval: a human's decision on deploying it, when one was asked for (``approved``, ``by``,
+        ``reason``, ``at``: epoch seconds); see :meth:`ModelRegistry.annotate`.
     """
 
     version: int
@@ -59,6 +61,7 @@ class ModelVersion:
     metrics: dict[str, Any] = field(default_factory=dict)
     pushed_at: float = 0.0
     status: str = COPYING
+    approval: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelVersion:
@@ -133,6 +136,30 @@ class ModelRegistry:
         raise ModelRegistryError(
             f"model version {number} is not in {self.base}; ready versions: {[v.version for v in ready] or 'none'}"
         )
+
+    def annotate(self, version: int, /, **fields: Any) -> ModelVersion:
+        """Set ``fields`` in the record of version ``version`` (under the lock); return the record.
+
+        Only fields :class:`ModelVersion` declares can be set, and not ``version`` itself.
+        """
+        settable = set(ModelVersion.__dataclass_fields__) - {"version"}
+        if unknown := sorted(set(fields) - settable):
+            raise ModelRegistryError(f"cannot annotate model version {version} with {unknown}: a model version "
+                                     f"record can be given {sorted(settable)}")
+        with self._locked():
+            path = self._record_path(int(version))
+            try:
+                entry = ModelVersion.from_dict(json.loads(path.read_text()))
+            except FileNotFoundError:
+                known = [v.version for v in self._all()]
+                raise ModelRegistryError(
+                    f"model version {version} is not in {self.base}; versions: {known or 'none'}") from None
+            except (OSError, ValueError, TypeError) as err:
+                raise ModelRegistryError(f"unreadable model version record {path}: {err}") from err
+            for name, value in fields.items():
+                setattr(entry, name, value)
+            self._write(entry)
+            return entry
 
     def _next_version(self) -> int:
         numbers = [v.version for v in self._all()]

@@ -109,3 +109,33 @@ def test_corrupt_record_is_named(registry, tmp_path):
     (registry.base / ".registry" / "1.json").write_text("{not json")
     with pytest.raises(ModelRegistryError, match=r"unreadable model version record .*1\.json"):
         registry.versions()
+
+
+def test_annotate_rewrites_a_versions_record(registry, tmp_path):
+    registry.publish(saved_model(tmp_path, "a"), model_uri="/p/model/6", run_id="r1", metrics={"auc": 0.9})
+    decision = {"approved": False, "by": "alice", "reason": "worse on nights", "at": 1780000000.0}
+    entry = registry.annotate(1, approval=decision)
+    assert entry.approval == decision and entry.metrics == {"auc": 0.9} and entry.status == "ready"
+    record = json.loads((registry.base / ".registry" / "1.json").read_text())
+    assert record["approval"] == decision and record["run_id"] == "r1"
+    assert registry.get(1).approval == decision
+    assert not list(registry.records.glob("*.tmp*"))  # written atomically, nothing left beside it
+
+
+def test_annotate_refuses_fields_a_record_does_not_have(registry, tmp_path):
+    registry.publish(saved_model(tmp_path, "a"), model_uri="/p/model/6")
+    before = (registry.base / ".registry" / "1.json").read_text()
+    with pytest.raises(ModelRegistryError, match=r"cannot annotate model version 1 with \['approved_by'\]"):
+        registry.annotate(1, approval={"approved": True}, approved_by="alice")
+    with pytest.raises(ModelRegistryError, match=r"with \['version'\]"):
+        registry.annotate(1, version=3)
+    assert (registry.base / ".registry" / "1.json").read_text() == before  # nothing written
+
+
+def test_annotate_refuses_an_unknown_version(registry, tmp_path):
+    with pytest.raises(ModelRegistryError, match="model version 1 is not in .*; versions: none"):
+        registry.annotate(1, approval={"approved": True})
+    registry.publish(saved_model(tmp_path, "a"), model_uri="/p/model/6")
+    with pytest.raises(ModelRegistryError, match=r"model version 5 is not in .*; versions: \[1\]"):
+        registry.annotate(5, approval={"approved": True})
+    assert not (registry.base / ".registry" / "5.json").exists()
