@@ -217,6 +217,11 @@ class SeldonHook(BaseHook):
             status="available" if is_ready(obj) else (state or "unknown").lower(),
         )
 
+    def kube_names(self) -> list[str]:
+        """The SeldonDeployments of the namespace."""
+        with self._kube_errors():
+            return self.kube.names(self.namespace)
+
     def kube_delete(self, name: str) -> bool:
         with self._kube_errors():
             return self.kube.delete(name, self.namespace)

@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.links.pages import DriftReportLink, page_path
 from airflow_mlops.shared import DETECTORS
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
 
@@ -22,6 +23,7 @@ from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
 class BaseDriftCheckOperator(BaseOperator):
     """The drift check shared by :class:`DriftDetectionOperator` and ``DriftSensor`` (see those)."""
 
+    operator_extra_links = (DriftReportLink(),)
     template_fields: Sequence[str] = ("deployment_name", "window_size", "window_minutes", "detector", "p_val",
                                       "correction")
     ui_color = "#e8dff5"
@@ -109,6 +111,8 @@ class BaseDriftCheckOperator(BaseOperator):
         self.log.info("window: %d records of model version %s (%s .. %s) from %s", result["window_size"],
                       dep.version, result.get("window_first"), result.get("window_last"), dep.prediction_log)
         result["deployment"] = dep.name
+        result["dag_id"], result["run_id"], result["task_id"] = self.dag_id, context["run_id"], self.task_id
+        self.mlops_page = page_path("drift", dep.name, report.name)
         report_dir.mkdir(parents=True, exist_ok=True)
         result["report"] = f"{report}.json"
         Path(result["report"]).write_text(json.dumps(result, indent=2, sort_keys=True))

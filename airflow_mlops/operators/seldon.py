@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import InvalidArgumentError
 from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.links.pages import DeploymentLink, page_path
 from airflow_mlops.serving.backends import DeploymentResult, DeployRequest
 
 
@@ -40,6 +41,12 @@ def _version(task_id: str, value: Any, *, allow: tuple[str, ...]) -> int | str:
 class _SeldonOperator(BaseOperator):
     template_fields: Sequence[str] = ("deployment_name",)
     ui_color = "#d7ecfb"
+    operator_extra_links = (DeploymentLink(),)
+
+    @property
+    def mlops_page(self) -> str:
+        """The deployment's MLOps page (:class:`~airflow_mlops.links.pages.DeploymentLink`)."""
+        return page_path("deployments", self.deployment_name)
 
     def __init__(self, *, deployment_name: str, mlops_conn_id: str = SeldonHook.default_conn_name,
                  **kwargs: Any) -> None:
@@ -50,6 +57,10 @@ class _SeldonOperator(BaseOperator):
     @cached_property
     def hook(self) -> SeldonHook:
         return SeldonHook(mlops_conn_id=self.mlops_conn_id)
+
+    def _by(self, context: Any) -> dict[str, str]:
+        """Who asks for the change, kept in the deployment's history (the MLOps pages link the run)."""
+        return {"dag_id": self.dag_id, "run_id": str(context["run_id"]), "task_id": self.task_id}
 
     def _returned(self, result: DeploymentResult) -> dict[str, Any]:
         """The task's XCom: the same keys whichever backend did the operation."""
@@ -108,7 +119,7 @@ class SeldonDeployOperator(_SeldonOperator):
             name=self.deployment_name, model_root=self.hook.model_root(self.pipeline_name or "", self.model_root),
             version=version, replicas=self.replicas, resources=self.resources, host=self.host, port=self.port,
             canary_traffic=self.canary_traffic, shadow=self.shadow, image=self.image, timeout=self.timeout,
-            poll_interval=self.poll_interval)
+            poll_interval=self.poll_interval, by=self._by(context))
         result = self.hook.deployments.deploy(request)
         if result.changed:
             self.log.info("deployment %s serves model version %s%s; traffic %s", result.name, result.version,
@@ -163,7 +174,8 @@ class SeldonRollbackOperator(_SeldonOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         version = _version(self.task_id, self.model_version, allow=("previous",))
-        result = self.hook.deployments.rollback(self.deployment_name, None if version == "previous" else int(version))
+        result = self.hook.deployments.rollback(self.deployment_name, None if version == "previous" else int(version),
+                                                by=self._by(context))
         self.log.info("deployment %s rolled back to model version %s", result.name, result.version)
         return self._returned(result)
 
@@ -175,7 +187,7 @@ class SeldonUndeployOperator(_SeldonOperator):
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
-        result = self.hook.deployments.undeploy(self.deployment_name)
+        result = self.hook.deployments.undeploy(self.deployment_name, by=self._by(context))
         self.log.info("deployment %s %s", self.deployment_name, "stopped" if result.stopped else "was not running")
         return self._returned(result)
 

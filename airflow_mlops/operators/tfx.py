@@ -13,8 +13,10 @@ id, so artifacts and lineage land in one ML Metadata store.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +34,7 @@ from airflow_mlops.exceptions import (
     MlopsException,
 )
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
+from airflow_mlops.links.pages import ModelVersionLink, page_path
 from airflow_mlops.runtimes.runners import ONE_PROCESS, Placement
 from airflow_mlops.utils.schema_store import ReferenceSchemaError, ReferenceSchemaStore, schema_features
 
@@ -60,6 +63,11 @@ def kubernetes_settings(task_id: str, kubernetes: dict[str, Any] | None) -> dict
     if unknown:
         raise InvalidArgumentError(f"{task_id}: unknown kubernetes setting(s) {unknown}; known: {list(KUBERNETES_KEYS)}")
     return {f"kubernetes_{key}": value for key, value in kubernetes.items() if value is not None}
+
+
+def _spans(result: dict[str, Any]) -> list[int]:
+    """The spans of the examples a node read (its ``examples`` input)."""
+    return sorted({a["span"] for a in (result.get("inputs") or {}).get("examples") or [] if "span" in a})
 
 
 class TfxComponentOperator(BaseOperator):
@@ -326,6 +334,14 @@ class TfxComponentOperator(BaseOperator):
         prepared = self.prepare(context)
         return self.finish(context, self.run_node(context, prepared), prepared)
 
+    def record(self, context: Any, section: dict[str, Any]) -> None:
+        """Add what this task did to its run's record (:mod:`~airflow_mlops.utils.run_records`, read by the
+        MLOps pages); never fails the task."""
+        from airflow_mlops.utils.run_records import record_task
+
+        record_task(self.hook.state_dir, self.pipeline_name, context, self.task_id,
+                    {"component": self.definition.name, "at": time.time(), **section})
+
     def on_kill(self) -> None:
         self.hook.kill()
 
@@ -450,6 +466,7 @@ class ImportSchemaGenOperator(TfxComponentOperator):
         return [os.path.dirname(os.path.abspath(self.schema_file))] if _is_local_path(self.schema_file) else []
 
     def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
+        self.record(context, {"schema_source": "curated", "reference_version": None, "schema_file": self.schema_file})
         return {**result, "schema_source": "curated", "reference_version": None}
 
 
@@ -540,6 +557,8 @@ class SchemaGenOperator(TfxComponentOperator):
         return {"schema_source": source, "reference_version": version}
 
     def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
+        self.record(context, {"schema_source": prepared["schema_source"],
+                              "reference_version": prepared["reference_version"]})
         return {**result, "schema_source": prepared["schema_source"], "reference_version": prepared["reference_version"]}
 
 
@@ -622,6 +641,7 @@ class ExampleValidatorOperator(TfxComponentOperator):
 
     def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         anomalies = result.get("anomalies", [])
+        self.record(context, {"accepted": not anomalies, "anomalies": anomalies, "spans": _spans(result)})
         if anomalies:
             lines = [
                 f"  - split {a['split']}, feature {a['feature']}: {a['kind']} ({a['severity']}): {a['description']}"
@@ -706,6 +726,17 @@ class _ModuleFileMixin:
         module = self._module_file()
         return [os.path.dirname(os.path.abspath(module))] if _is_local_path(module) else []
 
+    def module_record(self) -> dict[str, Any]:
+        """The module file and the SHA-256 of its content (what code made the model), for the run's record."""
+        module = self._module_file()
+        digest = None
+        if _is_local_path(module):
+            try:
+                digest = hashlib.sha256(Path(module).read_bytes()).hexdigest()
+            except OSError:
+                pass
+        return {"module_file": module, "module_sha256": digest}
+
 
 class TransformOperator(_ModuleFileMixin, TfxComponentOperator):
     """Feature engineering with TensorFlow Transform (TFX ``Transform``).
@@ -785,8 +816,9 @@ class TransformOperator(_ModuleFileMixin, TfxComponentOperator):
         self._validate_module_file()
 
     def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
-        spans = sorted({a["span"] for a in (result.get("inputs") or {}).get("examples") or [] if "span" in a})
+        spans = _spans(result)
         self.log.info("analyzed and transformed span(s) %s", ", ".join(map(str, spans)) or "of this run")
+        self.record(context, {"training_spans": spans, **self.module_record()})
         return {**result, "training_spans": spans}
 
 
@@ -880,6 +912,12 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
                                             self.task_id, ".checkpoints", run)
         return {"checkpoint_dir": self._checkpoint_dir}
 
+    def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
+        args = self.typed_args()
+        self.record(context, {**self.module_record(), "num_workers": args["num_workers"],
+                              "train_steps": args.get("train_steps")})
+        return result
+
     def placement(self) -> Placement:
         """Distributed: on Kubernetes an MPIJob's launcher runs the node and its workers hold the ranks;
         locally the node starts its ranks itself (``horovodrun`` in the runtime)."""
@@ -928,6 +966,8 @@ class EvaluatorOperator(TfxComponentOperator):
     """
 
     definition = components.EVALUATOR
+    operator_extra_links = (ModelVersionLink(),)
+
     template_fields: Sequence[str] = (
         *TfxComponentOperator.template_fields, "model_type", "metric", "direction", "threshold", "max_regression",
         "label_key", "prediction_key", "slice_features", "eval_config", "baseline_deployment",
@@ -1110,11 +1150,16 @@ class EvaluatorOperator(TfxComponentOperator):
                               " and no worse than the baseline" if baseline else "")
         else:
             self.log.warning("the model is NOT blessed: %s", "; ".join(reasons))
-        return {**result, "blessed": bool(evaluation.get("blessed")), "gate": {
-            "model_type": self.model_type, "metric": None if self.eval_config else self.gate_metric,
-            "higher_is_better": None if self.eval_config else self.higher_is_better,
-            "eval_config": self.eval_config or None, "threshold": self._float("threshold"),
-            "max_regression": self._float("max_regression"), "reasons": reasons}}
+        self.mlops_page = page_path("models", query={"pipeline": self.pipeline_name})
+        gate = {"model_type": self.model_type, "metric": None if self.eval_config else self.gate_metric,
+                "key": None if self.eval_config else METRICS[self.gate_metric].key,
+                "higher_is_better": None if self.eval_config else self.higher_is_better,
+                "eval_config": self.eval_config or None, "threshold": self._float("threshold"),
+                "max_regression": self._float("max_regression"), "reasons": reasons}
+        self.record(context, {"blessed": bool(evaluation.get("blessed")), "gate": gate,
+                              "metrics": evaluation.get("metrics") or {}, "baseline_model": baseline,
+                              "served_baseline": (prepared or {}).get("baseline"), "spans": _spans(result)})
+        return {**result, "blessed": bool(evaluation.get("blessed")), "gate": gate}
 
 
 class PusherOperator(TfxComponentOperator):
@@ -1131,6 +1176,8 @@ class PusherOperator(TfxComponentOperator):
     """
 
     definition = components.PUSHER
+    operator_extra_links = (ModelVersionLink(),)
+
     template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "model_root")
 
     def __init__(
@@ -1186,4 +1233,7 @@ class PusherOperator(TfxComponentOperator):
             self.log.warning(message)
             raise AirflowSkipException(message)
         self.log.info("model version %s is at %s", result["pushed_version"], result["pushed_destination"])
+        self.mlops_page = page_path("models", self.pipeline_name, int(result["pushed_version"]))
+        self.record(context, {"model_version": int(result["pushed_version"]),
+                              "model_root": os.path.dirname(str(result["pushed_destination"]).rstrip("/"))})
         return {**result, "model_version": int(result["pushed_version"])}

@@ -54,6 +54,7 @@ class DeployRequest:
     image: str | None = None
     timeout: float = 600.0
     poll_interval: float = 5.0
+    by: dict[str, str] | None = None  # who or what asks (dag_id, run_id, task_id): kept in the history
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class DeploymentResult:
     model_path: str | None = None
     prediction_log: str | None = None
     stopped: bool | None = None
+    status: str | None = None
+    predictors: list[dict[str, Any]] = field(default_factory=list)  # name, version, traffic, shadow
+    history: list[dict[str, Any]] = field(default_factory=list)  # version, at, action, by (where kept)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,12 +116,21 @@ class DeploymentBackend(ABC):
         """Give all traffic to ``version``'s predictor and remove the others."""
 
     @abstractmethod
-    def rollback(self, name: str, version: int | None) -> DeploymentResult:
-        """Serve an earlier version again: ``version``, or (None) the one served before the current one."""
+    def rollback(self, name: str, version: int | None, *, by: dict[str, str] | None = None) -> DeploymentResult:
+        """Serve an earlier version again: ``version``, or (None) the one served before the current one.
+        ``by`` (who or what asks: dag_id, run_id, task_id) is kept in the deployment's history."""
 
     @abstractmethod
-    def undeploy(self, name: str) -> DeploymentResult:
+    def undeploy(self, name: str, *, by: dict[str, str] | None = None) -> DeploymentResult:
         """Stop serving ``name`` (records and prediction logs are kept)."""
+
+    @abstractmethod
+    def names(self) -> list[str]:
+        """The deployments there are (sorted)."""
+
+    @abstractmethod
+    def describe(self, name: str) -> DeploymentResult:
+        """What deployment ``name`` is now: version, status, predictors and traffic, history where kept."""
 
     @abstractmethod
     def record(self, name: str) -> LocalDeployment:
@@ -183,13 +196,14 @@ class LocalServerBackend(DeploymentBackend):
         return runtime_command(install, argv, env=env, binds=binds)
 
     def _serve(self, name: str, model_root: str, version: int | str, *, host: str, port: int | None,
-               action: str) -> DeploymentResult:
+               action: str, by: dict[str, str] | None = None) -> DeploymentResult:
         from airflow_mlops.serving.local import DeployFailed
         from airflow_mlops.serving.registry import DeploymentError
 
         model = self.hook.resolve_version(model_root, version)
         try:
-            dep, changed = self.servers.deploy(name, model, host=host, port=port, model_root=model_root, action=action)
+            dep, changed = self.servers.deploy(name, model, host=host, port=port, model_root=model_root, action=action,
+                                                   by=by)
         except DeploymentError as err:
             raise InvalidArgumentError(str(err)) from None
         except DeployFailed as err:
@@ -205,13 +219,13 @@ class LocalServerBackend(DeploymentBackend):
         if request.replicas != 1 or request.resources or request.image:
             log.warning("replicas, resources and image apply on Kubernetes; locally one model server serves")
         return self._serve(request.name, request.model_root, request.version, host=request.host, port=request.port,
-                           action="deploy")
+                           action="deploy", by=request.by)
 
     def promote(self, name: str, version: int, *, timeout: float, poll_interval: float) -> DeploymentResult:
         raise self.unsupported("promote a canary", "there are no canaries here: deploy the version "
                                "(SeldonDeployOperator), which replaces the served one atomically")
 
-    def rollback(self, name: str, version: int | None) -> DeploymentResult:
+    def rollback(self, name: str, version: int | None, *, by: dict[str, str] | None = None) -> DeploymentResult:
         """Serve an earlier version again: ``version``, or the one served before the current one."""
         from airflow_mlops.serving.local import DeployFailed
 
@@ -222,12 +236,23 @@ class LocalServerBackend(DeploymentBackend):
             target = version if version not in (None, "", "previous") else self.servers.previous_version(name)
         except DeployFailed as err:
             raise InvalidArgumentError(str(err)) from None
-        return self._serve(name, dep.model_root, target, host=dep.host, port=dep.port, action="rollback")
+        return self._serve(name, dep.model_root, target, host=dep.host, port=dep.port, action="rollback",
+                           by=by)
 
-    def undeploy(self, name: str) -> DeploymentResult:
+    def undeploy(self, name: str, *, by: dict[str, str] | None = None) -> DeploymentResult:
         dep = self.record(name)
-        stopped = self.servers.undeploy(name)
+        stopped = self.servers.undeploy(name, by=by)
         return self._result(dep, changed=stopped, stopped=stopped)
+
+    def names(self) -> list[str]:
+        return self.hook.registry.names()
+
+    def describe(self, name: str) -> DeploymentResult:
+        dep = self.record(name)
+        result = self._result(dep, changed=False)
+        predictors = [{"name": "local", "version": dep.version, "traffic": 100, "shadow": False}]
+        return dataclasses.replace(result, status=dep.status, history=list(dep.history),
+                                   predictors=predictors if dep.version is not None else [])
 
     def record(self, name: str) -> LocalDeployment:
         """The record of deployment ``name`` (``deployments/<name>/deployment.json``)."""
@@ -317,14 +342,30 @@ class SeldonDeploymentBackend(DeploymentBackend):
         applied = self.hook.kube_promote(name, version, timeout=timeout, poll_interval=poll_interval)
         return self._applied(name, version, applied)
 
-    def rollback(self, name: str, version: int | None) -> DeploymentResult:
+    def rollback(self, name: str, version: int | None, *, by: dict[str, str] | None = None) -> DeploymentResult:
         raise self.unsupported("roll back", "deploy the earlier version with SeldonDeployOperator (a failed rollout "
                                "is restored automatically)")
 
-    def undeploy(self, name: str) -> DeploymentResult:
+    def undeploy(self, name: str, *, by: dict[str, str] | None = None) -> DeploymentResult:
         deleted = self.hook.kube_delete(name)
         return DeploymentResult(name=name, backend=self.kind, version=None, changed=deleted,
                                 namespace=self.hook.namespace, stopped=deleted)
+
+    def names(self) -> list[str]:
+        return self.hook.kube_names()
+
+    def describe(self, name: str) -> DeploymentResult:
+        from airflow_mlops.serving.kubernetes import spec_from_manifest
+
+        obj = self.hook.kube.get(name, self.hook.namespace)
+        if obj is None:
+            raise InvalidArgumentError(f"SeldonDeployment {self.hook.namespace}/{name} does not exist")
+        dep = self.record(name)
+        predictors = [{"name": p.name, "version": p.model_version, "traffic": p.traffic, "shadow": p.shadow}
+                      for p in spec_from_manifest(obj).predictors]
+        return DeploymentResult(name=name, backend=self.kind, version=dep.version, changed=False,
+                                namespace=self.hook.namespace, traffic=_traffic(obj), model_path=dep.model_path,
+                                prediction_log=dep.prediction_log, status=dep.status, predictors=predictors)
 
     def record(self, name: str) -> LocalDeployment:
         return self.hook.kube_record(name)

@@ -119,6 +119,12 @@ class SeldonKubernetesController:
                 return None
             raise
 
+    def names(self, namespace: str) -> list[str]:
+        """The names of the SeldonDeployments of ``namespace``."""
+        found = self._call(f"listing {KIND}s in {namespace}", self.api.list_namespaced_custom_object,
+                           namespace=namespace)
+        return sorted(item["metadata"]["name"] for item in found.get("items", []))
+
     def delete(self, name: str, namespace: str) -> bool:
         """Delete ``namespace/name``; False when it did not exist."""
         try:

@@ -113,7 +113,8 @@ class LocalServing:
 
     # -- changes ------------------------------------------------------------------------
     def deploy(self, name: str, version: ModelVersion, *, host: str = "127.0.0.1", port: int | None = None,
-               model_root: str | None = None, action: str = "deploy") -> tuple[LocalDeployment, bool]:
+               model_root: str | None = None, action: str = "deploy",
+               by: dict[str, str] | None = None) -> tuple[LocalDeployment, bool]:
         """Serve ``version`` as deployment ``name``; return the record and whether anything changed."""
         check_name(name)
         with self.registry.locked(name):
@@ -149,12 +150,13 @@ class LocalServing:
                 raise
             dep.version, dep.model_path, dep.status = version.version, version.path, AVAILABLE
             dep.model_root = model_root or dep.model_root
-            dep.history.append({"version": version.version, "at": time.time(), "action": action})
+            dep.history.append({"version": version.version, "at": time.time(), "action": action,
+                                **({"by": by} if by else {})})
             self.registry.save(dep)
             log.info("deployment %s serves model version %s at %s", name, version.version, dep.url)
             return dep, True
 
-    def undeploy(self, name: str) -> bool:
+    def undeploy(self, name: str, by: dict[str, str] | None = None) -> bool:
         """Stop the server of ``name`` and mark it stopped; False when it was not running."""
         with self.registry.locked(name):
             dep = self.registry.get(name)
@@ -163,7 +165,8 @@ class LocalServing:
             was_running = alive(dep.pid)
             self._stop_process(dep)
             dep.pid, dep.status = None, STOPPED
-            dep.history.append({"version": dep.version, "at": time.time(), "action": "undeploy"})
+            dep.history.append({"version": dep.version, "at": time.time(), "action": "undeploy",
+                                **({"by": by} if by else {})})
             self.registry.save(dep)
             return was_running
 

@@ -1,0 +1,1 @@
+"""The MLOps pages of the Airflow UI (an Airflow plugin the provider registers): models, deployments, drift, data."""

@@ -1,0 +1,338 @@
+"""What the MLOps pages show, read from the files the operators write (Airflow side; no ML library).
+
+Every reader here takes what one page needs and no more: report directories are listed by
+modification time and only the requested page is parsed (:class:`~airflow_mlops.utils.run_records.ReportDir`),
+model versions are paged before their run records are read, and the prediction log is read from
+its tail. Deployments are read through :class:`~airflow_mlops.serving.backends.DeploymentBackend`,
+so the pages show either backend without asking which one runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.exceptions import MlopsException
+from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError, ModelVersion
+from airflow_mlops.utils.run_records import ReportDir, RunRecords, safe_name
+from airflow_mlops.utils.schema_store import ReferenceSchemaStore
+
+if TYPE_CHECKING:
+    from airflow_mlops.hooks.seldon import SeldonHook
+    from airflow_mlops.serving.backends import DeploymentResult
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+#: bytes read from the end of each prediction log file for the health chart
+HEALTH_TAIL_BYTES = 4 * 1024 * 1024
+
+
+# -- model versions ---------------------------------------------------------------------
+@dataclass
+class VersionRow:
+    """A pushed model version with what its run recorded (training, evaluation, approval)."""
+
+    record: ModelVersion
+    run: dict[str, Any] | None
+    served_by: list[str] = field(default_factory=list)
+
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        return section(self.run, "Evaluator")
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return section(self.run, "HorovodTrainer")
+
+    @property
+    def transform(self) -> dict[str, Any]:
+        return section(self.run, "Transform")
+
+
+def section(run: dict[str, Any] | None, component: str) -> dict[str, Any]:
+    """The section of a run record written by a task of ``component`` (whatever its task id)."""
+    for value in (run or {}).values():
+        if isinstance(value, dict) and value.get("component") == component:
+            return value
+    return {}
+
+
+def gate_value(run: dict[str, Any] | None, which: str = "candidate") -> float | None:
+    """The gating metric's value for the candidate (or the baseline) in a run's evaluation."""
+    evaluation = section(run, "Evaluator")
+    key = (evaluation.get("gate") or {}).get("key")
+    value = ((evaluation.get("metrics") or {}).get(which) or {}).get(key) if key else None
+    return value if isinstance(value, (int, float)) else None
+
+
+class PageData:
+    """The readers of the MLOps pages, over one provider's settings (``hook``: a SeldonHook)."""
+
+    def __init__(self, hook: SeldonHook) -> None:
+        self.hook = hook
+        self.state_dir: Path = hook.runtime_hook.state_dir
+
+    # pipelines and their model stores
+    def model_roots(self) -> dict[str, Path]:
+        """pipeline → the directory of its pushed versions (the default ones, and those deployments name)."""
+        roots: dict[str, Path] = {}
+        base = self.state_dir / "models"
+        if base.is_dir():
+            for entry in sorted(base.iterdir()):
+                if (entry / ".registry").is_dir():
+                    roots[entry.name] = entry
+        for name in RunRecords.pipelines(self.state_dir):
+            roots.setdefault(name, base / name)
+        return roots
+
+    def pipelines(self) -> list[str]:
+        names = set(self.model_roots()) | set(RunRecords.pipelines(self.state_dir))
+        store = self.state_dir / "schemas"
+        if store.is_dir():
+            names |= {p.name for p in store.iterdir() if p.is_dir()}
+        return sorted(names)
+
+    def _run_for(self, records: RunRecords, names: list[str], run_id: str) -> dict[str, Any] | None:
+        suffix = "." + safe_name(run_id)
+        for name in names:
+            if name.endswith(suffix + ".json"):
+                return records.reports.read(name)
+        return None
+
+    def versions(self, pipeline: str, offset: int = 0, limit: int = PAGE_SIZE,
+                 served: dict[str, tuple[int | None, str | None]] | None = None) -> tuple[list[VersionRow], int]:
+        """A page of ``pipeline``'s pushed versions, newest first, each with its run record; and their number."""
+        root = self.model_roots().get(pipeline)
+        if root is None:
+            return [], 0
+        registry = ModelRegistry(root)
+        numbers = sorted((int(p.stem) for p in registry.records.glob("*.json") if p.stem.isdigit()), reverse=True)
+        records = RunRecords(self.state_dir, pipeline)
+        names = sorted(os.listdir(records.directory)) if records.directory.is_dir() else []
+        rows = []
+        for number in numbers[offset:offset + limit]:
+            try:
+                record = ModelVersion.from_dict(json.loads((registry.records / f"{number}.json").read_text()))
+            except (OSError, ValueError, TypeError) as err:
+                log.warning("model version record %s/%s.json cannot be read: %s", registry.records, number, err)
+                continue
+            by = [name for name, (version, model_root) in (served or {}).items()
+                  if version == record.version and model_root and Path(model_root) == Path(root)]
+            rows.append(VersionRow(record, self._run_for(records, names, record.run_id) if record.run_id else None,
+                                   by))
+        return rows, len(numbers)
+
+    def version(self, pipeline: str, version: int) -> VersionRow:
+        root = self.model_roots().get(pipeline)
+        if root is None:
+            raise LookupError(f"pipeline {pipeline!r} has no pushed model")
+        registry = ModelRegistry(root)
+        path = registry.records / f"{int(version)}.json"
+        if not path.is_file():
+            raise LookupError(f"pipeline {pipeline!r} has no model version {version}")
+        try:
+            record = ModelVersion.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as err:
+            raise ModelRegistryError(f"model version record {path} cannot be read: {err}") from None
+        records = RunRecords(self.state_dir, pipeline)
+        names = sorted(os.listdir(records.directory)) if records.directory.is_dir() else []
+        return VersionRow(record, self._run_for(records, names, record.run_id) if record.run_id else None)
+
+    def runs(self, pipeline: str, offset: int = 0, limit: int = 20):
+        """The newest run records of ``pipeline`` (training and ingest runs, blessed or not)."""
+        return RunRecords(self.state_dir, pipeline).reports.page(offset, limit)
+
+    # deployments
+    def deployment_names(self) -> list[str]:
+        return self.hook.deployments.names()
+
+    def deployment(self, name: str) -> DeploymentResult:
+        return self.hook.deployments.describe(name)
+
+    def deployments(self) -> tuple[list[DeploymentResult], list[str]]:
+        """Every deployment as the backend describes it, and what could not be read (as text)."""
+        found, errors = [], []
+        try:
+            names = self.deployment_names()
+        except MlopsException as err:
+            return [], [f"the deployments cannot be listed: {err}"]
+        for name in names:
+            try:
+                found.append(self.deployment(name))
+            except MlopsException as err:
+                errors.append(f"{name}: {err}")
+        return found, errors
+
+    def quality_report(self, name: str) -> dict[str, Any] | None:
+        directory = self.state_dir / "quality" / safe_name(name)
+        reports = ReportDir(directory).page(0, 1).reports
+        return reports[0] if reports else None
+
+    def quality_dir(self, name: str) -> Path:
+        return self.state_dir / "quality" / safe_name(name)
+
+    # drift
+    def drift_dir(self, name: str) -> Path:
+        return self.state_dir / "drift" / safe_name(name) / "reports"
+
+    def drift_deployments(self) -> list[tuple[str, int]]:
+        root = self.state_dir / "drift"
+        if not root.is_dir():
+            return []
+        return [(p.name, ReportDir(p / "reports").count()) for p in sorted(root.iterdir())
+                if (p / "reports").is_dir()]
+
+    def drift_reports(self, name: str, offset: int = 0, limit: int = PAGE_SIZE):
+        return ReportDir(self.drift_dir(name)).page(offset, limit)
+
+    def drift_report(self, name: str, report: str) -> dict[str, Any] | None:
+        return ReportDir(self.drift_dir(name)).read(report)
+
+    # data validation
+    def schema(self, pipeline: str) -> dict[str, Any] | None:
+        """The current reference schema of ``pipeline``: version, origin and features (type, presence, domain)."""
+        store = ReferenceSchemaStore(self.state_dir / "schemas")
+        try:
+            current = store.current(pipeline)
+        except (OSError, ValueError) as err:
+            return {"error": f"the reference schema of {pipeline} cannot be read: {err}"}
+        if current is None:
+            return None
+        try:
+            text = current.schema_file.read_text()
+        except OSError as err:
+            return {"error": f"{current.schema_file} cannot be read: {err}"}
+        return {"version": current.version, "meta": current.meta, "file": str(current.schema_file),
+                "versions": store.versions(pipeline), "features": schema_table(text)}
+
+
+# -- the prediction log as a chart --------------------------------------------------------
+def _tail_lines(path: Path, max_bytes: int) -> list[str]:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - max_bytes))
+        data = f.read()
+    lines = data.decode(errors="replace").splitlines()
+    return lines[1:] if size > max_bytes else lines  # the first line of a tail is cut
+
+
+def health_series(log_dir: str | os.PathLike[str] | None, buckets: int = 30,
+                  max_bytes: int = HEALTH_TAIL_BYTES) -> dict[str, Any]:
+    """Requests, error rate and p99 latency (ms) over time, from the end of the prediction log.
+
+    Returns ``{"points": [{"at", "requests", "error_rate", "p99_ms"}], "requests", "since", "until"}``;
+    feedback lines and unreadable lines are left out.
+    """
+    from airflow_mlops.serving.prediction_log import log_files
+
+    if not log_dir or not Path(log_dir).is_dir():
+        return {"points": [], "requests": 0}
+    entries: list[tuple[float, bool, float | None]] = []
+    for path in log_files(Path(log_dir)):
+        try:
+            lines = _tail_lines(path, max_bytes)
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                if entry.get("kind") == "feedback":
+                    continue
+                at = datetime.fromisoformat(entry["ts"]).timestamp()
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            ms = entry.get("ms")
+            entries.append((at, "error" in entry, float(ms) if isinstance(ms, (int, float)) else None))
+    if not entries:
+        return {"points": [], "requests": 0}
+    entries.sort()
+    first, last = entries[0][0], entries[-1][0]
+    width = max((last - first) / buckets, 1e-6)
+    bins: list[list[tuple[float, bool, float | None]]] = [[] for _ in range(buckets)]
+    for entry in entries:
+        bins[min(buckets - 1, int((entry[0] - first) / width))].append(entry)
+    points = []
+    for i, items in enumerate(bins):
+        if not items:
+            continue
+        latencies = sorted(ms for _, _, ms in items if ms is not None)
+        p99 = latencies[min(len(latencies) - 1, max(0, math.ceil(0.99 * len(latencies)) - 1))] if latencies else None
+        points.append({"at": first + (i + 0.5) * width, "requests": len(items),
+                       "error_rate": sum(1 for _, failed, _ in items if failed) / len(items), "p99_ms": p99})
+    return {"points": points, "requests": len(entries), "since": first, "until": last}
+
+
+# -- schema.pbtxt (text protobuf) as a table ---------------------------------------------
+_TOKEN = re.compile(r'\s*(?:(#[^\n]*)|([A-Za-z_][A-Za-z0-9_.]*)\s*:?\s*(\{)|([A-Za-z_][A-Za-z0-9_.]*)\s*:\s*'
+                    r'("(?:[^"\\]|\\.)*"|[^\s{}]+)|(\}))', re.S)
+
+
+def parse_text_proto(text: str) -> dict[str, list[Any]]:
+    """A text-format protobuf message as ``{field: [values]}`` (messages nested the same way)."""
+    stack: list[dict[str, list[Any]]] = [{}]
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            if text[pos:].strip():
+                raise ValueError(f"cannot parse the schema near {text[pos:pos + 40]!r}")
+            break
+        pos = match.end()
+        comment, opened, brace, name, value, closed = match.groups()
+        if comment:
+            continue
+        if opened:
+            child: dict[str, list[Any]] = {}
+            stack[-1].setdefault(opened, []).append(child)
+            stack.append(child)
+        elif name:
+            if value.startswith('"'):
+                value = json.loads(value) if "\\" not in value else value[1:-1].encode().decode("unicode_escape")
+            stack[-1].setdefault(name, []).append(value)
+        elif closed:
+            if len(stack) == 1:
+                raise ValueError("unbalanced '}' in the schema")
+            stack.pop()
+    return stack[0]
+
+
+def schema_table(text: str) -> list[dict[str, Any]]:
+    """One row per feature of a TFMD schema: name, type, presence, shape, domain (values or range)."""
+    message = parse_text_proto(text)
+    domains = {d.get("name", [""])[0]: d.get("value", []) for d in message.get("string_domain", [])}
+    rows = []
+    for feature in message.get("feature", []):
+        name = feature.get("name", ["?"])[0]
+        domain: Any = ""
+        if "domain" in feature:
+            values = domains.get(feature["domain"][0], [])
+            domain = {"name": feature["domain"][0], "values": values}
+        elif "string_domain" in feature:
+            domain = {"values": feature["string_domain"][0].get("value", [])}
+        for kind in ("int_domain", "float_domain", "bool_domain"):
+            if kind in feature:
+                spec = feature[kind][0]
+                domain = {"min": spec.get("min", [None])[0], "max": spec.get("max", [None])[0], "kind": kind}
+        presence = (feature.get("presence") or [{}])[0]
+        shape = (feature.get("shape") or [{}])[0]
+        rows.append({"name": name, "type": feature.get("type", ["?"])[0],
+                     "min_fraction": (presence.get("min_fraction") or [None])[0],
+                     "dims": [d.get("size", ["?"])[0] for d in shape.get("dim", [])] if shape else None,
+                     "domain": domain})
+    return rows
+
+
+def when(epoch: float | None) -> str:
+    """An epoch time as ``YYYY-MM-DD HH:MM:SS UTC``."""
+    if not epoch:
+        return ""
+    return datetime.fromtimestamp(float(epoch), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
