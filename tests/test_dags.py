@@ -82,7 +82,7 @@ def test_monitor_dag_shape(dagbag):
 
 def test_rollback_dag_shape(dagbag):
     dag = dagbag.dags["mlops_rollback"]
-    assert dag.get_task("choose").downstream_task_ids == {"rollback", "undeploy"}
+    assert dag.get_task("choose").downstream_task_ids == {"rollback", "undeploy", "promote"}
     assert dag.get_task("rollback").downstream_task_ids == {"wait_for_serving"}
     assert {t.task_id: type(t).__name__ for t in dag.tasks}["rollback"] == "SeldonRollbackOperator"
 

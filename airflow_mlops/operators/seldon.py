@@ -58,9 +58,10 @@ class _SeldonOperator(BaseOperator):
     def hook(self) -> SeldonHook:
         return SeldonHook(mlops_conn_id=self.mlops_conn_id)
 
-    def _by(self, context: Any) -> dict[str, str]:
+    def _by(self, context: Any) -> dict[str, str] | None:
         """Who asks for the change, kept in the deployment's history (the MLOps pages link the run)."""
-        return {"dag_id": self.dag_id, "run_id": str(context["run_id"]), "task_id": self.task_id}
+        run_id = context.get("run_id") if context else None
+        return {"dag_id": self.dag_id, "run_id": str(run_id), "task_id": self.task_id} if run_id else None
 
     def _returned(self, result: DeploymentResult) -> dict[str, Any]:
         """The task's XCom: the same keys whichever backend did the operation."""
