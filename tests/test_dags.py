@@ -126,3 +126,15 @@ def test_ingest_is_event_driven_when_a_data_directory_is_watched(tmp_path, monke
     assert asset.uri == "mlops://chicago_taxi/landing"
     (watcher,) = asset.watchers
     assert isinstance(watcher.trigger, NewSpanTrigger) and watcher.trigger.data_root == str(tmp_path / "landing")
+
+
+def test_extra_links_survive_serialization(dagbag):
+    """The API server shows links of deserialized DAGs: the provider registers the link classes (extra-links)."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag_id, task_id, link in [("mlops_train_deploy", "Pusher", "MLOps model version"),
+                                  ("mlops_train_deploy", "Evaluator", "MLOps model version"),
+                                  ("mlops_train_deploy", "deploy", "MLOps deployment"),
+                                  ("mlops_monitor", "detect_drift", "MLOps drift report")]:
+        restored = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags[dag_id]))
+        assert link in restored.get_task(task_id).extra_links, (dag_id, task_id)

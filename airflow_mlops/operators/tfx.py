@@ -339,8 +339,8 @@ class TfxComponentOperator(BaseOperator):
         MLOps pages); never fails the task."""
         from airflow_mlops.utils.run_records import record_task
 
-        record_task(self.hook.state_dir, self.pipeline_name, context, self.task_id,
-                    {"component": self.definition.name, "at": time.time(), **section})
+        record_task(self.hook.state_dir, self.pipeline_name, self.dag_id, (context or {}).get("run_id"),
+                    self.task_id, {"component": self.definition.name, "at": time.time(), **section})
 
     def on_kill(self) -> None:
         self.hook.kill()

@@ -125,11 +125,12 @@ class RunRecords:
         return path
 
 
-def record_task(state_dir: str | os.PathLike[str], pipeline: str, context: Any, task_id: str,
+def record_task(state_dir: str | os.PathLike[str], pipeline: str, dag_id: str, run_id: str | None, task_id: str,
                 section: dict[str, Any]) -> None:
     """Add a task's section to its run's record; log (never raise) when it cannot be written."""
     try:
-        dag_id = context["dag"].dag_id if context.get("dag") is not None else context["ti"].dag_id
-        RunRecords(state_dir, pipeline).add(dag_id, context["run_id"], task_id, section)
+        if not run_id:
+            raise ValueError("the task has no run id")
+        RunRecords(state_dir, pipeline).add(dag_id, run_id, task_id, section)
     except Exception as err:  # a view for people: it never fails the task
         log.warning("could not record what %s did for the MLOps pages: %s", task_id, err)

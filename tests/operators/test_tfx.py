@@ -631,3 +631,52 @@ def test_without_a_served_model_of_the_pipeline_the_latest_blessed_is_the_baseli
     assert op.prepare({"run_id": "r"}) == {"baseline": None}
     assert op.companion_nodes()[0]["component"] == "LatestBlessedModelResolver"
     assert op.node_spec(target=True)["inputs"]["baseline_model"]["node"] == "ev.latest_blessed_model"
+
+
+def test_the_validation_is_recorded_for_the_pages_accepted_or_not(ops, state_dir, monkeypatch):
+    from airflow_mlops.utils.run_records import RunRecords
+
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda self, step, params, **kwargs: {"artifact_id": 17, "span": 4})
+
+    class TI:
+        def xcom_pull(self, task_ids):
+            return {"inputs": {"examples": [{"id": 17, "span": 4}]}} if task_ids == "sg" else {}
+
+    ops.ev.keep_reference_schema = False
+    ops.ev.finish({"ti": TI(), "run_id": "r1"}, {"anomalies": [], "inputs": {"examples": [{"span": 4}]}}, {})
+    anomaly = {"split": "train", "feature": "f", "kind": "k", "severity": "ERROR", "description": "d"}
+    with pytest.raises(DataValidationError):
+        ops.ev.finish({"ti": TI(), "run_id": "r2"}, {"anomalies": [anomaly], "inputs": {"examples": [{"span": 5}]}}, {})
+    records = RunRecords(state_dir, "p")
+    accepted, rejected = records.get("t", "r1")["ev"], records.get("t", "r2")["ev"]
+    assert (accepted["component"], accepted["accepted"], accepted["spans"]) == ("ExampleValidator", True, [4])
+    assert (rejected["accepted"], rejected["anomalies"], rejected["spans"]) == (False, [anomaly], [5])
+
+
+def test_a_run_records_what_it_trained_evaluated_and_pushed(train_ops, state_dir, monkeypatch, tmp_path):
+    from airflow_mlops.links.pages import ModelVersionLink
+    from airflow_mlops.utils.run_records import RunRecords
+
+    module = tmp_path / "my_module.py"
+    module.write_text("def run_fn(fn_args):\n    pass\n")
+    train_ops.tr.module_file = str(module)
+    train_ops.tr.finish({"run_id": "manual__1"}, {}, {})
+    train_ops.ev.metric, train_ops.ev.threshold = "AUC", 0.5
+    evaluation = {"blessed": True, "metrics": {"candidate": {"auc": 0.9}, "baseline": {"auc": 0.8}},
+                  "baseline_model": {"id": 4, "uri": "/m"}}
+    train_ops.ev.finish({"run_id": "manual__1"}, {"evaluation": evaluation, "inputs": {"examples": [{"span": 2}]}},
+                        {"baseline": None})
+    assert ModelVersionLink().get_link(train_ops.ev, ti_key=None) == "/mlops/models?pipeline=p"
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda self, step, params, **kwargs: {
+        "component": "Pusher", "execution_id": 9, "state": "COMPLETE", "outputs": {}, "pushed": True,
+        "pushed_version": "3", "pushed_destination": str(state_dir / "models" / "p" / "3")})
+    train_ops.pu.execute(_context({"blessed": True, "evaluation": {"metrics": {"candidate": {"auc": 0.9}}}}))
+    assert ModelVersionLink().get_link(train_ops.pu, ti_key=None) == "/mlops/models/p/3"
+    record = RunRecords(state_dir, "p").get("tp", "manual__1")
+    import hashlib
+
+    assert record["tr"]["module_sha256"] == hashlib.sha256(module.read_bytes()).hexdigest()
+    assert record["tr"]["module_file"] == str(module) and record["tr"]["component"] == "HorovodTrainer"
+    assert record["ev"]["blessed"] is True and record["ev"]["gate"]["key"] == "auc" and record["ev"]["spans"] == [2]
+    assert record["ev"]["metrics"]["baseline"] == {"auc": 0.8}
+    assert record["pu"]["model_version"] == 3 and record["pu"]["model_root"] == str(state_dir / "models" / "p")

@@ -1,0 +1,68 @@
+"""The pages with backend = kubernetes: SeldonDeployments read through the real client from the FAKE Kubernetes
+API server (tests/serving/fake_kube_api.py; only the API is faked, at the HTTP level). Authentication is
+the real API server's business (test_app.py); here the app runs in-process with a signed-in user given."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import Request
+from fastapi.testclient import TestClient
+
+from airflow_mlops.hooks.seldon import SeldonHook
+from airflow_mlops.plugins import app as pages
+from tests.operators.test_seldon_kubernetes import cluster, deploy  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class User:
+    def get_name(self) -> str:
+        return "tester"
+
+
+@pytest.fixture
+def client(cluster, monkeypatch):  # noqa: F811 - the imported fixture
+    async def signed_in(request: Request) -> User:
+        return User()
+
+    pages._data_cache.clear()
+    monkeypatch.setattr(pages, "can_trigger", lambda user, dag_id=pages.ACTION_DAG: True)
+    monkeypatch.setattr(pages, "dag_runs", lambda keys: {})
+    pages.app.dependency_overrides[pages.current_user] = signed_in
+    try:
+        yield TestClient(pages.app, root_path="/mlops")
+    finally:
+        pages.app.dependency_overrides.clear()
+        pages._data_cache.clear()
+
+
+def test_backend_lists_and_describes_seldondeployments(cluster):  # noqa: F811
+    deploy(3)
+    deploy(4, canary_traffic=10)
+    backend = SeldonHook(mlops_conn_id=None).deployments
+    assert backend.names() == ["taxi"]
+    described = backend.describe("taxi")
+    assert (described.backend, described.version, described.namespace) == ("kubernetes", 3, "mlops")
+    assert described.traffic == {"v3": 90, "v4": 10}
+    assert [(p["version"], p["traffic"], p["shadow"]) for p in described.predictors] == [(3, 90, False),
+                                                                                        (4, 10, False)]
+
+
+def test_deployment_pages_show_the_canary_split_and_offer_promotion(client):
+    deploy(3)
+    deploy(4, canary_traffic=10)
+    listing = client.get("/api/deployments").json()
+    assert listing["errors"] == [] and [d["name"] for d in listing["deployments"]] == ["taxi"]
+    assert listing["deployments"][0]["traffic"] == {"v3": 90, "v4": 10}
+    page = client.get("/deployments/taxi")
+    assert page.status_code == 200
+    assert "v3: v3 90%" in page.text and "v4: v4 10%" in page.text
+    assert "Promote the canary v4" in page.text and '"promote": true' in page.text
+    assert "Undeploy" in page.text
+    assert client.get("/deployments/nothing").status_code == 404
+
+
+def test_an_unreachable_cluster_is_said_on_the_page(client, cluster):  # noqa: F811
+    cluster.fail_next("GET", 403, "seldondeployments is forbidden", times=10)
+    page = client.get("/deployments")
+    assert page.status_code == 200 and "the deployments cannot be listed" in page.text
