@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.parse
 from pathlib import Path
@@ -171,3 +172,104 @@ def test_trigger_form_with_changed_params_runs_and_deploys(standalone, page):
     assert dep.version == 1 and Path(dep.model_root) == standalone.state_dir / "models" / "browser_taxi"
     live = hook.deployments.status("browser-test")
     assert live["running"] and live["serving"] == 1, json.dumps(live, default=str)
+
+
+def shot(page, tmp_path: Path, name: str) -> None:
+    """A full-page screenshot kept with the test's files (``tmp_path/pages/<name>.png``)."""
+    path = tmp_path / "pages" / f"{name}.png"
+    path.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+
+
+def check_mlops_pages(page, s, *, pipeline: str, deployment: str, train_run: str, retrain_run: str,
+                      monitor_run: str) -> None:
+    """The MLOps pages after a closed loop (v1 trained, drift, v2 retrained and served), in the browser: the numbers
+    shown equal the registry, run records and report files; "roll back to v1" runs mlops_rollback and v1 serves."""
+    from playwright.sync_api import expect
+
+    from airflow_mlops.hooks.seldon import SeldonHook
+    from airflow_mlops.utils.model_registry import ModelRegistry
+    from airflow_mlops.utils.run_records import safe_name
+
+    base = s.base
+    registry = {v.version: v for v in ModelRegistry(s.state_dir / "models" / pipeline).versions()}
+    assert sorted(registry) == [1, 2]
+
+    # the nav entry of Airflow's UI shows the pages inside the UI
+    sign_in(page, base, s.password, "/plugin/mlops")
+    frame = page.frame_locator("iframe")
+    expect(frame.get_by_role("heading", name=f"Model versions of {pipeline}")).to_be_visible(timeout=30_000)
+    shot(page, s.tmp_path, "nav-mlops")
+
+    # model versions: the gating value of each version is its registry record's
+    page.goto(f"{base}/mlops/models?pipeline={pipeline}")
+    for version, record in registry.items():
+        row = page.locator(f'tr[data-version="{version}"]')
+        assert float(row.locator('[data-field="gate-value"]').inner_text()) == pytest.approx(
+            record.metrics["auc"], rel=1e-3), version
+        expect(row).to_contain_text(record.run_id)
+    expect(page.locator('tr[data-version="2"]')).to_contain_text(deployment)  # served by
+    shot(page, s.tmp_path, "models")
+    page.locator('tr[data-version="2"] a').first.click()
+    metrics = page.get_by_test_id("metrics")
+    for key, value in registry[2].metrics.items():
+        assert float(metrics.locator(f'[data-metric="{key}"]').inner_text()) == pytest.approx(value, rel=1e-5), key
+    expect(page.locator("table.facts")).to_contain_text("v1, served by")  # the baseline: the served model
+    expect(page.locator("table.facts")).to_contain_text(f"model artifact {registry[2].model_artifact_id}")
+    shot(page, s.tmp_path, "version")
+
+    # drift: the monitor run's report, p-values as in its file, and the retraining it caused
+    report_name = safe_name(monitor_run)
+    report = json.loads((s.state_dir / "drift" / deployment / "reports" / f"{report_name}.json").read_text())
+    page.goto(f"{base}/mlops/drift/{deployment}")
+    assert page.locator(f'tr[data-report="{report_name}"]').get_attribute("class") == "drift"  # highlighted
+    page.locator(f'tr[data-report="{report_name}"] a').click()
+    for name, feature in report["features"].items():
+        row = page.locator(f'tr[data-feature="{name}"]')
+        assert float(row.locator('[data-field="p_val"]').inner_text()) == pytest.approx(feature["p_val"], rel=1e-3)
+        assert ("drift" in (row.get_attribute("class") or "")) == feature["drift"], name
+    expect(page.locator("table.facts")).to_contain_text(retrain_run)
+    expect(page.locator("img.plot")).to_be_visible()
+    shot(page, s.tmp_path, "drift")
+
+    # data validation: both training runs' spans accepted, the reference schema's features
+    page.goto(f"{base}/mlops/data?pipeline={pipeline}")
+    for run_id in (train_run, retrain_run):
+        expect(page.locator(f'tr[data-run="{run_id}"]')).to_contain_text("accepted")
+    expect(page.get_by_test_id("schema").locator("tbody tr")).to_have_count(
+        len(re.findall(r"^feature \{", (s.state_dir / "schemas" / pipeline / "v1" / "schema.pbtxt").read_text(),
+                       re.M)))
+    shot(page, s.tmp_path, "data")
+
+    # deployments: v2 serves; its history says which runs deployed what; roll back to v1 from the page
+    page.goto(f"{base}/mlops/deployments/{deployment}")
+    expect(page.locator('[data-field="version"]')).to_contain_text("v2")
+    expect(page.locator("table.history")).to_contain_text(retrain_run)
+    expect(page.locator("table.history")).to_contain_text(train_run)
+    shot(page, s.tmp_path, "deployment")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Roll back to v1").click()
+    expect(page.locator(".status")).to_contain_text("triggered", timeout=30_000)
+    run_id = page.evaluate("document.body.dataset.lastRun")
+    deadline = time.monotonic() + 300
+    while True:
+        status, run = call(f"{base}/api/v2/dags/mlops_rollback/dagRuns/{urllib.parse.quote(run_id, safe='')}",
+                           s.token)
+        if status == 200 and run["state"] in ("success", "failed"):
+            break
+        assert time.monotonic() < deadline, f"the rollback run {run_id} did not finish: {run}"
+        time.sleep(3)
+    assert run["state"] == "success" and run["conf"]["model_version"] == 1, run
+    assert run["triggered_by"] in ("rest_api", "ui") and run["triggering_user_name"] == "admin", run
+    page.reload()
+    expect(page.locator('[data-field="version"]')).to_contain_text("v1")
+    expect(page.locator("table.history")).to_contain_text(run_id)
+    seldon = SeldonHook(mlops_conn_id=None, state_dir=str(s.state_dir))
+    assert seldon.get_deployment(deployment).version == 1 and seldon.deployments.status(deployment)["serving"] == 1
+    shot(page, s.tmp_path, "deployment-rolled-back")
+
+    # the Pusher's task instance links to its version's page (an operator extra link)
+    status, links = call(f"{base}/api/v2/dags/mlops_train_deploy/dagRuns/{urllib.parse.quote(retrain_run, safe='')}"
+                         "/taskInstances/Pusher/links", s.token)
+    assert status == 200 and links["MLOps model version"].endswith(f"/mlops/models/{pipeline}/2"), links

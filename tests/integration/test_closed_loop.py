@@ -20,6 +20,7 @@ from airflow_mlops.utils.model_registry import ModelRegistry
 from airflow_mlops.utils.taxi_spans import shifted, taxi_rows, write_span
 
 from .conftest import call
+from .test_browser import check_mlops_pages, page  # noqa: F401 - page: the browser fixture
 from .test_serving import post, post_to
 
 pytestmark = pytest.mark.integration
@@ -65,7 +66,7 @@ def tipped(row: dict) -> int:
 
 
 @pytest.mark.parametrize("standalone", [("serving",)], indirect=True)
-def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, taxi_csv):
+def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, taxi_csv, page):  # noqa: F811
     s = standalone
     header, rows = taxi_rows(taxi_csv)  # shuffled: spans from one distribution, before the shift
     spans = s.tmp_path / "data"
@@ -82,7 +83,8 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
     status, run = call(f"{s.base}/api/v2/dags/{TRAIN}/dagRuns", s.token,
                        {"logical_date": None, "conf": {"num_workers": 1, "train_steps": 300}})
     assert status == 200, run
-    state, tasks = finished_run(s, TRAIN, run["dag_run_id"])
+    train_run = run["dag_run_id"]
+    state, tasks = finished_run(s, TRAIN, train_run)
     assert state == "success", tasks
     seldon = SeldonHook(mlops_conn_id=None, state_dir=str(s.state_dir))
     dep = seldon.get_deployment(DEPLOYMENT)
@@ -155,6 +157,8 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
         status, body = post_to(dep.url, "/api/v1.0/feedback", {"request": {"meta": {"puid": rid}}, "truth": {
             "data": {"ndarray": [tipped(row) for row in later[n * 20:n * 20 + 20]]}}})
         assert status == 200, body
+    # no further retraining from here on (the drift may persist): the pages below are checked on v1 and v2
+    assert call(f"{s.base}/api/v2/dags/{TRAIN}", s.token, {"is_paused": True}, method="PATCH")[0] == 200
     status, run = call(f"{s.base}/api/v2/dags/{MONITOR}/dagRuns", s.token, {"logical_date": None, "conf": {}})
     assert status == 200, run
     state, tasks = finished_run(s, MONITOR, run["dag_run_id"], timeout=600)
@@ -166,3 +170,7 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
     v2 = quality["value"]["versions"]["2"]
     assert quality["value"]["status"] == "ok" and quality["value"]["serving"] == 2, v2
     assert v2["samples"] == len(later) and v2["value"] >= v2["blessed_value"] - 0.05, v2
+
+    # the MLOps pages of Airflow's UI show this loop, and roll the deployment back to v1
+    check_mlops_pages(page, s, pipeline=PIPELINE, deployment=DEPLOYMENT, train_run=train_run,
+                      retrain_run=retrain["dag_run_id"], monitor_run=monitor_run["dag_run_id"])
