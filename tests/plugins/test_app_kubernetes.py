@@ -66,3 +66,9 @@ def test_an_unreachable_cluster_is_said_on_the_page(client, cluster):  # noqa: F
     cluster.fail_next("GET", 403, "seldondeployments is forbidden", times=10)
     page = client.get("/deployments")
     assert page.status_code == 200 and "the deployments cannot be listed" in page.text
+
+
+def test_no_rollback_button_where_the_backend_cannot_roll_back(client):
+    deploy(3)
+    page = client.get("/deployments/taxi").text
+    assert "Roll back to" not in page and "deploying the earlier version" in page
