@@ -104,6 +104,15 @@ def _offset(request: Request) -> int:
         raise HTTPException(400, "offset must be a non-negative integer") from None
 
 
+def _pipeline(data: PageData, asked: str | None) -> tuple[list[str], str | None]:
+    """The pipelines there are, and the one a page shows: ``asked``, else the first; 404 for an unknown one."""
+    pipelines = data.pipelines()
+    chosen = asked or (pipelines[0] if pipelines else None)
+    if chosen is not None and chosen not in pipelines:
+        raise HTTPException(404, f"no pipeline {chosen!r}; known: {', '.join(pipelines) or 'none'}")
+    return pipelines, chosen
+
+
 # -- what Airflow knows about runs ----------------------------------------------------------------
 def dag_runs(keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
     """``(dag_id, run_id)`` → state, who triggered it and how (from Airflow's database)."""
@@ -177,10 +186,7 @@ def create_app() -> FastAPI:
     # model versions
     def models_values(request: Request, pipeline: str | None) -> dict[str, Any]:
         data = page_data()
-        pipelines = data.pipelines()
-        chosen = pipeline or (pipelines[0] if pipelines else None)
-        if chosen is not None and chosen not in pipelines:
-            raise HTTPException(404, f"no pipeline {chosen!r}; known: {', '.join(pipelines) or 'none'}")
+        pipelines, chosen = _pipeline(data, pipeline)
         offset = _offset(request)
         deployments, errors = data.deployments()
         served = {d.name: (d.version, str(Path(d.model_path).parent) if d.model_path else None) for d in deployments}
@@ -323,10 +329,7 @@ def create_app() -> FastAPI:
     # data validation
     def data_values(request: Request, pipeline: str | None) -> dict[str, Any]:
         data = page_data()
-        pipelines = data.pipelines()
-        chosen = pipeline or (pipelines[0] if pipelines else None)
-        if chosen is not None and chosen not in pipelines:
-            raise HTTPException(404, f"no pipeline {chosen!r}; known: {', '.join(pipelines) or 'none'}")
+        pipelines, chosen = _pipeline(data, pipeline)
         runs = data.runs(chosen, _offset(request), PAGE_SIZE) if chosen else None
         return {"pipelines": pipelines, "pipeline": chosen, "schema": data.schema(chosen) if chosen else None,
                 "runs": runs}
