@@ -38,7 +38,7 @@ from bench._common import airflow_run, append_table, migrate  # noqa: E402
 
 TRAIN_STEPS, WORKERS, EVAL_STEPS = 1000, 2, 50  # the template DAG's defaults
 #: tasks of the template DAG that are not TFX nodes (LocalDagRunner has nothing like them)
-NOT_NODES = ("deploy", "wait_for_serving", "why_this_run")
+NOT_NODES = ("approve", "deploy", "wait_for_serving", "why_this_run")
 DATASETS = {"taxi": "taxi sample, the shipped module",
             "penguins": "Palmer penguins, TFX's penguin_utils_keras.py unchanged, multi-class; its run_fn does not "
                         "use Horovod, so both sides train it on one worker"}

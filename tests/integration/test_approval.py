@@ -39,8 +39,8 @@ def dag_url(base: str) -> str:
     return f"{base}/api/v2/dags/{DAG_ID}"
 
 
-def run_url(base: str, run_id: str) -> str:
-    return f"{dag_url(base)}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+def run_url(base: str, run_id: str, dag_id: str = DAG_ID) -> str:
+    return f"{base}/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
 
 
 def trigger(base: str, token: str) -> str:
@@ -55,39 +55,41 @@ def trigger(base: str, token: str) -> str:
     return run["dag_run_id"]
 
 
-def task_states(base: str, token: str, run_id: str) -> dict[str, str]:
-    status, listing = call(f"{run_url(base, run_id)}/taskInstances", token)
+def task_states(base: str, token: str, run_id: str, dag_id: str = DAG_ID) -> dict[str, str]:
+    status, listing = call(f"{run_url(base, run_id, dag_id)}/taskInstances", token)
     assert status == 200, listing
     return {t["task_id"]: t["state"] for t in listing["task_instances"]}
 
 
-def wait_for(base: str, token: str, run_id: str, done, what: str, timeout: float = 300) -> dict[str, str]:
+def wait_for(base: str, token: str, run_id: str, done, what: str, timeout: float = 300,
+             dag_id: str = DAG_ID) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while True:
-        states = task_states(base, token, run_id)
+        states = task_states(base, token, run_id, dag_id)
         if done(states):
             return states
         assert time.monotonic() < deadline, f"{what} did not happen in {timeout} s: {states}"
         time.sleep(2)
 
 
-def waiting_for_a_human(standalone, run_id: str) -> dict:
+def waiting_for_a_human(standalone, run_id: str, dag_id: str = DAG_ID, timeout: float = 300) -> dict:
     """Wait until the approval task waits for input; its Human-in-the-loop request."""
     base, token = standalone.base, standalone.token
-    states = wait_for(base, token, run_id, lambda s: s.get("approve") in ("awaiting_input", "failed", "success"),
-                      "the approval task waiting for input")
+    states = wait_for(base, token, run_id, lambda s: s.get("approve") in ("awaiting_input", "failed", "success",
+                                                                          "upstream_failed"),
+                      "the approval task waiting for input", timeout, dag_id)
     assert states["approve"] == "awaiting_input", states
     assert states["deploy"] is None, states
     # Airflow 3.3.2's scheduler fails the task ("state changed externally") when an answer resumes it before the
     # scheduler has taken the executor's report of the parking exit (1 to 6 s later here); a human is never that
     # fast, the test waits for that report in the scheduler's log
-    parked = (f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{DAG_ID}', "
+    parked = (f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{dag_id}', "
               f"task_id='approve', run_id='{run_id}'")
     deadline = time.monotonic() + 60
     while parked not in standalone.log.read_text():
         assert time.monotonic() < deadline, "the scheduler never took the report of the parked task"
         time.sleep(0.5)
-    status, detail = call(f"{run_url(base, run_id)}/taskInstances/approve/-1/hitlDetails", token)
+    status, detail = call(f"{run_url(base, run_id, dag_id)}/taskInstances/approve/-1/hitlDetails", token)
     assert status == 200, detail
     return detail
 

@@ -1,5 +1,7 @@
 """Airflow's UI in a real browser: sign in, trigger ``mlops_train_deploy`` through its trigger form with
-changed params, and watch the run succeed under the real scheduler, up to the model being served.
+changed params (approval required), approve the pushed version on the run's Required Actions page, and watch
+the run succeed under the real scheduler, up to the model being served. :func:`check_mlops_pages` is the
+closed-loop test's look at the MLOps pages.
 
 Needs Debian's chromium (``scripts/browser-tools.sh`` installs it) and the ``playwright`` package,
 which drives that chromium and never downloads a browser of its own.
@@ -24,7 +26,7 @@ DAG_ID = "mlops_train_deploy"
 #: what the test changes in the form; every other param keeps its default
 CHANGED = {"num_workers": 1, "train_steps": 100, "pipeline_name": "browser_taxi", "deployment_name": "browser-test"}
 TASKS = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
-         "Pusher", "deploy", "wait_for_serving", "why_this_run"]
+         "Pusher", "approve", "deploy", "wait_for_serving", "why_this_run"]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 # without the background-networking flags chromium's own connections are refused on a closed network
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -119,7 +121,7 @@ def test_trigger_form_with_changed_params_runs_and_deploys(standalone, page):
 
     base, token = standalone.base, standalone.token
     params = wait_for_dag(base, token)["params"]
-    expected_conf = {name: param["value"] for name, param in params.items()} | CHANGED
+    expected_conf = {name: param["value"] for name, param in params.items()} | CHANGED | {"require_approval": True}
 
     # the trigger form of the DAG's page
     sign_in(page, base, standalone.password, f"/dags/{DAG_ID}")
@@ -133,6 +135,9 @@ def test_trigger_form_with_changed_params_runs_and_deploys(standalone, page):
         field = form.locator(f'input[name="element_{name}"]')
         field.fill(str(value))
         field.blur()
+    approval = form.locator('input[name="element_require_approval"]')  # a switch: its input is hidden
+    approval.check(force=True)
+    assert approval.is_checked()
     submit = form.get_by_test_id("trigger-dag-submit")
     expect(submit, "the trigger form keeps its Trigger button disabled; params it takes as missing (a type "
            f"without null and an empty value): {blocking_params(params) or 'none found, see the screenshot'}"
@@ -147,6 +152,19 @@ def test_trigger_form_with_changed_params_runs_and_deploys(standalone, page):
     # the UI opens the run's page; its state badge follows the run
     page.wait_for_url(f"**/dags/{DAG_ID}/runs/**")
     assert urllib.parse.unquote(page.url).endswith(f"/runs/{run_id}"), page.url
+
+    # the run waits for a human at the approve task; the reviewer approves on its Required Actions page
+    from .test_approval import waiting_for_a_human
+
+    waiting_for_a_human(standalone, run_id, DAG_ID, timeout=RUN_TIMEOUT)
+    run_page = page.url
+    page.goto(f"{base}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}/tasks/approve/required_actions")
+    expect(page.get_by_text("Deploy browser_taxi model version 1 as browser-test?").first).to_be_visible()
+    expect(page.get_by_text("nothing is served yet").first).to_be_visible()
+    with page.expect_response(lambda r: r.request.method == "PATCH" and r.url.endswith("/hitlDetails")) as answered:
+        page.get_by_test_id("hitl-option-Approve").click()
+    assert answered.value.status == 200, answered.value.text()
+    page.goto(run_page)
     ui_state = wait_for_run_in_ui(page)
 
     run_url = f"{base}/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
@@ -170,6 +188,10 @@ def test_trigger_form_with_changed_params_runs_and_deploys(standalone, page):
     assert hook.registry.names() == ["browser-test"]
     dep = hook.get_deployment("browser-test")
     assert dep.version == 1 and Path(dep.model_root) == standalone.state_dir / "models" / "browser_taxi"
+    from airflow_mlops.utils.model_registry import ModelRegistry
+
+    approval = ModelRegistry(standalone.state_dir / "models" / "browser_taxi").get(1).approval
+    assert approval is not None and (approval["approved"], approval["by"]) == (True, "admin"), approval
     live = hook.deployments.status("browser-test")
     assert live["running"] and live["serving"] == 1, json.dumps(live, default=str)
 
