@@ -242,7 +242,8 @@ def create_app() -> FastAPI:
     def deployment_page(request: Request, name: str, user: Any = user_dep) -> Response:
         values = deployment_values(name)
         dep = values["deployment"]
-        keys = [((h.get("by") or {}).get("dag_id", ""), (h.get("by") or {}).get("run_id", "")) for h in dep.history]
+        shown = list(reversed(dep.history[-PAGE_SIZE:]))  # the newest changes
+        keys = [((h.get("by") or {}).get("dag_id", ""), (h.get("by") or {}).get("run_id", "")) for h in shown]
         versions: list[int] = []
         if dep.model_path:
             root = Path(dep.model_path).parent
@@ -253,7 +254,7 @@ def create_app() -> FastAPI:
         charts_html = [charts.line_chart(values["health"]["points"], "error_rate", title="error rate", percent=True),
                        charts.line_chart(values["health"]["points"], "p99_ms", title="p99 latency", unit=" ms"),
                        charts.line_chart(values["health"]["points"], "requests", title="requests per interval")]
-        return render(request, "deployment.html", user, airflow_runs=dag_runs(keys), versions=versions,
+        return render(request, "deployment.html", user, airflow_runs=dag_runs(keys), versions=versions, history=shown,
                       pipeline=pipeline, charts=charts_html, may_trigger=can_trigger(user), **values)
 
     @app.get("/api/deployments")

@@ -215,14 +215,50 @@ class PageData:
 
 
 # -- the prediction log as a chart --------------------------------------------------------
-def _tail_lines(path: Path, max_bytes: int) -> list[str]:
+Entry = tuple[float, bool, float | None]  # when (epoch s), failed, latency (ms)
+#: log file → (inode, bytes parsed, its entries): a log only grows, so a page parses only what was added
+_LOG_CACHE: dict[Path, tuple[int, int, list[Entry]]] = {}
+#: entries kept per log file (the chart shows the end of the log)
+MAX_ENTRIES = 100_000
+
+
+def _parse(data: bytes) -> list[Entry]:
+    entries = []
+    for line in data.decode(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+            if entry.get("kind") == "feedback":
+                continue
+            at = datetime.fromisoformat(entry["ts"]).timestamp()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        ms = entry.get("ms")
+        entries.append((at, "error" in entry, float(ms) if isinstance(ms, (int, float)) else None))
+    return entries
+
+
+def _log_entries(path: Path, max_bytes: int) -> list[Entry]:
+    """The entries of one log file: its last ``max_bytes`` the first time, then what was appended since."""
+    info = path.stat()
+    cached = _LOG_CACHE.get(path)
+    if cached is not None and cached[0] == info.st_ino and cached[1] <= info.st_size:
+        inode, parsed, entries = cached
+        start = parsed
+    else:
+        inode, entries, start = info.st_ino, [], max(0, info.st_size - max_bytes)
+    if start == info.st_size:
+        return entries
     with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - max_bytes))
-        data = f.read()
-    lines = data.decode(errors="replace").splitlines()
-    return lines[1:] if size > max_bytes else lines  # the first line of a tail is cut
+        f.seek(start)
+        data = f.read(info.st_size - start)
+    if cached is None or start != cached[1]:  # a tail: its first line is cut, unless it starts the file
+        if start > 0:
+            data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+            start = info.st_size - len(data)
+    complete = data.rfind(b"\n") + 1  # a line being written is read next time
+    entries = (entries + _parse(data[:complete]))[-MAX_ENTRIES:]
+    _LOG_CACHE[path] = (inode, start + complete, entries)
+    return entries
 
 
 def health_series(log_dir: str | os.PathLike[str] | None, buckets: int = 30,
@@ -230,34 +266,25 @@ def health_series(log_dir: str | os.PathLike[str] | None, buckets: int = 30,
     """Requests, error rate and p99 latency (ms) over time, from the end of the prediction log.
 
     Returns ``{"points": [{"at", "requests", "error_rate", "p99_ms"}], "requests", "since", "until"}``;
-    feedback lines and unreadable lines are left out.
+    feedback lines and unreadable lines are left out. The first read of a log file takes its last
+    ``max_bytes``; later reads parse only the lines added since.
     """
     from airflow_mlops.serving.prediction_log import log_files
 
     if not log_dir or not Path(log_dir).is_dir():
         return {"points": [], "requests": 0}
-    entries: list[tuple[float, bool, float | None]] = []
+    entries: list[Entry] = []
     for path in log_files(Path(log_dir)):
         try:
-            lines = _tail_lines(path, max_bytes)
+            entries.extend(_log_entries(path, max_bytes))
         except OSError:
             continue
-        for line in lines:
-            try:
-                entry = json.loads(line)
-                if entry.get("kind") == "feedback":
-                    continue
-                at = datetime.fromisoformat(entry["ts"]).timestamp()
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
-            ms = entry.get("ms")
-            entries.append((at, "error" in entry, float(ms) if isinstance(ms, (int, float)) else None))
     if not entries:
         return {"points": [], "requests": 0}
     entries.sort()
     first, last = entries[0][0], entries[-1][0]
     width = max((last - first) / buckets, 1e-6)
-    bins: list[list[tuple[float, bool, float | None]]] = [[] for _ in range(buckets)]
+    bins: list[list[Entry]] = [[] for _ in range(buckets)]
     for entry in entries:
         bins[min(buckets - 1, int((entry[0] - first) / width))].append(entry)
     points = []

@@ -47,6 +47,11 @@ class ReportPage:
     limit: int
 
 
+#: directory → (its modification time, its reports newest first): a listing is reused until a report is
+#: added or removed (10,000 reports are 10,000 stats; a page asks for the listing more than once)
+_LISTINGS: dict[Path, tuple[int, list[tuple[float, str]]]] = {}
+
+
 class ReportDir:
     """The ``*.json`` reports of one directory, newest (by modification time) first."""
 
@@ -54,6 +59,21 @@ class ReportDir:
         self.directory = Path(directory)
 
     def _entries(self) -> list[tuple[float, str]]:
+        try:
+            stamp = self.directory.stat().st_mtime_ns
+        except OSError:
+            return []
+        cached = _LISTINGS.get(self.directory)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        entries = self._list()
+        # kept only when listed a second after the last change: a directory's time is coarse (a few ms), and a
+        # report added in the same tick as the listing would not change it
+        if time.time_ns() - stamp > 1_000_000_000:
+            _LISTINGS[self.directory] = (stamp, entries)
+        return entries
+
+    def _list(self) -> list[tuple[float, str]]:
         try:
             with os.scandir(self.directory) as found:
                 entries = []

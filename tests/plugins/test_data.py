@@ -87,3 +87,21 @@ def test_charts_escape_their_text_and_say_when_empty():
     svg = line_chart([{"at": 0, "v": 1.0}, {"at": 60, "v": 2.0}], "v", title=EVIL)
     assert "<script>" not in svg and "&lt;script&gt;" in svg and svg.count("<circle") == 2
     assert "no data" in line_chart([], "v", title="x")
+
+
+def test_health_series_parses_only_what_the_log_gained(tmp_path):
+    log = tmp_path / "log"
+    log.mkdir()
+    part = log / "part-0.jsonl"
+    line = lambda i: json.dumps({"ts": f"2026-12-01T00:{i // 60:02d}:{i % 60:02d}+00:00", "ms": 1.0}) + "\n"  # noqa: E731
+    part.write_text("".join(line(i) for i in range(10)))
+    assert health_series(log)["requests"] == 10
+    with open(part, "a") as f:
+        f.write("".join(line(i) for i in range(10, 15)) + line(15)[:20])  # the last line is being written
+    assert health_series(log)["requests"] == 15
+    with open(part, "a") as f:
+        f.write(line(15)[20:])
+    assert health_series(log)["requests"] == 16
+    part.unlink()  # rotated: a new file of the same name is read from its start
+    part.write_text(line(0))
+    assert health_series(log)["requests"] == 1

@@ -49,3 +49,20 @@ def test_report_dir_pages_newest_first_and_reads_only_safe_names(tmp_path):
     assert reports.read("../r2") is None and reports.read("") is None
     assert ReportDir(tmp_path / "missing").page().total == 0
     assert safe_name("manual__2026-12-01T00:00:00+00:00") == "manual__2026-12-01T00_00_00_00_00"
+
+
+def test_a_listing_is_reused_until_a_report_is_added(tmp_path):
+    reports = ReportDir(tmp_path)
+    (tmp_path / "a.json").write_text("{}")
+    assert reports.count() == 1
+    (tmp_path / "b.json").write_text("{}")
+    assert reports.count() == 2 and {r["_name"] for r in reports.page().reports} == {"a", "b"}
+
+
+def test_a_kept_listing_is_dropped_when_the_directory_changes(tmp_path):
+    (tmp_path / "a.json").write_text("{}")
+    os.utime(tmp_path, ns=(0, 5_000_000_000))  # changed long ago: the listing is kept
+    reports = ReportDir(tmp_path)
+    assert reports.count() == 1
+    (tmp_path / "b.json").write_text("{}")  # the directory's time moves on
+    assert reports.count() == 2
