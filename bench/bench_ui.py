@@ -30,7 +30,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import BIN, airflow_env  # noqa: E402
+from tests.integration.conftest import free_port  # noqa: E402
 from tests.plugins.sample_state import DEPLOYMENT, PIPELINE, write_state  # noqa: E402
 
 HEADING = "## MLOps pages: latency with 1,000 versions and 10,000 drift reports"
@@ -111,12 +111,6 @@ def endpoints(expected: dict, versions: int) -> list[tuple[str, str]]:
         ("api /api/drift/taxi-prod", f"/mlops/api/drift/{DEPLOYMENT}"),
         ("api /api/data", "/mlops/api/data"),
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

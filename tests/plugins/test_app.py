@@ -22,15 +22,8 @@ import pytest
 from markupsafe import escape
 
 from tests.conftest import BIN, airflow_env
+from tests.integration.conftest import free_port
 from tests.plugins.sample_state import DEPLOYMENT, EVIL, PIPELINE, write_state
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
