@@ -39,7 +39,8 @@ def safe_name(text: str) -> str:
 
 @dataclass(frozen=True)
 class ReportPage:
-    """One page of a report directory, newest first: the reports (each with its ``_name``) and the total."""
+    """One page of a report directory, newest first: the reports (each with its ``_name`` and ``_at``, the
+    file's modification time) and the total."""
 
     reports: list[dict[str, Any]]
     total: int
@@ -106,7 +107,7 @@ class ReportDir:
     def page(self, offset: int = 0, limit: int = 50) -> ReportPage:
         entries = self._entries()
         chosen = entries[max(0, offset):max(0, offset) + max(0, limit)]
-        reports = [r for _, name in chosen if (r := self.read(name)) is not None]
+        reports = [{**r, "_at": at} for at, name in chosen if (r := self.read(name)) is not None]
         return ReportPage(reports=reports, total=len(entries), offset=offset, limit=limit)
 
 

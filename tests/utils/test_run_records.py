@@ -46,6 +46,7 @@ def test_report_dir_pages_newest_first_and_reads_only_safe_names(tmp_path):
     assert [r["i"] for r in page.reports] == [6, 5, 4] and page.total == 8
     assert [r["_name"] for r in reports.page(6, 3).reports] == ["r0"]  # the broken one is left out
     assert reports.read("r2") == {"i": 2, "_name": "r2"} and reports.read("r2.json")["i"] == 2
+    assert page.reports[0]["_at"] == 1006
     assert reports.read("../r2") is None and reports.read("") is None
     assert ReportDir(tmp_path / "missing").page().total == 0
     assert safe_name("manual__2026-12-01T00:00:00+00:00") == "manual__2026-12-01T00_00_00_00_00"
