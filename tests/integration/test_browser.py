@@ -135,8 +135,8 @@ def test_trigger_form_with_changed_params_runs_and_deploys(standalone, page):
         field = form.locator(f'input[name="element_{name}"]')
         field.fill(str(value))
         field.blur()
-    approval = form.locator('input[name="element_require_approval"]')  # a switch: its input is hidden
-    approval.check(force=True)
+    approval = form.locator('input[name="element_require_approval"]')  # a switch: its input is hidden,
+    form.locator('[id="switch:element_require_approval:control"]').click()  # a person clicks its control
     assert approval.is_checked()
     submit = form.get_by_test_id("trigger-dag-submit")
     expect(submit, "the trigger form keeps its Trigger button disabled; params it takes as missing (a type "
