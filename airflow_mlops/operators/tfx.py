@@ -641,7 +641,7 @@ class ExampleValidatorOperator(TfxComponentOperator):
 
     def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         anomalies = result.get("anomalies", [])
-        self.record(context, {"accepted": not anomalies, "anomalies": anomalies, "spans": _spans(result)})
+        self.record(context, {"accepted": not anomalies, "anomalies": anomalies, "spans": self._examined_spans(context)})
         if anomalies:
             lines = [
                 f"  - split {a['split']}, feature {a['feature']}: {a['kind']} ({a['severity']}): {a['description']}"
@@ -656,10 +656,20 @@ class ExampleValidatorOperator(TfxComponentOperator):
             self._maybe_keep_reference(context, result)
         return result
 
+    def _examples(self, context: Any) -> list[dict[str, Any]]:
+        """The examples artifacts the statistics were computed on (the statistics task's inputs)."""
+        try:
+            statistics = context["ti"].xcom_pull(task_ids=self.tfx_inputs["statistics"]["node"]) or {}
+        except (KeyError, TypeError, AttributeError):
+            return []
+        return (statistics.get("inputs") or {}).get("examples") or []
+
+    def _examined_spans(self, context: Any) -> list[int]:
+        return sorted({e["span"] for e in self._examples(context) if "span" in e})
+
     def _mark_validated(self, context: Any) -> None:
         """Record in ML Metadata that the data gate accepted these examples: training windows take only such spans."""
-        statistics = context["ti"].xcom_pull(task_ids=self.tfx_inputs["statistics"]["node"]) or {}
-        examples = ((statistics.get("inputs") or {}).get("examples") or [{}])[0]
+        examples = (self._examples(context) or [{}])[0]
         if "id" not in examples:
             self.log.warning("the statistics task's result names no examples artifact: not marked as validated")
             return

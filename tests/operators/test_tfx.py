@@ -639,14 +639,17 @@ def test_the_validation_is_recorded_for_the_pages_accepted_or_not(ops, state_dir
     monkeypatch.setattr(RuntimeHook, "run_step", lambda self, step, params, **kwargs: {"artifact_id": 17, "span": 4})
 
     class TI:
+        def __init__(self, span):
+            self.span = span
+
         def xcom_pull(self, task_ids):
-            return {"inputs": {"examples": [{"id": 17, "span": 4}]}} if task_ids == "sg" else {}
+            return {"inputs": {"examples": [{"id": 17, "span": self.span}]}} if task_ids == "sg" else {}
 
     ops.ev.keep_reference_schema = False
-    ops.ev.finish({"ti": TI(), "run_id": "r1"}, {"anomalies": [], "inputs": {"examples": [{"span": 4}]}}, {})
+    ops.ev.finish({"ti": TI(4), "run_id": "r1"}, {"anomalies": []}, {})
     anomaly = {"split": "train", "feature": "f", "kind": "k", "severity": "ERROR", "description": "d"}
     with pytest.raises(DataValidationError):
-        ops.ev.finish({"ti": TI(), "run_id": "r2"}, {"anomalies": [anomaly], "inputs": {"examples": [{"span": 5}]}}, {})
+        ops.ev.finish({"ti": TI(5), "run_id": "r2"}, {"anomalies": [anomaly]}, {})
     records = RunRecords(state_dir, "p")
     accepted, rejected = records.get("t", "r1")["ev"], records.get("t", "r2")["ev"]
     assert (accepted["component"], accepted["accepted"], accepted["spans"]) == ("ExampleValidator", True, [4])
