@@ -212,10 +212,12 @@ def top_entries(report: str, count: int = 12) -> list[str]:
 
 # what the profiled functions do, for the reading (from the code of airflow_mlops/plugins and utils/run_records)
 WHY = {
-    "health_series": "decodes every line of the prediction log's last 4 MiB (`HEALTH_TAIL_BYTES`) with `json.loads` "
-                     "and `fromisoformat` on every request, here all {requests:,} logged requests",
+    "health_series": "bins the log's entries; it parses only the lines added since the last view (the first view "
+                     "after the API server started parses the last 4 MiB, `HEALTH_TAIL_BYTES`: here all {requests:,} "
+                     "logged requests)",
     "render": "Jinja{render_note}",
-    "_entries": "lists and stats every report file ({drift_reports:,}) to sort them by modification time",
+    "_entries": "lists and stats every report file ({drift_reports:,}) to sort them by modification time, when "
+                "the directory changed since the last listing",
     "read": "reads and decodes the shown page's JSON files",
     "dag_runs": "one query of Airflow's database for the runs shown",
     "versions": "lists the registry and reads the shown page's version and run records",
@@ -299,10 +301,12 @@ def main() -> int:
         load = [os.getloadavg()[0]]
         small, large = servers
         labels = [label for label, _ in small.paths]
+        first: dict[str, dict[str, float]] = {s.label: {} for s in servers}  # each URL's first request
         for _ in range(2):
             for i in range(len(labels)):
                 for server in servers:
-                    server.get(server.paths[i][1])
+                    took = server.get(server.paths[i][1])
+                    first[server.label].setdefault(labels[i], took)
         times: dict[str, dict[str, list[float]]] = {s.label: {label: [] for label in labels} for s in servers}
         for round_no in range(args.requests):
             order = servers if round_no % 2 == 0 else servers[::-1]
@@ -313,9 +317,10 @@ def main() -> int:
         rows = []
         for i, label in enumerate(labels):
             s, g = times["SMALL"][label], times["LARGE"][label]
-            rows.append((label, statistics.median(s), pct(s, 0.95), statistics.median(g), pct(g, 0.95)))
+            rows.append((label, statistics.median(s), pct(s, 0.95), statistics.median(g), pct(g, 0.95),
+                         first["LARGE"][label]))
         slowest = max(range(len(rows)), key=lambda i: rows[i][3])
-        over = [row[0] for row in rows if row[4] >= LIMIT_MS]
+        over = [row[0] for row in rows if row[4] >= LIMIT_MS or row[5] >= LIMIT_MS]
         # profile the two slowest LARGE handlers (a page and its API share one: count them once)
         profiled: dict[str, tuple[str, str]] = {}
         for i in sorted(range(len(rows)), key=lambda i: -rows[i][3]):
@@ -333,12 +338,13 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     table = ["| endpoint | SMALL median / p95 (ms) | LARGE median / p95 (ms) | LARGE / SMALL (medians) "
-             f"| LARGE p95 < {LIMIT_MS:.0f} ms |",
-             "| --- | ---: | ---: | ---: | :---: |"]
-    for label, s_med, s_p95, g_med, g_p95 in rows:
+             f"| LARGE p95 < {LIMIT_MS:.0f} ms | LARGE first request (ms) |",
+             "| --- | ---: | ---: | ---: | :---: | ---: |"]
+    for label, s_med, s_p95, g_med, g_p95, g_first in rows:
         kind, path = label.split(" ", 1)
         table.append(f"| {kind} `{path}` | {s_med:.1f} / {s_p95:.1f} | {g_med:.1f} / {g_p95:.1f} "
-                     f"| {g_med / s_med:.2f}× | {'yes' if g_p95 < LIMIT_MS else '**no**'} |")
+                     f"| {g_med / s_med:.2f}× | {'yes' if g_p95 < LIMIT_MS else '**no**'} "
+                     f"| {g_first:.0f}{'' if g_first < LIMIT_MS else ' (over)'} |")
     worst = rows[slowest]
     lines = [
         "",
@@ -358,8 +364,9 @@ def main() -> int:
         *table,
         "",
         READING.format(slowest=f"`{worst[0].split(' ', 1)[1]}`", med=worst[3], p95=worst[4],
-                       verdict=("every LARGE p95 is under 300 ms" if not over else
-                                "over 300 ms at LARGE (p95): " + ", ".join(f"`{o.split(' ', 1)[1]}`" for o in over)),
+                       verdict=("every LARGE p95 and first request is under 300 ms" if not over else
+                                "over 300 ms at LARGE (p95 or first request): "
+                                + ", ".join(f"`{o.split(' ', 1)[1]}`" for o in over)),
                        load=f"{load[0]:.1f} / {load[1]:.1f}",
                        busy=(f" on {os.cpu_count()} cores: other work shared the machine, which widens the p95s"
                              if max(load) > (os.cpu_count() or 1) else f" on {os.cpu_count()} cores")),
@@ -378,7 +385,9 @@ def main() -> int:
 
 READING = ("Reading: {verdict}. The slowest at LARGE is {slowest} (median {med:.0f} ms, p95 {p95:.0f} ms). "
            "The pages whose work grows with the state are the deployment page (prediction log, deploy history) and "
-           "the drift list (every report file); the others read one page of 50 or a single file. Load average "
+           "the drift list (every report file); the others read one page of 50 or a single file. The first "
+           "request of a URL after the servers started (the first warm-up) pays what later ones reuse: the log's "
+           "tail parsed, the report directory listed. Load average "
            "(1 min) at the start / end of the timed rounds: {load}{busy}.")
 
 
