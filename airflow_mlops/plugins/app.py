@@ -189,8 +189,7 @@ def create_app() -> FastAPI:
         pipelines, chosen = _pipeline(data, pipeline)
         offset = _offset(request)
         deployments, errors = data.deployments()
-        served = {d.name: (d.version, str(Path(d.model_path).parent) if d.model_path else None) for d in deployments}
-        rows, total = data.versions(chosen, offset, PAGE_SIZE, served) if chosen else ([], 0)
+        rows, total = data.versions(chosen, offset, PAGE_SIZE, data.served(deployments)) if chosen else ([], 0)
         runs = data.runs(chosen) if chosen else None
         return {"pipelines": pipelines, "pipeline": chosen, "rows": rows, "total": total, "offset": offset,
                 "runs": runs, "errors": errors}
@@ -204,14 +203,13 @@ def create_app() -> FastAPI:
     @app.get("/models/{pipeline}/{version}", response_class=HTMLResponse, include_in_schema=False)
     def version_page(request: Request, pipeline: str, version: int, user: Any = user_dep) -> Response:
         data = page_data()
+        deployments, errors = data.deployments()
         try:
-            row = data.version(pipeline, version)
+            row = data.version(pipeline, version, data.served(deployments))
         except LookupError as err:
             raise HTTPException(404, str(err)) from None
-        deployments, errors = data.deployments()
-        served_by = [d for d in deployments if d.model_path and Path(d.model_path) == Path(row.record.path)]
         run = dag_runs([(row.run.get("dag_id", ""), row.record.run_id)]) if row.run else {}
-        return render(request, "version.html", user, row=row, served_by=served_by, deployments=deployments,
+        return render(request, "version.html", user, row=row, deployments=deployments,
                       airflow_runs=run, may_trigger=can_trigger(user), errors=errors)
 
     @app.get("/api/models")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import MlopsException
-from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError, ModelVersion
+from airflow_mlops.utils.model_registry import REGISTRY_DIR, ModelRegistryError, ModelVersion
 from airflow_mlops.utils.run_records import ReportDir, RunRecords, safe_name
 from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 #: bytes read from the end of each prediction log file for the health chart
 HEALTH_TAIL_BYTES = 4 * 1024 * 1024
+#: deployment → (the version it serves, that version's model root)
+Served = dict[str, tuple[int | None, Path | None]]
 
 
 # -- model versions ---------------------------------------------------------------------
@@ -94,57 +96,61 @@ class PageData:
         return roots
 
     def pipelines(self) -> list[str]:
-        names = set(self.model_roots()) | set(RunRecords.pipelines(self.state_dir))
+        names = set(self.model_roots())  # those of the run records included
         store = self.state_dir / "schemas"
         if store.is_dir():
             names |= {p.name for p in store.iterdir() if p.is_dir()}
         return sorted(names)
 
-    def _run_for(self, records: RunRecords, names: list[str], run_id: str) -> dict[str, Any] | None:
-        suffix = "." + safe_name(run_id)
-        for name in names:
-            if name.endswith(suffix + ".json"):
-                return records.reports.read(name)
-        return None
+    @staticmethod
+    def served(deployments: list[DeploymentResult]) -> Served:
+        """deployment → (the version it serves, that version's model root): what :meth:`versions` matches."""
+        return {d.name: (d.version, Path(d.model_path).parent if d.model_path else None) for d in deployments}
+
+    def _rows(self, pipeline: str, root: Path, numbers: list[int], served: Served | None,
+              unreadable: str) -> list[VersionRow]:
+        """The rows of versions ``numbers``, each with its run record and the deployments serving it.
+        A record that cannot be read is left out with a warning (``unreadable="skip"``) or raised."""
+        records = RunRecords(self.state_dir, pipeline)
+        names = sorted(os.listdir(records.directory)) if records.directory.is_dir() else []
+        registry_dir = root / REGISTRY_DIR
+        rows = []
+        for number in numbers:
+            path = registry_dir / f"{number}.json"
+            try:
+                record = ModelVersion.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError) as err:
+                if unreadable != "skip":
+                    raise ModelRegistryError(f"model version record {path} cannot be read: {err}") from None
+                log.warning("model version record %s cannot be read: %s", path, err)
+                continue
+            run = None
+            if record.run_id:
+                suffix = f".{safe_name(record.run_id)}.json"
+                run = next((records.reports.read(n) for n in names if n.endswith(suffix)), None)
+            by = [name for name, (version, model_root) in (served or {}).items()
+                  if version == record.version and model_root == root]
+            rows.append(VersionRow(record, run, by))
+        return rows
 
     def versions(self, pipeline: str, offset: int = 0, limit: int = PAGE_SIZE,
-                 served: dict[str, tuple[int | None, str | None]] | None = None) -> tuple[list[VersionRow], int]:
-        """A page of ``pipeline``'s pushed versions, newest first, each with its run record; and their number."""
+                 served: Served | None = None) -> tuple[list[VersionRow], int]:
+        """A page of ``pipeline``'s pushed versions, newest first, each with its run record and the deployments
+        serving it (``served``: :meth:`served`); and their number."""
         root = self.model_roots().get(pipeline)
         if root is None:
             return [], 0
-        registry = ModelRegistry(root)
-        numbers = sorted((int(p.stem) for p in registry.records.glob("*.json") if p.stem.isdigit()), reverse=True)
-        records = RunRecords(self.state_dir, pipeline)
-        names = sorted(os.listdir(records.directory)) if records.directory.is_dir() else []
-        rows = []
-        for number in numbers[offset:offset + limit]:
-            try:
-                record = ModelVersion.from_dict(json.loads((registry.records / f"{number}.json").read_text()))
-            except (OSError, ValueError, TypeError) as err:
-                log.warning("model version record %s/%s.json cannot be read: %s", registry.records, number, err)
-                continue
-            by = [name for name, (version, model_root) in (served or {}).items()
-                  if version == record.version and model_root and Path(model_root) == Path(root)]
-            rows.append(VersionRow(record, self._run_for(records, names, record.run_id) if record.run_id else None,
-                                   by))
-        return rows, len(numbers)
+        registry_dir = root / REGISTRY_DIR
+        numbers = sorted((int(p.stem) for p in registry_dir.glob("*.json") if p.stem.isdigit()), reverse=True)
+        return self._rows(pipeline, root, numbers[offset:offset + limit], served, "skip"), len(numbers)
 
-    def version(self, pipeline: str, version: int) -> VersionRow:
+    def version(self, pipeline: str, version: int, served: Served | None = None) -> VersionRow:
         root = self.model_roots().get(pipeline)
         if root is None:
             raise LookupError(f"pipeline {pipeline!r} has no pushed model")
-        registry = ModelRegistry(root)
-        path = registry.records / f"{int(version)}.json"
-        if not path.is_file():
+        if not (root / REGISTRY_DIR / f"{int(version)}.json").is_file():
             raise LookupError(f"pipeline {pipeline!r} has no model version {version}")
-        try:
-            record = ModelVersion.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError) as err:
-            raise ModelRegistryError(f"model version record {path} cannot be read: {err}") from None
-        records = RunRecords(self.state_dir, pipeline)
-        names = sorted(os.listdir(records.directory)) if records.directory.is_dir() else []
-        return VersionRow(record, self._run_for(records, names, record.run_id) if record.run_id else None)
+        return self._rows(pipeline, root, [int(version)], served, "raise")[0]
 
     def runs(self, pipeline: str, offset: int = 0, limit: int = 20):
         """The newest run records of ``pipeline`` (training and ingest runs, blessed or not)."""

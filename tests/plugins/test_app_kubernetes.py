@@ -5,35 +5,16 @@ the real API server's business (test_app.py); here the app runs in-process with 
 from __future__ import annotations
 
 import pytest
-from fastapi import Request
-from fastapi.testclient import TestClient
 
 from airflow_mlops.hooks.seldon import SeldonHook
-from airflow_mlops.plugins import app as pages
 from tests.operators.test_seldon_kubernetes import cluster, deploy  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-class User:
-    def get_name(self) -> str:
-        return "tester"
-
-
 @pytest.fixture
-def client(cluster, monkeypatch):  # noqa: F811 - the imported fixture
-    async def signed_in(request: Request) -> User:
-        return User()
-
-    pages._data_cache.clear()
-    monkeypatch.setattr(pages, "can_trigger", lambda user, dag_id=pages.ACTION_DAG: True)
-    monkeypatch.setattr(pages, "dag_runs", lambda keys: {})
-    pages.app.dependency_overrides[pages.current_user] = signed_in
-    try:
-        yield TestClient(pages.app, root_path="/mlops")
-    finally:
-        pages.app.dependency_overrides.clear()
-        pages._data_cache.clear()
+def client(cluster, signed_in_client):  # noqa: F811 - the imported fixture
+    return signed_in_client
 
 
 def test_backend_lists_and_describes_seldondeployments(cluster):  # noqa: F811

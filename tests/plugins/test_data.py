@@ -20,7 +20,7 @@ def state(clean_mlops_env, tmp_path):
 
 def test_versions_are_paged_newest_first_with_their_runs(state):
     data, expected = state
-    rows, total = data.versions(PIPELINE, 0, 2, served={DEPLOYMENT: (5, str(data.state_dir / "models" / PIPELINE))})
+    rows, total = data.versions(PIPELINE, 0, 2, served={DEPLOYMENT: (5, data.state_dir / "models" / PIPELINE)})
     assert total == 5 and [r.record.version for r in rows] == [5, 4]
     assert rows[0].served_by == [DEPLOYMENT] and rows[1].served_by == []
     assert gate_value(rows[0].run) == expected["versions"][5]["auc"]

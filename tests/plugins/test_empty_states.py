@@ -1,36 +1,16 @@
-"""Every page before anything ran: it says what to run. In-process app with a signed-in user given
-(authentication is tested against a real API server in test_app.py)."""
+"""Every page before anything ran: it says what to run (the app in-process, signed in: conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-from fastapi import Request
-from fastapi.testclient import TestClient
-
-from airflow_mlops.plugins import app as pages
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-class User:
-    def get_name(self) -> str:
-        return "tester"
-
-
 @pytest.fixture
-def client(clean_mlops_env, tmp_path, monkeypatch):
-    async def signed_in(request: Request) -> User:
-        return User()
-
+def client(clean_mlops_env, tmp_path, signed_in_client):
     clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path / "empty"))
-    pages._data_cache.clear()
-    monkeypatch.setattr(pages, "can_trigger", lambda user, dag_id=pages.ACTION_DAG: True)
-    pages.app.dependency_overrides[pages.current_user] = signed_in
-    try:
-        yield TestClient(pages.app, root_path="/mlops")
-    finally:
-        pages.app.dependency_overrides.clear()
-        pages._data_cache.clear()
+    return signed_in_client
 
 
 @pytest.mark.parametrize("path, says", [
