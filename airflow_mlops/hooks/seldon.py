@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk.bases.hook import BaseHook
 
-from airflow_mlops.exceptions import InvalidArgumentError, SeldonDeployError
+from airflow_mlops.exceptions import InvalidArgumentError, MlopsException, SeldonDeployError
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.serving.backends import DeploymentBackend, deployment_backend
 from airflow_mlops.serving.registry import DeploymentRegistry, LocalDeployment
@@ -90,6 +90,24 @@ class SeldonHook(BaseHook):
             return ModelRegistry(model_root).get(version)
         except ModelRegistryError as err:
             raise InvalidArgumentError(str(err)) from None
+
+    def served_version(self, name: str) -> tuple[ModelVersion | None, str]:
+        """The registry record of the version deployment ``name`` serves now; or None and why not (no such
+        deployment, nothing served, versions on a path Airflow does not read, a record that cannot be read)."""
+        try:
+            dep = self.get_deployment(name)
+        except InvalidArgumentError:  # no such deployment
+            return None, "nothing is served yet"
+        except MlopsException as err:
+            return None, f"the deployment could not be read: {err}"
+        if dep.version is None or not dep.model_root:
+            return None, "nothing is served yet"
+        if "://" in dep.model_root:
+            return None, f"version {dep.version} is served from {dep.model_root}, which Airflow does not read"
+        try:
+            return ModelRegistry(dep.model_root).get(dep.version), ""
+        except ModelRegistryError as err:
+            return None, f"version {dep.version} is served, but its record cannot be read: {err}"
 
     # -- operations ---------------------------------------------------------------------
     # -- Kubernetes ---------------------------------------------------------------------

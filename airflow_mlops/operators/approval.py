@@ -21,7 +21,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.definitions.param import Param, ParamsDict
 from airflow.sdk.exceptions import DownstreamTasksSkipped
 
-from airflow_mlops.exceptions import InvalidArgumentError, MlopsException
+from airflow_mlops.exceptions import InvalidArgumentError
 from airflow_mlops.hooks.seldon import SeldonHook
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError, ModelVersion
 
@@ -98,21 +98,6 @@ class ModelApprovalOperator(ApprovalOperator):
         except ModelRegistryError as err:
             raise InvalidArgumentError(f"{self.task_id}: {err}") from None
 
-    def _served(self) -> tuple[ModelVersion | None, str]:
-        """The version the deployment serves now, or None and why not."""
-        try:
-            dep = SeldonHook(mlops_conn_id=self.mlops_conn_id).get_deployment(self.deployment_name)
-        except InvalidArgumentError:
-            return None, "nothing is served yet"
-        except MlopsException as err:
-            return None, f"the deployment could not be read: {err}"
-        if dep.version is None or not dep.model_root:
-            return None, "nothing is served yet"
-        try:
-            return ModelRegistry(dep.model_root).get(dep.version), ""
-        except ModelRegistryError as err:
-            return None, f"version {dep.version} is served, but its record cannot be read: {err}"
-
     def _gate(self, context: Any) -> str:
         verdict = context["ti"].xcom_pull(task_ids=self.evaluation_task_id) or {}
         gate = verdict.get("gate") or {}
@@ -136,7 +121,7 @@ class ModelApprovalOperator(ApprovalOperator):
         """The subject and the Markdown body the reviewer sees."""
         _, candidate = self._candidate(context)
         pipeline = candidate.pipeline_name or Path(candidate.path).parent.name
-        served, why_not = self._served()
+        served, why_not = SeldonHook(mlops_conn_id=self.mlops_conn_id).served_version(self.deployment_name)
         subject = f"Deploy {pipeline} model version {candidate.version} as {self.deployment_name}?"
         serving = (f"Deployment `{self.deployment_name}` serves version {served.version} now."
                    if served else f"Deployment `{self.deployment_name}`: {why_not}.")

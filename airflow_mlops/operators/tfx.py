@@ -1034,28 +1034,17 @@ class EvaluatorOperator(TfxComponentOperator):
         """The model ``baseline_deployment`` serves (its version and model artifact), or None — and why —
         when there is none to compare with: then the latest blessed model is the baseline."""
         from airflow_mlops.hooks.seldon import SeldonHook
-        from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
 
         name = self.baseline_deployment or ""
-        try:
-            dep = SeldonHook(mlops_conn_id=self.mlops_conn_id).get_deployment(name)
-        except MlopsException as err:
-            self.log.info("baseline: deployment %s serves nothing to compare with (%s): the latest blessed model",
-                          name, err)
-            return None
-        if dep.version is None or not dep.model_root or "://" in dep.model_root:
-            self.log.info("baseline: deployment %s has no readable model version: the latest blessed model", name)
-            return None
-        try:
-            record = ModelRegistry(dep.model_root).get(dep.version)
-        except ModelRegistryError as err:
-            self.log.info("baseline: %s: the latest blessed model", err)
+        record, why_not = SeldonHook(mlops_conn_id=self.mlops_conn_id).served_version(name)
+        if record is None:
+            self.log.info("baseline: deployment %s: %s: the latest blessed model", name, why_not)
             return None
         if record.model_artifact_id is None or record.pipeline_name not in ("", self.pipeline_name):
             self.log.info("baseline: deployment %s serves a model of pipeline %r (or one without lineage): the "
                           "latest blessed model of %s", name, record.pipeline_name, self.pipeline_name)
             return None
-        return {"deployment": name, "version": dep.version, "model_artifact_id": record.model_artifact_id}
+        return {"deployment": name, "version": record.version, "model_artifact_id": record.model_artifact_id}
 
     def prepare(self, context: Any) -> dict[str, Any]:
         """Decide the baseline before the node runs: the served model when ``baseline_deployment`` serves one."""

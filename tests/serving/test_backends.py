@@ -22,3 +22,21 @@ def test_local_backend_lists_and_describes_deployments_with_who_changed_them(cle
     assert backend.undeploy("b", by={**by, "dag_id": "mlops_rollback"}).stopped is False
     assert hook.registry.get("b").history[-1] == {"version": 2, "at": hook.registry.get("b").history[-1]["at"],
                                                   "action": "undeploy", "by": {**by, "dag_id": "mlops_rollback"}}
+
+
+def test_the_version_a_deployment_serves_or_why_not(clean_mlops_env, tmp_path):
+    from airflow_mlops.utils.model_registry import ModelRegistry, ModelVersion
+
+    clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path))
+    hook = SeldonHook(mlops_conn_id=None)
+    root = tmp_path / "models" / "p"
+    (root / "2").mkdir(parents=True)
+    ModelRegistry(root)._write(ModelVersion(version=2, path=str(root / "2"), model_uri="m", status="ready"))
+    assert hook.served_version("none") == (None, "nothing is served yet")
+    hook.registry.save(LocalDeployment(name="a", version=2, model_root=str(root)))
+    assert hook.served_version("a")[0].version == 2
+    hook.registry.save(LocalDeployment(name="b", version=3, model_root=str(root)))
+    record, why = hook.served_version("b")
+    assert record is None and why.startswith("version 3 is served, but its record cannot be read")
+    hook.registry.save(LocalDeployment(name="c", version=3, model_root="gs://models/p"))
+    assert hook.served_version("c") == (None, "version 3 is served from gs://models/p, which Airflow does not read")
