@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Sequence
 from functools import cached_property
@@ -18,6 +17,7 @@ from airflow_mlops.hooks.seldon import SeldonHook
 from airflow_mlops.links.pages import DriftReportLink, page_path
 from airflow_mlops.shared import DETECTORS
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
+from airflow_mlops.utils.run_records import safe_name
 
 
 class BaseDriftCheckOperator(BaseOperator):
@@ -95,7 +95,7 @@ class BaseDriftCheckOperator(BaseOperator):
             self.log.info("reference: %s training records of model version %s, from examples artifact %s (span %s)",
                           found["records"], dep.version, found["examples_artifact_id"], found["span"])
         report_dir = tfx.state_dir / "drift" / dep.name / "reports"
-        report = report_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
+        report = report_dir / safe_name(context["run_id"])
         drift = RuntimeHook(runtime="drift", mlops_conn_id=self.mlops_conn_id)
         # every check reads the traffic of its moment: a pod of its own (a later poke must not adopt this one)
         check = {**task_context(self, context), "pod_key": uuid.uuid4().hex}

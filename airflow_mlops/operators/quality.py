@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cached_property
@@ -15,6 +14,7 @@ from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.hooks.seldon import SeldonHook
 from airflow_mlops.serving.quality import QualityGate, QualitySpecError, model_quality, write_report
 from airflow_mlops.utils.model_registry import ModelRegistry, ModelRegistryError
+from airflow_mlops.utils.run_records import safe_name
 
 
 class BaseModelQualityOperator(BaseOperator):
@@ -92,7 +92,7 @@ class BaseModelQualityOperator(BaseOperator):
                                    prediction_key=self.prediction_key or None, serving=dep.version)
         except QualitySpecError as err:
             raise InvalidArgumentError(f"{self.task_id}: {err}") from None
-        stamp = re.sub(r"[^A-Za-z0-9_.-]", "_", context.get("run_id") or datetime.now(timezone.utc).isoformat())
+        stamp = safe_name(context.get("run_id") or datetime.now(timezone.utc).isoformat())
         report["deployment"], report["feedback_root"] = dep.name, root
         report.update(write_report(report, self.seldon.runtime_hook.state_dir / "quality" / dep.name, stamp))
         join = report["join"]

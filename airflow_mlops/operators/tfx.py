@@ -36,6 +36,7 @@ from airflow_mlops.exceptions import (
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.links.pages import ModelVersionLink, page_path
 from airflow_mlops.runtimes.runners import ONE_PROCESS, Placement
+from airflow_mlops.utils.run_records import record_task, safe_name
 from airflow_mlops.utils.schema_store import ReferenceSchemaError, ReferenceSchemaStore, schema_features
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -337,8 +338,6 @@ class TfxComponentOperator(BaseOperator):
     def record(self, context: Any, section: dict[str, Any]) -> None:
         """Add what this task did to its run's record (:mod:`~airflow_mlops.utils.run_records`, read by the
         MLOps pages); never fails the task."""
-        from airflow_mlops.utils.run_records import record_task
-
         record_task(self.hook.state_dir, self.pipeline_name, self.dag_id, (context or {}).get("run_id"),
                     self.task_id, {"component": self.definition.name, "at": time.time(), **section})
 
@@ -641,7 +640,7 @@ class ExampleValidatorOperator(TfxComponentOperator):
 
     def finish(self, context: Any, result: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         anomalies = result.get("anomalies", [])
-        self.record(context, {"accepted": not anomalies, "anomalies": anomalies, "spans": self._examined_spans(context)})
+        self.record(context, {"accepted": not anomalies, "anomalies": anomalies, "spans": _spans(self._statistics(context))})
         if anomalies:
             lines = [
                 f"  - split {a['split']}, feature {a['feature']}: {a['kind']} ({a['severity']}): {a['description']}"
@@ -656,20 +655,16 @@ class ExampleValidatorOperator(TfxComponentOperator):
             self._maybe_keep_reference(context, result)
         return result
 
-    def _examples(self, context: Any) -> list[dict[str, Any]]:
-        """The examples artifacts the statistics were computed on (the statistics task's inputs)."""
+    def _statistics(self, context: Any) -> dict[str, Any]:
+        """The statistics task's result (its inputs name the examples artifacts, with their spans)."""
         try:
-            statistics = context["ti"].xcom_pull(task_ids=self.tfx_inputs["statistics"]["node"]) or {}
+            return context["ti"].xcom_pull(task_ids=self.tfx_inputs["statistics"]["node"]) or {}
         except (KeyError, TypeError, AttributeError):
-            return []
-        return (statistics.get("inputs") or {}).get("examples") or []
-
-    def _examined_spans(self, context: Any) -> list[int]:
-        return sorted({e["span"] for e in self._examples(context) if "span" in e})
+            return {}
 
     def _mark_validated(self, context: Any) -> None:
         """Record in ML Metadata that the data gate accepted these examples: training windows take only such spans."""
-        examples = (self._examples(context) or [{}])[0]
+        examples = ((self._statistics(context).get("inputs") or {}).get("examples") or [{}])[0]
         if "id" not in examples:
             self.log.warning("the statistics task's result names no examples artifact: not marked as validated")
             return
@@ -917,7 +912,7 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         self._validate_module_file()
 
     def prepare(self, context: Any) -> dict[str, Any]:
-        run = re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
+        run = safe_name(context["run_id"])
         self._checkpoint_dir = os.path.join(self.hook.pipeline_root(self.pipeline_name, self.pipeline_root),
                                             self.task_id, ".checkpoints", run)
         return {"checkpoint_dir": self._checkpoint_dir}
