@@ -242,12 +242,7 @@ def create_app() -> FastAPI:
         dep = values["deployment"]
         shown = list(reversed(dep.history[-PAGE_SIZE:]))  # the newest changes
         keys = [((h.get("by") or {}).get("dag_id", ""), (h.get("by") or {}).get("run_id", "")) for h in shown]
-        versions: list[int] = []
-        if dep.model_path:
-            root = Path(dep.model_path).parent
-            registry = root / ".registry"
-            if registry.is_dir():
-                versions = sorted((int(p.stem) for p in registry.glob("*.json") if p.stem.isdigit()), reverse=True)
+        versions = PageData.version_numbers(Path(dep.model_path).parent) if dep.model_path else []
         pipeline = Path(dep.model_path).parent.name if dep.model_path else None
         charts_html = [charts.line_chart(values["health"]["points"], "error_rate", title="error rate", percent=True),
                        charts.line_chart(values["health"]["points"], "p99_ms", title="p99 latency", unit=" ms"),

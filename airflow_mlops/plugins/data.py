@@ -107,6 +107,11 @@ class PageData:
         """deployment → (the version it serves, that version's model root): what :meth:`versions` matches."""
         return {d.name: (d.version, Path(d.model_path).parent if d.model_path else None) for d in deployments}
 
+    @staticmethod
+    def version_numbers(root: Path) -> list[int]:
+        """The versions recorded under model root ``root``, newest first (their records are not read)."""
+        return sorted((int(p.stem) for p in (root / REGISTRY_DIR).glob("*.json") if p.stem.isdigit()), reverse=True)
+
     def _rows(self, pipeline: str, root: Path, numbers: list[int], served: Served | None,
               unreadable: str) -> list[VersionRow]:
         """The rows of versions ``numbers``, each with its run record and the deployments serving it.
@@ -140,8 +145,7 @@ class PageData:
         root = self.model_roots().get(pipeline)
         if root is None:
             return [], 0
-        registry_dir = root / REGISTRY_DIR
-        numbers = sorted((int(p.stem) for p in registry_dir.glob("*.json") if p.stem.isdigit()), reverse=True)
+        numbers = self.version_numbers(root)
         return self._rows(pipeline, root, numbers[offset:offset + limit], served, "skip"), len(numbers)
 
     def version(self, pipeline: str, version: int, served: Served | None = None) -> VersionRow:
