@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from airflow_mlops.exceptions import MlopsException
+from airflow_mlops.links.pages import PREFIX
 from airflow_mlops.plugins import charts
 from airflow_mlops.plugins.data import PAGE_SIZE, PageData, gate_value, health_series, when
 from airflow_mlops.utils.run_records import safe_name
@@ -27,7 +28,6 @@ from airflow_mlops.utils.run_records import safe_name
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-PREFIX = "/mlops"
 ACTION_DAG = "mlops_rollback"
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'self'")

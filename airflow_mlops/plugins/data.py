@@ -181,13 +181,12 @@ class PageData:
                 errors.append(f"{name}: {err}")
         return found, errors
 
-    def quality_report(self, name: str) -> dict[str, Any] | None:
-        directory = self.state_dir / "quality" / safe_name(name)
-        reports = ReportDir(directory).page(0, 1).reports
-        return reports[0] if reports else None
-
     def quality_dir(self, name: str) -> Path:
         return self.state_dir / "quality" / safe_name(name)
+
+    def quality_report(self, name: str) -> dict[str, Any] | None:
+        reports = ReportDir(self.quality_dir(name)).page(0, 1).reports
+        return reports[0] if reports else None
 
     # drift
     def drift_dir(self, name: str) -> Path:

@@ -1,4 +1,5 @@
-"""The airflow-mlops plugin: the MLOps pages in Airflow's UI (Airflow >= 3.1), registered by the provider's metadata.
+"""The airflow-mlops plugin: the MLOps pages in Airflow's UI (Airflow >= 3.1), registered by the package's
+``airflow.plugins`` entry point (Airflow 3.3 loads a provider metadata's ``plugins`` only without lazy discovery).
 
 The pages are a FastAPI app the API server mounts at ``/mlops`` (:mod:`airflow_mlops.plugins.app`);
 an external view puts them in the nav bar ("MLOps"), shown inside the UI, and one view per page
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from airflow_mlops.links.pages import PREFIX
 from airflow_mlops.plugins.app import app
 
-PREFIX = "/mlops"
 PAGES = {"models": "Model versions", "deployments": "Deployments", "drift": "Drift", "data": "Data validation"}
 
 

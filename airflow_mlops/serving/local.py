@@ -83,6 +83,11 @@ def log_excerpt(path: Path, lines: int = 25) -> str:
         return "(no server log)"
 
 
+def _change(version: int | None, action: str, by: dict[str, str] | None) -> dict[str, Any]:
+    """A history entry: the version, when, what was done, and who or what asked (when known)."""
+    return {"version": version, "at": time.time(), "action": action, **({"by": by} if by else {})}
+
+
 @dataclass
 class LocalServing:
     """Controls the local deployments recorded in ``registry``.
@@ -150,8 +155,7 @@ class LocalServing:
                 raise
             dep.version, dep.model_path, dep.status = version.version, version.path, AVAILABLE
             dep.model_root = model_root or dep.model_root
-            dep.history.append({"version": version.version, "at": time.time(), "action": action,
-                                **({"by": by} if by else {})})
+            dep.history.append(_change(version.version, action, by))
             self.registry.save(dep)
             log.info("deployment %s serves model version %s at %s", name, version.version, dep.url)
             return dep, True
@@ -165,8 +169,7 @@ class LocalServing:
             was_running = alive(dep.pid)
             self._stop_process(dep)
             dep.pid, dep.status = None, STOPPED
-            dep.history.append({"version": dep.version, "at": time.time(), "action": "undeploy",
-                                **({"by": by} if by else {})})
+            dep.history.append(_change(dep.version, "undeploy", by))
             self.registry.save(dep)
             return was_running
 
