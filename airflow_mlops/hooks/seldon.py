@@ -215,16 +215,23 @@ class SeldonHook(BaseHook):
             return None
         return self.kube.cancel()
 
-    def kube_record(self, name: str) -> LocalDeployment:
-        """What monitoring needs of SeldonDeployment ``name``: the version its main predictor serves, that
-        version's directory (on the claim, as Airflow sees it), and the prediction log the server writes."""
+    def kube_object(self, name: str) -> dict[str, Any]:
+        """SeldonDeployment ``name`` as the API server returns it; InvalidArgumentError when it does not exist."""
+        with self._kube_errors():
+            obj = self.kube.get(name, self.namespace)
+        if obj is None:
+            raise InvalidArgumentError(f"SeldonDeployment {self.namespace}/{name} does not exist")
+        return obj
+
+    def kube_record(self, name: str, obj: dict[str, Any] | None = None) -> LocalDeployment:
+        """What monitoring needs of SeldonDeployment ``name`` (``obj``, when already read): the version its main
+        predictor serves, that version's directory (on the claim, as Airflow sees it), and the prediction log
+        the server writes."""
         from airflow_mlops.serving.kubernetes import spec_from_manifest
         from airflow_mlops.serving.manifest import deployment_state, is_ready
 
+        obj = obj if obj is not None else self.kube_object(name)
         with self._kube_errors():
-            obj = self.kube.get(name, self.namespace)
-            if obj is None:
-                raise InvalidArgumentError(f"SeldonDeployment {self.namespace}/{name} does not exist")
             spec = spec_from_manifest(obj)
         main = max((p for p in spec.predictors if not p.shadow), key=lambda p: p.traffic)
         model_path = self.local_model_root(main.model_uri)

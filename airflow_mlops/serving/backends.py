@@ -357,10 +357,8 @@ class SeldonDeploymentBackend(DeploymentBackend):
     def describe(self, name: str) -> DeploymentResult:
         from airflow_mlops.serving.kubernetes import spec_from_manifest
 
-        obj = self.hook.kube.get(name, self.hook.namespace)
-        if obj is None:
-            raise InvalidArgumentError(f"SeldonDeployment {self.hook.namespace}/{name} does not exist")
-        dep = self.record(name)
+        obj = self.hook.kube_object(name)  # read once: the record and the predictors come from it
+        dep = self.hook.kube_record(name, obj)
         predictors = [{"name": p.name, "version": p.model_version, "traffic": p.traffic, "shadow": p.shadow}
                       for p in spec_from_manifest(obj).predictors]
         return DeploymentResult(name=name, backend=self.kind, version=dep.version, changed=False,

@@ -22,7 +22,9 @@ def test_backend_lists_and_describes_seldondeployments(cluster):  # noqa: F811
     deploy(4, canary_traffic=10)
     backend = SeldonHook(mlops_conn_id=None).deployments
     assert backend.names() == ["taxi"]
+    gets = len(cluster.requests_of("GET"))
     described = backend.describe("taxi")
+    assert len(cluster.requests_of("GET")) == gets + 1  # the SeldonDeployment is read once
     assert (described.backend, described.version, described.namespace) == ("kubernetes", 3, "mlops")
     assert described.traffic == {"v3": 90, "v4": 10}
     assert [(p["version"], p["traffic"], p["shadow"]) for p in described.predictors] == [(3, 90, False),
@@ -53,3 +55,10 @@ def test_no_rollback_button_where_the_backend_cannot_roll_back(client):
     deploy(3)
     page = client.get("/deployments/taxi").text
     assert "Roll back to" not in page and "deploying the earlier version" in page
+
+
+def test_a_deployment_that_cannot_be_read_is_said_on_the_list(client, cluster):  # noqa: F811
+    deploy(3)
+    cluster.fail_next("GET", 403, "seldondeployments is forbidden", path_contains="/seldondeployments/taxi")
+    page = client.get("/deployments")
+    assert page.status_code == 200 and "taxi: " in page.text and "forbidden" in page.text
