@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from airflow_mlops.hooks.seldon import SeldonHook
 from airflow_mlops.plugins.charts import line_chart
 from airflow_mlops.plugins.data import PageData, gate_value, health_series, parse_text_proto, schema_table
-from tests.plugins.sample_state import DEPLOYMENT, EVIL, PIPELINE, write_state
+from tests.plugins.sample_state import DEPLOYMENT, EVIL, PIPELINE, SCHEMA, write_state
 
 
 @pytest.fixture
@@ -64,12 +63,11 @@ def test_health_series_over_the_log(state, tmp_path):
 
 
 def test_schema_table_reads_types_presence_and_domains():
-    rows = {r["name"]: r for r in schema_table(Path(__file__).parent.joinpath("sample_state.py").read_text()
-                                               .split('SCHEMA = """', 1)[1].split('"""', 1)[0]
-                                               .replace("%s", "x"))}
+    rows = {r["name"]: r for r in schema_table(SCHEMA)}
     assert rows["fare"]["type"] == "FLOAT" and rows["fare"]["domain"] == {"min": "0.0", "max": "500.0",
                                                                           "kind": "float_domain"}
-    assert rows["payment_type"]["domain"]["values"] == ["Cash", "Credit Card", "x"]
+    assert rows["payment_type"]["domain"]["values"] == ["Cash", "Credit Card", EVIL]  # quotes unescaped
+    assert rows[EVIL]["type"] == "INT"
     assert rows["payment_type"]["min_fraction"] == "1.0"
     assert parse_text_proto('a: "q\\"x" # c\nb { c: 1 }') == {"a": ['q"x'], "b": [{"c": ["1"]}]}
     with pytest.raises(ValueError):
