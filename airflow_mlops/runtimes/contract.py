@@ -9,9 +9,12 @@ a Kubernetes pod): only the way the process is started differs.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +142,19 @@ class StepResult:
         except json.JSONDecodeError as err:
             raise ContractError(f"the result file {path} is not valid JSON: {err}") from None
         return cls.from_dict(data)
+
+
+@contextmanager
+def directory_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the exclusive lock of ``directory`` (its ``.lock`` file, created with the directory if need be):
+    changes of what it holds, from any process, wait for each other."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    with open(Path(directory) / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def write_json_atomic(path: str | os.PathLike[str], text: str) -> None:

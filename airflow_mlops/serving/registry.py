@@ -13,7 +13,6 @@ rollback and undeploy operators change it through :class:`DeploymentRegistry`.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.runtimes.contract import write_json_atomic
+from airflow_mlops.runtimes.contract import directory_lock, write_json_atomic
 
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 AVAILABLE, STARTING, STOPPED, FAILED = "available", "starting", "stopped", "failed"
@@ -102,13 +101,8 @@ class DeploymentRegistry:
     @contextmanager
     def locked(self, name: str) -> Iterator[None]:
         """Serialise changes of deployment ``name`` (two deploy tasks of one name wait for each other)."""
-        self.dir(name).mkdir(parents=True, exist_ok=True)
-        with open(self.dir(name) / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with directory_lock(self.dir(name)):
+            yield
 
     def get(self, name: str) -> LocalDeployment | None:
         path = self.record_file(name)

@@ -17,7 +17,6 @@ reuses its version, so one training run never becomes two versions.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.runtimes.contract import write_json_atomic
+from airflow_mlops.runtimes.contract import directory_lock, write_json_atomic
 
 REGISTRY_DIR = ".registry"
 READY = "ready"
@@ -89,13 +88,8 @@ class ModelRegistry:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.records.mkdir(parents=True, exist_ok=True)
-        with open(self.records / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with directory_lock(self.records):
+            yield
 
     def _record_path(self, version: int) -> Path:
         return self.records / f"{version}.json"

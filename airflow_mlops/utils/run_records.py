@@ -15,7 +15,6 @@ first, reading only the page asked for, so a page stays fast with 10,000 reports
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.runtimes.contract import write_json_atomic
+from airflow_mlops.runtimes.contract import directory_lock, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +131,8 @@ class RunRecords:
 
     def add(self, dag_id: str, run_id: str, task_id: str, section: dict[str, Any]) -> Path:
         """Set ``task_id``'s section of the run's record (under a lock: tasks of a run may finish together)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{self.name(dag_id, run_id)}.json"
-        with open(self.directory / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with directory_lock(self.directory):
             try:
                 record = json.loads(path.read_text()) if path.exists() else {}
             except (OSError, ValueError):

@@ -168,3 +168,27 @@ def test_main_removes_the_steps_temporary_directory(tmp_path, monkeypatch, given
 
 def test_main_usage():
     assert entrypoint.main(["only-one"]) == 2
+
+
+def test_directory_lock_makes_changes_wait_for_each_other(tmp_path):
+    import threading
+    import time
+
+    from airflow_mlops.runtimes.contract import directory_lock
+
+    order = []
+
+    def change(name):
+        with directory_lock(tmp_path / "d"):
+            order.append(f"{name} in")
+            time.sleep(0.2)
+            order.append(f"{name} out")
+
+    threads = [threading.Thread(target=change, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert order == ["a in", "a out", "b in", "b out"]  # b waited: one holder at a time
+    assert (tmp_path / "d" / ".lock").is_file()
