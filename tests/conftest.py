@@ -19,6 +19,8 @@ from kubernetes import client as k8s
 
 from tests.kubernetes.fake_api import FakeKubeAPI, airflow_connection_env
 
+pytest_plugins = ["tests.timing"]  # where the suite's time goes: printed at the end, written as JSON
+
 REPO = Path(__file__).resolve().parent.parent
 DAGS = REPO / "dags"
 BIN = Path(sys.executable).parent
