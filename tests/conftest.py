@@ -25,6 +25,19 @@ REPO = Path(__file__).resolve().parent.parent
 DAGS = REPO / "dags"
 BIN = Path(sys.executable).parent
 
+#: The real CRDs, read from ``../shared/k8s-crds/`` beside the repository (never copied in). A clone without
+#: that folder skips the tests that read them, saying so; CI (``CI`` set) refuses to start without them.
+CRD_DIR = REPO.parent / "shared" / "k8s-crds"
+HAVE_CRDS = (CRD_DIR / "kubeflow.org_mpijobs.yaml").is_file()
+NO_CRDS = f"the real CRDs are not at {CRD_DIR} (../shared/k8s-crds/ beside the repository; CI has them)"
+needs_crds = pytest.mark.skipif(not HAVE_CRDS, reason=NO_CRDS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI") and not HAVE_CRDS:
+        raise pytest.UsageError(f"CI runs every CRD test, but the real CRDs are not at {CRD_DIR}: "
+                                "put ../shared/k8s-crds/ beside the repository")
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

@@ -19,6 +19,7 @@ import pytest
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.runtimes.local import runtime_command
 from airflow_mlops.runtime_side.steps.horovod_launch import ENV_HOSTFILE, ENV_NP
+from tests.conftest import CRD_DIR, HAVE_CRDS
 from tests.kubernetes.fake_api import FakeKubeAPI, LocalProcessKubelet, airflow_connection_env
 from tests.kubernetes.rbac_check import assert_allowed
 
@@ -27,7 +28,6 @@ from .test_ingest_dag import dags_test, lineage, task_states, write_slice
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = "it_k8s"
-CRDS = REPO.parent / "shared" / "k8s-crds"
 IMAGE = re.compile(r"(?:.*/)?airflow-mlops-(?P<runtime>[a-z]+)(?:-cuda)?:")
 
 
@@ -124,12 +124,12 @@ def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):
     api = k8s.ApiClient()
     for posted in fake.requests_of("POST", "/namespaces/mlops/pods"):
         assert api.sanitize_for_serialization(api._ApiClient__deserialize(posted.body, "V1Pod")) == posted.body
-    if CRDS.is_dir():
+    if HAVE_CRDS:
         from airflow_mlops.kubernetes.mpijob import validate_mpijob
         from airflow_mlops.serving.manifest import validate_manifest
 
-        validate_mpijob(fake.requests_of("POST", "/mpijobs")[0].body, CRDS)
-        validate_manifest(fake.requests_of("POST", "/seldondeployments")[0].body, CRDS)
+        validate_mpijob(fake.requests_of("POST", "/mpijobs")[0].body, CRD_DIR)
+        validate_manifest(fake.requests_of("POST", "/seldondeployments")[0].body, CRD_DIR)
 
     # nothing left behind but the finished launcher (the MPIJob's TTL removes it), and nothing the Role forbids
     left = [p["metadata"]["name"] for p in fake.list_objects("pods", "mlops")]

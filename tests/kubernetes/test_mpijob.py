@@ -6,7 +6,6 @@ schema tests skip with the reason where that folder is absent.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -23,9 +22,7 @@ from airflow_mlops.kubernetes.mpijob import (
 )
 from airflow_mlops.serving.manifest import ManifestError
 
-CRD_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "k8s-crds"
-needs_crd = pytest.mark.skipif(not (CRD_DIR / "kubeflow.org_mpijobs.yaml").is_file(),
-                               reason=f"MPIJob CRD not found at {CRD_DIR} (../shared/k8s-crds/ beside the repository)")
+from tests.conftest import CRD_DIR, needs_crds
 COMMAND = ["python", "-m", "airflow_mlops.runtime_side.entrypoint", "horovod.train"]
 
 
@@ -42,7 +39,7 @@ def test_job_names_are_deterministic_short_and_distinct():
     assert len(long) <= 48 and long[0].isalpha() and spec(name=long).errors() == []
 
 
-@needs_crd
+@needs_crds
 @pytest.mark.parametrize("overrides", [
     {},
     {"num_workers": 4, "gpus_per_worker": 8, "worker_resources": {"requests": {"cpu": "16", "memory": "64Gi"}},
@@ -86,7 +83,7 @@ def test_every_spec_problem_is_named():
         assert part in message
 
 
-@needs_crd
+@needs_crds
 def test_schema_errors_carry_their_path():
     manifest = build_mpijob(spec())
     manifest["spec"]["slotsPerWorker"] = "four"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from airflow_mlops.kubernetes.schema import (
@@ -17,13 +15,15 @@ from airflow_mlops.kubernetes.schema import (
     resource_errors,
 )
 
-CRD_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "k8s-crds"
+from tests.conftest import CRD_DIR, needs_crds
+
 CRDS = [("kubeflow.org_mpijobs.yaml", "MPIJob", "v2beta1"),
         ("machinelearning.seldon.io_seldondeployments.yaml", "SeldonDeployment", "v1"),
         ("mlops.seldon.io_models.yaml", "Model", "v1alpha1"),
         ("trainer.kubeflow.org_trainjobs.yaml", "TrainJob", "v1alpha1")]
 
 
+@needs_crds
 @pytest.mark.parametrize("filename, kind, version", CRDS)
 def test_any_crd_is_read_from_its_folder_and_converted_once(filename, kind, version):
     path, crd = load_crd(CRD_DIR, filename, kind)
@@ -38,6 +38,7 @@ def test_any_crd_is_read_from_its_folder_and_converted_once(filename, kind, vers
     assert "mutated" not in crd_version_schema(CRD_DIR, filename, kind, version)  # a copy
 
 
+@needs_crds
 def test_a_missing_file_a_wrong_kind_and_a_wrong_version_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"MPIJob CRD not found at {tmp_path}/x.yaml"):
         load_crd(tmp_path, "x.yaml", "MPIJob")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -27,9 +26,9 @@ from airflow_mlops.serving.backends import (
     SeldonDeploymentBackend,
     UnsupportedOperation,
 )
+from tests.conftest import CRD_DIR, HAVE_CRDS
 from tests.serving.fake_kube_api import FakeKubeAPI
 
-CRDS = Path(__file__).resolve().parents[2].parent / "shared" / "k8s-crds"
 ROOT = "gs://models/taxi"
 
 
@@ -48,8 +47,8 @@ def cluster(clean_mlops_env, tmp_path):
         clean_mlops_env.setenv("AIRFLOW__MLOPS__BACKEND", "kubernetes")
         clean_mlops_env.setenv("AIRFLOW__MLOPS__KUBERNETES_CONN_ID", "k8s_fake")
         clean_mlops_env.setenv("AIRFLOW__MLOPS__STATE_DIR", str(tmp_path / "state"))
-        if CRDS.is_dir():
-            clean_mlops_env.setenv("AIRFLOW__MLOPS__SELDON_CRD_PATH", str(CRDS))
+        if HAVE_CRDS:
+            clean_mlops_env.setenv("AIRFLOW__MLOPS__SELDON_CRD_PATH", str(CRD_DIR))
         yield server
 
 
@@ -241,8 +240,8 @@ def test_the_projects_server_image_logs_predictions_on_the_claim_for_monitoring(
     SeldonDeployOperator(task_id="deploy", deployment_name="taxi", pipeline_name="chicago_taxi", model_version=3,
                          poll_interval=0.01, timeout=5).execute({})
     body = cluster.requests_of("POST")[0].body
-    if CRDS.is_dir():
-        validate_manifest(body, CRDS)
+    if HAVE_CRDS:
+        validate_manifest(body, CRD_DIR)
     pod = body["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
     container = pod["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}

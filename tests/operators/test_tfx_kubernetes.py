@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -37,10 +36,10 @@ from airflow_mlops.operators.tfx import (
 )
 from airflow_mlops.runtimes.contract import REQUEST_ENV, RESULT_MARKER, StepRequest
 from airflow_mlops.triggers.mpijob import MPIJobTrigger
+from tests.conftest import CRD_DIR, needs_crds
 from tests.kubernetes.rbac_check import assert_allowed
 from tests.kubernetes.fake_api import PodRun, ScriptedKubelet
 
-CRDS = Path(__file__).resolve().parents[3] / "shared" / "k8s-crds"
 NODE_RESULT = {"component": "HorovodTrainer", "execution_id": 12, "state": "COMPLETE", "reused": False,
                "outputs": {"model": [{"type": "Model", "id": 40, "uri": "/srv/mlops/pipelines/p/tr/model/12"}]}}
 
@@ -114,11 +113,11 @@ def launcher(lines, exit_code=0, interval=0.05) -> ScriptedKubelet:
     return ScriptedKubelet(pods={"*-launcher-*": PodRun(logs=list(lines), exit_code=exit_code, interval=interval)})
 
 
-@pytest.mark.skipif(not CRDS.is_dir(), reason=f"the real CRD schemas are not at {CRDS} (see ../shared/k8s-crds/README)")
+@needs_crds
 def test_the_mpijob_is_valid_against_the_real_crd(ops):
     spec, labels = mpijob_spec(ops.tr, context())
     manifest = build_mpijob(spec)
-    validate_mpijob(manifest, CRDS)
+    validate_mpijob(manifest, CRD_DIR)
     launcher_spec = manifest["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]
     worker_spec = manifest["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
     container = launcher_spec["containers"][0]
@@ -136,11 +135,11 @@ def test_the_mpijob_is_valid_against_the_real_crd(ops):
     assert manifest["metadata"]["namespace"] == "mlops" and launcher_spec["serviceAccountName"] == "airflow-mlops"
 
 
-@pytest.mark.skipif(not CRDS.is_dir(), reason=f"the real CRD schemas are not at {CRDS} (see ../shared/k8s-crds/README)")
+@needs_crds
 def test_an_elastic_mpijob_is_valid_and_discovers_its_hosts(ops):
     ops.tr.min_workers, ops.tr.max_workers = 2, 4
     manifest = build_mpijob(mpijob_spec(ops.tr, context())[0])
-    validate_mpijob(manifest, CRDS)
+    validate_mpijob(manifest, CRD_DIR)
     env = {e["name"]: e["value"]
            for e in manifest["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AIRFLOW_MLOPS_HOROVOD_DISCOVERY"] == "/etc/mpi/discover_hosts.sh"

@@ -8,7 +8,6 @@ the client, the manifests and the CRD validation are real. The CRD is read from
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 from kubernetes.client import ApiClient, Configuration, CustomObjectsApi
@@ -29,8 +28,6 @@ from airflow_mlops.serving.manifest import (
 )
 from tests.serving.fake_kube_api import GROUP, PLURAL, FakeKubeAPI
 
-CRD_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "k8s-crds"
-CRD_FILE = CRD_DIR / "machinelearning.seldon.io_seldondeployments.yaml"
 ITEM = f"/apis/{GROUP}/v1/namespaces/serving/{PLURAL}/taxi"
 COLLECTION = f"/apis/{GROUP}/v1/namespaces/serving/{PLURAL}"
 
@@ -49,12 +46,6 @@ class FakeTime:
     def clock(self) -> float:
         return self.now
 
-
-@pytest.fixture(scope="session")
-def crd() -> Path:
-    if not CRD_FILE.is_file():
-        pytest.skip(f"SeldonDeployment CRD not found at {CRD_FILE} (../shared/k8s-crds/ next to the repository)")
-    return CRD_FILE
 
 
 @pytest.fixture
