@@ -3,7 +3,7 @@
 A warm runtime (:mod:`airflow_mlops.runtime_side.session`) is started on first use, detached
 from the task (its own session) so the next tasks reuse it, and exits by itself after an
 idle timeout. One server serves one (runtime build, state directory, code location and
-code content); its socket, pid file and log live in ``/tmp/airflow-mlops-<uid>/`` (``/tmp``
+code content); its socket, pid file and log live in ``/tmp/airflow-mlops-<uid>/`` or ``$AIRFLOW_MLOPS_WARM_DIR`` (``/tmp``
 is visible inside root-filesystem runtimes, and socket paths must stay short). Paths a step needs that the
 server did not bind at start are bind-mounted into its mount namespace with ``nsenter``.
 """
@@ -49,8 +49,14 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+#: Environment variable naming another directory for the warm runtimes' sockets, pid files and logs (under
+#: ``/tmp``, which root-filesystem runtimes see): Airflow installations, or test workers, that run as one user
+#: and must not share (or stop) each other's warm runtimes each set their own.
+WARM_DIR_ENV = "AIRFLOW_MLOPS_WARM_DIR"
+
+
 def socket_dir() -> Path:
-    return Path("/tmp") / f"airflow-mlops-{os.getuid()}"
+    return Path(os.environ.get(WARM_DIR_ENV) or f"/tmp/airflow-mlops-{os.getuid()}")
 
 
 class RuntimeLimitReached(WarmRuntimeError):
