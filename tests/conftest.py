@@ -7,11 +7,12 @@ Airflow commands against a throwaway ``AIRFLOW_HOME``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,19 @@ NO_CRDS = f"the real CRDs are not at {CRD_DIR} (../shared/k8s-crds/ beside the r
 needs_crds = pytest.mark.skipif(not HAVE_CRDS, reason=NO_CRDS)
 
 
+#: The worker's name under pytest-xdist ("gw0", "gw1", ...), "main" in a plain run.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") and not HAVE_CRDS:
         raise pytest.UsageError(f"CI runs every CRD test, but the real CRDs are not at {CRD_DIR}: "
                                 "put ../shared/k8s-crds/ beside the repository")
+    # each test process (each xdist worker) has warm runtimes of its own, which it alone stops; a developer's
+    # own warm runtimes (make up) are never used or stopped by the tests
+    from airflow_mlops.runtimes.warm import WARM_DIR_ENV
+
+    os.environ[WARM_DIR_ENV] = f"/tmp/airflow-mlops-{os.getuid()}-test-{WORKER}"
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +69,69 @@ def airflow_env(home: Path, state_dir: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+#: Groups (a module's path, or the name its tests' ``xdist_group`` marks give), slowest first, from the README's
+#: table of the suite's time: pytest-xdist hands them out first, so that no long one ends the run alone. Groups
+#: not listed follow, in their own order.
+SLOWEST_FIRST = [
+    "tests/integration/test_evaluate_push.py", "tests/integration/test_closed_loop.py",
+    "tests/integration/test_serving.py", "tests/runtimes/test_sources.py", "own-penguins",
+    "tests/integration/test_asset_watcher.py", "tests/integration/test_drift_detection.py",
+    "tests/integration/test_ingest_dag.py", "own-cars-config", "tests/integration/test_kubernetes_backend.py",
+    "tests/integration/test_browser.py", "trainer-resume", "tests/integration/test_data_gate.py", "own-module-errors",
+    "own-cars", "tests/integration/test_transform.py", "own-tfx-taxi", "trainer-horovod", "own-penguins-binary",
+    "approval-ui", "tests/integration/test_scheduler_e2e.py", "own-penguins-raw", "approval-rest",
+    "tests/hooks/test_runtime.py", "tests/runtimes/test_builder.py", "tests/runtimes/test_warm.py",
+    "tests/test_cli.py", "tests/integration/test_horovod_runtime.py",
+]
+
+
+def xdist_group(item: pytest.Item) -> str:
+    mark = item.get_closest_marker("xdist_group")
+    return str(mark.args[0] if mark.args else mark.kwargs["name"]) if mark else item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """What pytest-xdist hands out (``make test``: ``-n N --dist loadgroup --no-loadscope-reorder``).
+
+    A test module's tests share its module-scoped state and run in their order, so a module is one group, on
+    one worker, unless its tests name groups of their own (``pytest.mark.xdist_group``: parts of a long module
+    that share nothing). Groups are handed out in collection order, so the slowest modules come first.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    rank = {group: n for n, group in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(xdist_group(item), len(rank)))  # stable: the order in a group is kept
+
+
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The directory ``name`` built by ``build(directory)`` once per test run and shared by every xdist worker.
+
+    The first worker to ask builds it (under a file lock, in the run's base temporary directory); the others
+    wait for it and reuse it. A failed build is not tried again: every later caller fails with its error.
+    Callers only read it; a test that changes what it holds copies it first.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if WORKER != "main" else base) / "shared"  # under xdist: the run's, not the worker's
+    shared.mkdir(exist_ok=True)
+    target, failed = shared / name, shared / f"{name}.failed"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"building {name} failed in another test process:\n{failed.read_text()}")
+        if not (target / ".built").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            try:
+                build(target)
+            except BaseException as err:
+                failed.write_text(f"{type(err).__name__}: {err}"[-8000:])
+                raise
+            (target / ".built").touch()
+    return target
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -111,7 +111,11 @@ def standalone(request, tmp_path, tfx_runtime):
         request.getfixturevalue(f"{name}_runtime")
     port = free_port()
     home, state_dir = tmp_path / "home", tmp_path / "state"
+    # free ports for the log servers too (8793, 8794 by default): other Airflows on this machine (another xdist
+    # worker's, a developer's) keep theirs
     env = airflow_env(home, state_dir, AIRFLOW__API__PORT=str(port), AIRFLOW__API__HOST="127.0.0.1",
+                      AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+                      AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
                       AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
                       AIRFLOW__CORE__PARALLELISM="2", AIRFLOW__API__WORKERS="1",
                       AIRFLOW__SCHEDULER__PARSING_PROCESSES="1", AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import call, free_port
+from .conftest import call
 from . import test_browser
 from .test_browser import sign_in
 
@@ -29,10 +29,7 @@ TEST_DAGS = Path(__file__).parent / "dags"
 BUNDLES = json.dumps([{"name": "integration-test-dags", "kwargs": {"path": str(TEST_DAGS)},
                        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle"}])
 STANDALONE = {"runtimes": (), "env": {
-    "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": BUNDLES.replace("{", "{{").replace("}", "}}"),
-    # free ports for the log servers too (8793, 8794 by default): another Airflow on this machine keeps its own
-    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}}
+    "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": BUNDLES.replace("{", "{{").replace("}", "}}")}}
 
 
 def dag_url(base: str) -> str:
@@ -110,6 +107,7 @@ def approval_of(state_dir: Path, version: int) -> dict | None:
     return ModelRegistry(state_dir / "models" / "it_approval").get(version).approval
 
 
+@pytest.mark.xdist_group("approval-rest")
 @pytest.mark.parametrize("standalone", [STANDALONE], indirect=True, ids=["approval"])
 def test_approve_then_reject_through_the_rest_api(standalone):
     base, token = standalone.base, standalone.token
@@ -154,6 +152,7 @@ def test_approve_then_reject_through_the_rest_api(standalone):
     assert approval_of(standalone.state_dir, 1)["approved"] is True  # the first decision is kept
 
 
+@pytest.mark.xdist_group("approval-ui")
 @pytest.mark.parametrize("standalone", [STANDALONE], indirect=True, ids=["approval"])
 def test_approve_in_the_ui(standalone, page):
     """A reviewer opens the task's Required Actions tab, sees the metrics, gives a reason and clicks Approve."""

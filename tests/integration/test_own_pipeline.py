@@ -18,6 +18,9 @@ changed:
   saying what to set, and leaves what was there before (the served version) as it was.
 
 ``run_fn``s without Horovod run on one worker with a warning, whatever ``num_workers`` says.
+
+The parts share nothing but the module's fixtures (each its own pipeline), so each is a group of its own for
+pytest-xdist; the penguin model served by one test is the one the next test's failed runs leave untouched.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def assert_failed_once_at(log: str, states: dict[str, str], task: str, message: 
 
 
 # -- multi-class: TFX's penguin module, unchanged --------------------------------------------------------
+@pytest.mark.xdist_group("own-penguins-raw")
 def test_penguin_columns_the_module_does_not_read_stop_at_transform(state, penguins, tfx_runtime):
     module = tfx_example(tfx_runtime, "penguin/penguin_utils_keras.py")
     code, log, states = train(state, "penguins_raw", penguins["raw"], module_file=module, model_type="multiclass",
@@ -116,6 +120,7 @@ def test_penguin_columns_the_module_does_not_read_stop_at_transform(state, pengu
     assert states["ExampleValidator"] == "success" and states["Trainer"] == "upstream_failed"
 
 
+@pytest.mark.xdist_group("own-penguins-binary")
 def test_penguins_gated_as_binary_are_refused_before_tfma_naming_the_shape(state, penguins, tfx_runtime):
     module = tfx_example(tfx_runtime, "penguin/penguin_utils_keras.py")
     code, log, states = train(state, "penguins_binary", penguins["ready"], module_file=module,
@@ -128,6 +133,7 @@ def test_penguins_gated_as_binary_are_refused_before_tfma_naming_the_shape(state
     assert not (state["state_dir"] / "models" / "penguins_binary").exists()
 
 
+@pytest.mark.xdist_group("own-penguins")
 def test_penguins_multiclass_blessed_pushed_served(state, penguins, tfx_runtime, monkeypatch):
     module = tfx_example(tfx_runtime, "penguin/penguin_utils_keras.py")
     code, log, states = train(state, "penguins", penguins["ready"], module_file=module, model_type="multiclass",
@@ -187,6 +193,7 @@ def test_penguins_multiclass_blessed_pushed_served(state, penguins, tfx_runtime,
     assert served_version["blessed_value"] == version.metrics["sparse_categorical_accuracy"]
 
 
+@pytest.mark.xdist_group("own-penguins")
 def test_wrong_label_and_prediction_keys_are_named_with_what_the_model_has(state, penguins, tfx_runtime):
     module = tfx_example(tfx_runtime, "penguin/penguin_utils_keras.py")
     before = served(state, "penguins").version
@@ -210,6 +217,7 @@ def test_wrong_label_and_prediction_keys_are_named_with_what_the_model_has(state
 
 
 # -- regression: a module of our own --------------------------------------------------------------------
+@pytest.mark.xdist_group("own-cars")
 def test_cars_regression_gated_on_mean_absolute_error(state, cars):
     code, log, states = train(state, "cars", cars, module_file=str(CARS_MODULE), model_type="regression",
                               label_key="Miles_per_Gallon_xf", eval_metric="AUC")
@@ -235,6 +243,7 @@ def test_cars_regression_gated_on_mean_absolute_error(state, cars):
     assert 5 < (mpg[0] if isinstance(mpg, list) else mpg) < 60
 
 
+@pytest.mark.xdist_group("own-cars-config")
 def test_a_tfma_eval_config_file_replaces_the_generated_gate(state, cars, tmp_path):
     forgot = tmp_path / "forgot.pbtxt"  # the label is a transformed feature, but TFMA is told to read raw examples
     forgot.write_text('model_specs { label_key: "Miles_per_Gallon_xf" }\n'
@@ -265,6 +274,7 @@ def test_a_tfma_eval_config_file_replaces_the_generated_gate(state, cars, tmp_pa
 
 
 # -- TFX's own taxi module ------------------------------------------------------------------------------
+@pytest.mark.xdist_group("own-tfx-taxi")
 def test_tfx_taxi_module_unchanged_with_its_label(state, tfx_runtime, taxi_csv):
     data = state["root"] / "taxi"
     write_slice(taxi_csv, data / "span-1" / "data.csv", 0, 2000)
@@ -278,6 +288,7 @@ def test_tfx_taxi_module_unchanged_with_its_label(state, tfx_runtime, taxi_csv):
 
 
 # -- module file errors ---------------------------------------------------------------------------------
+@pytest.mark.xdist_group("own-module-errors")
 @pytest.mark.parametrize(("text", "task", "message"), [
     ("def preprocessing_fn(inputs):\n    return {k: v for k, v in inputs.items()\n",
      "Transform", "line 2: syntax error: '{' was never closed"),
@@ -294,6 +305,7 @@ def test_a_broken_module_file_fails_at_transform_saying_what(state, penguins, tm
     assert "Beam" not in log.split(message)[0][-2000:]  # refused before TFX ran the component
 
 
+@pytest.mark.xdist_group("own-module-errors")
 def test_a_module_without_run_fn_fails_at_the_trainer_before_training(state, penguins, tfx_runtime, tmp_path):
     source = Path(tfx_example(tfx_runtime, "penguin/penguin_utils_keras.py")).read_text()
     module = tmp_path / "no_run_fn.py"

@@ -15,8 +15,10 @@ import pytest
 import airflow_mlops.runtime_side.modules as modules
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.runtimes.local import runtime_command
+from airflow_mlops.runtimes.warm import socket_dir
 
 from ..conftest import BIN, airflow_env
+from ..runtimes.processes import processes_of
 from .test_ingest_dag import TEST_DAGS, dags_test, lineage, write_slice
 
 pytestmark = pytest.mark.integration
@@ -30,6 +32,7 @@ def state(tmp_path_factory, airflow_home, taxi_csv):
     return {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "root": root}
 
 
+@pytest.mark.xdist_group("trainer-horovod")
 def test_two_horovod_workers_train_identical_weights_and_rank_0_exports(state):
     code, log, run_id = dags_test(state, {"pipeline_name": PIPELINE, "data_root": str(state["data"])},
                                   dag_id="test_train", dags_folder=TEST_DAGS)
@@ -59,6 +62,7 @@ def test_two_horovod_workers_train_identical_weights_and_rank_0_exports(state):
     assert sorted(p.name for p in checkpoint.glob("*.weights.h5")) == ["step-30.weights.h5"]  # earlier ones removed
 
 
+@pytest.mark.xdist_group("trainer-resume")
 def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(state):
     """Kill the whole Airflow process mid-training (SIGKILL), retry the task: it resumes."""
     env = airflow_env(state["home"], state["state_dir"])
@@ -78,8 +82,7 @@ def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(sta
     proc.wait()
     assert killed_at and run_id
     for _ in range(60):  # the warm runtime stops the step's process group when its client is gone
-        leftovers = subprocess.run(["pgrep", "-f", "airflow_mlops.runtime_side.steps.horovod_trainer"], capture_output=True, text=True)
-        if not leftovers.stdout.strip():
+        if not processes_of("airflow_mlops.runtime_side.steps.horovod_trainer", owner=f"{socket_dir()}/"):
             break
         time.sleep(0.5)
     else:
@@ -100,6 +103,7 @@ def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(sta
     assert [m.name for m in models] == [str(trainer["id"])]
 
 
+@pytest.mark.xdist_group("trainer-checkpoint")
 def test_a_checkpoint_killed_while_written_leaves_the_previous_one_to_resume_from(tfx_runtime, tmp_path):
     """The shipped module's checkpoints, in the TFX runtime: a kill while step 800's weights are
     written (half a file on disk) must leave step 400 loadable, weights and all."""
