@@ -9,7 +9,7 @@ CNCF_K8S_VERSION ?= 10.25.0
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test`: most of the suite waits on servers, schedulers and runtime steps, so more
-# workers than cores; a module's tests stay together on one worker (tests/conftest.py), slowest groups first.
+# workers than cores; a file's tests stay together on one worker, slowest files first (tests/conftest.py).
 TEST_WORKERS ?= 3
 
 .PHONY: demo test unit lint venv host-tools browser-tools runtimes up clean
@@ -18,7 +18,7 @@ demo: venv host-tools runtimes
 	$(PY) scripts/demo.py
 
 test: venv host-tools browser-tools runtimes lint
-	$(PY) -m pytest -v -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -v -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 unit: venv lint
 	$(PY) -m pytest -v -m "not integration" $(PYTEST_ARGS)

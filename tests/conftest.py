@@ -71,40 +71,27 @@ def airflow_env(home: Path, state_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-#: Groups (a module's path, or the name its tests' ``xdist_group`` marks give), slowest first, from the README's
-#: table of the suite's time: pytest-xdist hands them out first, so that no long one ends the run alone. Groups
-#: not listed follow, in their own order.
+#: Test files, slowest first (the README's table of the suite's time): pytest-xdist (``make test``: ``--dist
+#: loadfile --no-loadscope-reorder``) hands a file's tests to one worker, in file order, so a long file must not
+#: come last and end the run alone. Files not listed follow in collection order. A file's tests share its
+#: module-scoped state and run in order; long parts that share nothing are files of their own.
 SLOWEST_FIRST = [
-    "tests/integration/test_evaluate_push.py", "tests/integration/test_closed_loop.py",
-    "tests/integration/test_serving.py", "tests/runtimes/test_sources.py", "own-penguins",
-    "tests/integration/test_asset_watcher.py", "tests/integration/test_drift_detection.py",
-    "tests/integration/test_ingest_dag.py", "own-cars-config", "tests/integration/test_kubernetes_backend.py",
-    "tests/integration/test_browser.py", "trainer-resume", "tests/integration/test_data_gate.py", "own-module-errors",
-    "own-cars", "tests/integration/test_transform.py", "own-tfx-taxi", "trainer-horovod", "own-penguins-binary",
-    "approval-ui", "tests/integration/test_scheduler_e2e.py", "own-penguins-raw", "approval-rest",
-    "tests/hooks/test_runtime.py", "tests/runtimes/test_builder.py", "tests/runtimes/test_warm.py",
-    "tests/test_cli.py", "tests/integration/test_horovod_runtime.py",
+    "integration/test_evaluate_push.py", "integration/test_closed_loop.py", "integration/test_serving.py",
+    "runtimes/test_sources.py", "integration/own_pipeline/test_penguins.py", "integration/test_asset_watcher.py",
+    "integration/test_drift_detection.py", "integration/test_ingest_dag.py", "integration/own_pipeline/test_eval_config.py",
+    "integration/test_kubernetes_backend.py", "integration/test_browser.py", "integration/test_trainer_resume.py",
+    "integration/test_data_gate.py", "integration/own_pipeline/test_module_errors.py",
+    "integration/own_pipeline/test_penguins_refused.py", "integration/own_pipeline/test_cars.py",
+    "integration/test_transform.py", "integration/own_pipeline/test_tfx_taxi.py", "integration/test_approval.py",
+    "integration/test_trainer.py", "integration/test_scheduler_e2e.py", "hooks/test_runtime.py",
+    "runtimes/test_builder.py", "runtimes/test_warm.py", "test_cli.py", "integration/test_horovod_runtime.py",
 ]
-
-
-def xdist_group(item: pytest.Item) -> str:
-    mark = item.get_closest_marker("xdist_group")
-    return str(mark.args[0] if mark.args else mark.kwargs["name"]) if mark else item.nodeid.split("::")[0]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """What pytest-xdist hands out (``make test``: ``-n N --dist loadgroup --no-loadscope-reorder``).
-
-    A test module's tests share its module-scoped state and run in their order, so a module is one group, on
-    one worker, unless its tests name groups of their own (``pytest.mark.xdist_group``: parts of a long module
-    that share nothing). Groups are handed out in collection order, so the slowest modules come first.
-    """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
-    rank = {group: n for n, group in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(xdist_group(item), len(rank)))  # stable: the order in a group is kept
+    rank = {f"tests/{path}": n for n, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: a file's order kept
 
 
 def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:

@@ -36,10 +36,6 @@ def pytest_fixture_setup(fixturedef, request):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if call.when == "setup":
-        mark = item.get_closest_marker("xdist_group")
-        group = str(mark.args[0] if mark.args else mark.kwargs["name"]) if mark else item.nodeid.split("::")[0]
-        report.user_properties.append(("group", group))
     if _PENDING:
         report.user_properties.append(("fixture_setup", list(_PENDING)))
         _PENDING.clear()
@@ -57,7 +53,7 @@ class Timing:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.tests.setdefault(report.nodeid, {"setup": 0.0, "call": 0.0, "teardown": 0.0,
-                                                      "outcome": "passed", "worker": "", "group": ""})
+                                                      "outcome": "passed", "worker": ""})
         entry[report.when] = round(report.duration, 3)
         entry["worker"] = getattr(report, "node", None) and report.node.gateway.id or ""
         if report.failed:
@@ -65,8 +61,6 @@ class Timing:
         elif report.skipped and report.when != "teardown":
             entry["outcome"] = "skipped"
         for key, value in report.user_properties:
-            if key == "group":
-                entry["group"] = value
             if key == "fixture_setup":
                 for name, scope, seconds in value:
                     fixture = self.fixtures[f"{name} ({scope})"]
@@ -78,17 +72,15 @@ class Timing:
         tests = {nodeid: {**t, "total": round(t["setup"] + t["call"] + t["teardown"], 3)}
                  for nodeid, t in self.tests.items()}
         modules: dict[str, dict] = defaultdict(lambda: {"seconds": 0.0, "tests": 0})
-        groups: dict[str, dict] = defaultdict(lambda: {"seconds": 0.0, "tests": 0})
         for nodeid, t in tests.items():
-            for entry in (modules[nodeid.split("::")[0]], groups[t["group"] or nodeid.split("::")[0]]):
-                entry["seconds"] += t["total"]
-                entry["tests"] += 1
+            module = modules[nodeid.split("::")[0]]
+            module["seconds"] += t["total"]
+            module["tests"] += 1
         return {
             "wall_seconds": round(time.time() - self.started, 1),
             "workers": self.config.getoption("numprocesses", None) or 0,
             "tests": tests,
             "modules": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in modules.items()},
-            "groups": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in groups.items()},
             "fixtures": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in self.fixtures.items()},
         }
 
@@ -115,10 +107,6 @@ def report_lines(data: dict, top: int = 20, groups: int = 20) -> list[str]:
     lines.append("per module (s, tests):")
     modules = sorted(data["modules"].items(), key=lambda kv: -kv[1]["seconds"])
     lines += [f"  {m['seconds']:7.1f}  {m['tests']:4d}  {name}" for name, m in modules[:groups]]
-    lines.append("per xdist group where a module is split (s, tests):")
-    split = sorted(((g, v) for g, v in data.get("groups", {}).items() if g not in data["modules"]),
-                   key=lambda kv: -kv[1]["seconds"])
-    lines += [f"  {g['seconds']:7.1f}  {g['tests']:4d}  {name}" for name, g in split[:groups]]
     lines.append("per fixture, its own setup (s, times set up):")
     fixtures = sorted(data["fixtures"].items(), key=lambda kv: -kv[1]["seconds"])
     lines += [f"  {f['seconds']:7.1f}  {f['count']:4d}  {name}"

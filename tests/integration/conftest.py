@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import BIN, airflow_env
+from ..conftest import BIN, airflow_env, once_per_run
 
 #: the reports of a test's phases ("setup", "call", "teardown"), for fixtures that act on a failure
 REPORTS = pytest.StashKey[dict]()
@@ -61,6 +62,43 @@ def _ensure_runtime(name: str):
 def serving_runtime():
     """The real serving runtime (seldon-core model server), built on first use and cached across runs."""
     return _ensure_runtime("serving")
+
+
+#: The pipeline of the taxi model that the serving and monitoring tests share.
+TAXI_MODEL = "it_taxi_model"
+
+
+@pytest.fixture(scope="session")
+def trained_taxi_model(tmp_path_factory, airflow_home, taxi_csv) -> Path:
+    """Version 1 of ``TAXI_MODEL``: trained on the first 1,000 taxi trips and pushed by the test DAG (real TFX,
+    Horovod, TFMA), once per test run for every xdist worker; a directory with ``data/`` and ``state/``.
+
+    Tests that only need *a* pushed model start from a copy of its state (:func:`copy_of_trained_taxi_model`).
+    """
+    from .test_ingest_dag import TEST_DAGS, dags_test, write_slice
+
+    def build(root: Path) -> None:
+        write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
+        code, log, _ = dags_test({"home": airflow_home, "state_dir": root / "state"},
+                                 {"pipeline_name": TAXI_MODEL, "data_root": str(root / "data"), "eval_threshold": 0.5},
+                                 dag_id="test_train_push", dags_folder=TEST_DAGS)
+        (root / "train_push.log").write_text(log)
+        assert code == 0, log[-4000:]
+
+    return once_per_run(tmp_path_factory, "taxi-model", build)
+
+
+def copy_of_trained_taxi_model(trained: Path, root: Path, airflow_home: Path, taxi_csv: Path) -> dict:
+    """A test state of its own holding :func:`trained_taxi_model`'s state: its ML Metadata, registry and records.
+
+    The copied records keep naming the shared run's files (the artifacts, version 1's SavedModel), which no test
+    changes; what a test adds (versions, deployments, logs) goes into its own copy.
+    """
+    from airflow_mlops.hooks.seldon import SeldonHook
+
+    shutil.copytree(trained / "state", root / "state", symlinks=True)
+    return {"home": airflow_home, "state_dir": root / "state", "data": trained / "data", "csv": taxi_csv,
+            "hook": SeldonHook(mlops_conn_id=None, state_dir=str(root / "state"))}
 
 
 @dataclass

@@ -107,7 +107,6 @@ def approval_of(state_dir: Path, version: int) -> dict | None:
     return ModelRegistry(state_dir / "models" / "it_approval").get(version).approval
 
 
-@pytest.mark.xdist_group("approval-rest")
 @pytest.mark.parametrize("standalone", [STANDALONE], indirect=True, ids=["approval"])
 def test_approve_then_reject_through_the_rest_api(standalone):
     base, token = standalone.base, standalone.token
@@ -152,7 +151,6 @@ def test_approve_then_reject_through_the_rest_api(standalone):
     assert approval_of(standalone.state_dir, 1)["approved"] is True  # the first decision is kept
 
 
-@pytest.mark.xdist_group("approval-ui")
 @pytest.mark.parametrize("standalone", [STANDALONE], indirect=True, ids=["approval"])
 def test_approve_in_the_ui(standalone, page):
     """A reviewer opens the task's Required Actions tab, sees the metrics, gives a reason and clicks Approve."""

@@ -19,7 +19,7 @@ from airflow_mlops.exceptions import RuntimeStepFailed
 from airflow_mlops.utils.schema_store import ReferenceSchemaStore, schema_features
 
 from .test_ingest_dag import dags_test, lineage, task_states, write_slice
-from .test_own_pipeline import tries_of
+from .own_pipeline.conftest import tries_of
 
 pytestmark = pytest.mark.integration
 PIPELINE = "chicago_taxi"  # the ingest DAG announces data only for its own pipeline

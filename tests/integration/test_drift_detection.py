@@ -16,16 +16,17 @@ from airflow_mlops.serving.backends import DeployRequest
 from airflow_mlops.shared import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
+from .conftest import TAXI_MODEL, copy_of_trained_taxi_model
 from .test_ingest_dag import TEST_DAGS, dags_test
-from .test_serving import post, train_and_push
+from .test_serving import post
 
 pytestmark = pytest.mark.integration
-PIPELINE, NAME = "it_drift", "it-drift"
+PIPELINE, NAME = TAXI_MODEL, "it-drift"
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory, airflow_home, taxi_csv):
-    st = train_and_push(tmp_path_factory.mktemp("drift"), airflow_home, taxi_csv, PIPELINE)
+def state(tmp_path_factory, airflow_home, taxi_csv, trained_taxi_model):
+    st = copy_of_trained_taxi_model(trained_taxi_model, tmp_path_factory.mktemp("drift"), airflow_home, taxi_csv)
     st["dep"] = st["hook"].deployments.deploy(DeployRequest(NAME, str(st["state_dir"] / "models" / PIPELINE), "latest"))
     model = ModelRegistry(st["state_dir"] / "models" / PIPELINE).get("latest")
     spec = json.loads((Path(model.path) / "assets.extra" / "feature_spec.json").read_text())

@@ -1,7 +1,7 @@
 """Local deployments with the real seldon-core model server, real Airflow and a model trained here.
 
-The tests of this module share one state directory and run in order: a model is trained and
-pushed (version 1); copies become version 2 and a corrupt version 3; then deploy, re-deploy,
+The tests of this module share one state directory and run in order: it starts as a copy of the
+model trained and pushed once per run (version 1, ``trained_taxi_model``); copies become version 2 and a corrupt version 3; then deploy, re-deploy,
 switch under load, a broken version, malformed requests, rollback and undeploy.
 """
 
@@ -27,27 +27,17 @@ from airflow_mlops.shared import typed_record
 from airflow_mlops.utils.model_registry import ModelRegistry
 
 from ..serving.slow_clients import SlowClients
-from .test_ingest_dag import TEST_DAGS, dags_test, write_slice
+from .conftest import TAXI_MODEL, copy_of_trained_taxi_model
+from .test_ingest_dag import TEST_DAGS, dags_test
 
 pytestmark = pytest.mark.integration
-PIPELINE, NAME = "it_serve", "it-serve"
-
-
-def train_and_push(root: Path, airflow_home: Path, taxi_csv: Path, pipeline: str) -> dict:
-    """Train on the first 1,000 taxi trips and push model version 1 with the test DAG; the test state."""
-    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
-    st = {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "csv": taxi_csv}
-    code, log, _ = dags_test(st, {"pipeline_name": pipeline, "data_root": str(st["data"]), "eval_threshold": 0.5},
-                             dag_id="test_train_push", dags_folder=TEST_DAGS)
-    assert code == 0, log[-4000:]
-    st["hook"] = SeldonHook(mlops_conn_id=None, state_dir=str(st["state_dir"]))
-    return st
+PIPELINE, NAME = TAXI_MODEL, "it-serve"
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory, airflow_home, taxi_csv):
+def state(tmp_path_factory, airflow_home, taxi_csv, trained_taxi_model):
     root = tmp_path_factory.mktemp("serve")
-    st = train_and_push(root, airflow_home, taxi_csv, PIPELINE)
+    st = copy_of_trained_taxi_model(trained_taxi_model, root, airflow_home, taxi_csv)
     registry = ModelRegistry(st["state_dir"] / "models" / PIPELINE)
     v1 = registry.get(1)
     registry.publish(v1.path, model_uri=v1.model_uri + "#copy", run_id="copy")  # version 2: same weights
