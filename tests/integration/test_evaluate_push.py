@@ -38,7 +38,7 @@ def run(state, **params):
     code, log, run_id = dags_test(state, {"pipeline_name": PIPELINE, "data_root": str(state["data"]), **params},
                                   dag_id=DAG_ID, dags_folder=TEST_DAGS)
     assert code == 0, log[-4000:]
-    return log, run_id, task_states(state, DAG_ID, run_id, dags_folder=TEST_DAGS)
+    return log, run_id, task_states(state, DAG_ID, run_id)
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -7,10 +7,12 @@ becomes the reference, span 2 is validated against it, a broken span 3 is reject
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import re
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -73,15 +75,15 @@ def dags_test(state, conf: dict, dag_id: str = "mlops_ingest", dags_folder: Path
     return out.returncode, log, match.group(1)
 
 
-def task_states(state, dag_id: str, run_id: str, dags_folder: Path | None = None) -> dict[str, str]:
-    env = airflow_env(state["home"], state["state_dir"])
-    if dags_folder:
-        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder)
-    out = subprocess.run([str(BIN / "airflow"), "tasks", "states-for-dag-run", dag_id, run_id, "-o", "json"],
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout[out.stdout.index("["):])
-    return {row["task_id"]: row["state"] for row in rows}
+def task_states(state, dag_id: str, run_id: str) -> dict[str, str]:
+    """The run's task states, as ``airflow tasks states-for-dag-run`` prints them, read from the same Airflow
+    database (the SQLite file of ``state["home"]``) without starting Airflow again."""
+    uri = f"file:{state['home'] / 'airflow.db'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+        rows = db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
+                          (dag_id, run_id)).fetchall()
+    assert rows, f"no task instances of {dag_id} run {run_id} in {uri}"
+    return dict(rows)
 
 
 def lineage(state, run_id: str, pipeline: str = PIPELINE) -> dict:
@@ -171,7 +173,7 @@ def test_broken_span_fails_validation_listing_each_anomaly(state, taxi_csv):
         "Bitcoin",
     ):
         assert expected in log, expected
-    states = task_states(state, "test_ingest_with_downstream", run_id, TEST_DAGS)
+    states = task_states(state, "test_ingest_with_downstream", run_id)
     assert states["ExampleValidator"] == "failed"
     assert states["downstream"] == "upstream_failed"
     assert not marker.exists()

@@ -48,7 +48,7 @@ def test_broken_module_file_fails_transform_clearly(state, tmp_path):
     assert "Transform: the module's preprocessing_fn reads feature 'no_such_feature', which the data does not " \
            "have (its columns: company, " in log
     assert "InvalidInput" in log
-    assert task_states(state, "test_ingest_transform", run_id, TEST_DAGS)["Transform"] == "failed"
+    assert task_states(state, "test_ingest_transform", run_id)["Transform"] == "failed"
 
 
 def test_missing_module_file_is_an_argument_error(state, tmp_path):
