@@ -52,7 +52,7 @@ def run(one: Break, workers: int) -> tuple[int, str]:
                               "-p", "no:cacheprovider", *one.tests], cwd=REPO, capture_output=True, text=True)
     finally:
         path.write_text(original)
-    summary = [line for line in out.stdout.splitlines() if line.startswith(("FAILED", "ERROR", "="))]
+    summary = [line for line in out.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
     return out.returncode, "\n".join(summary[-6:])
 
 
@@ -68,8 +68,9 @@ def main() -> int:
     caught = 0
     for one in BREAKS:
         code, summary = run(one, args.workers)
-        verdict = "caught" if code == 1 else f"NOT CAUGHT (pytest exit {code})"
-        caught += code == 1
+        failed = code != 0 and "\nFAILED " in f"\n{summary}"  # -x under xdist exits 2 (interrupted) after a failure
+        verdict = "caught" if failed else f"NOT CAUGHT (pytest exit {code})"
+        caught += failed
         print(f"{one.where}: {one.path}: {one.line!r} -> {one.broken!r}: {verdict}\n{summary}\n")
     print(f"{caught} of {len(BREAKS)} broken lines failed the suite")
     return 0 if caught == len(BREAKS) else 1
