@@ -159,7 +159,11 @@ def test_drift_triggers_retraining_and_a_better_model_is_deployed(standalone, ta
         assert status == 200, body
     # no further retraining from here on (the drift may persist): the pages below are checked on v1 and v2
     assert call(f"{s.base}/api/v2/dags/{TRAIN}", s.token, {"is_paused": True}, method="PATCH")[0] == 200
-    status, run = call(f"{s.base}/api/v2/dags/{MONITOR}/dagRuns", s.token, {"logical_date": None, "conf": {}})
+    # v2's latency window starts with its first answers, which pay its graph's warm-up: with two more test workers
+    # on the 2 cores, that can pass the template's 200 ms p99 (the health check's thresholds are tested on their
+    # own in test_drift_detection.py); this run judges quality, so its p99 bound is the test DAGs' 1000 ms
+    status, run = call(f"{s.base}/api/v2/dags/{MONITOR}/dagRuns", s.token,
+                       {"logical_date": None, "conf": {"max_p99_ms": 1000}})
     assert status == 200, run
     state, tasks = finished_run(s, MONITOR, run["dag_run_id"], timeout=600)
     assert state == "success" and tasks["check_quality"] == "success", tasks  # (drift may persist: v2's reference
