@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-_FIXTURES = pytest.StashKey[list]()
 _PENDING: list[tuple[str, str, float]] = []  # fixtures set up since the last report (name, scope, seconds)
 
 

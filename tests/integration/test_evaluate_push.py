@@ -20,7 +20,7 @@ import pytest
 from airflow_mlops.utils.model_registry import ModelRegistry
 
 from ..conftest import BIN, airflow_env
-from .test_ingest_dag import TEST_DAGS, dags_test, lineage, task_states, write_slice
+from .test_ingest_dag import TEST_DAGS, dags_test, lineage, task_states, taxi_span_state, write_slice
 
 pytestmark = pytest.mark.integration
 PIPELINE = "it_push"
@@ -29,9 +29,7 @@ DAG_ID = "test_train_push"
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, airflow_home, taxi_csv):
-    root = tmp_path_factory.mktemp("push")
-    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
-    return {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "root": root}
+    return taxi_span_state(tmp_path_factory, airflow_home, taxi_csv, "push")
 
 
 def run(state, **params):

@@ -40,6 +40,14 @@ def write_slice(source: Path, dest: Path, start: int, stop: int, mutate=None) ->
     return dest
 
 
+def taxi_span_state(tmp_path_factory, airflow_home: Path, taxi_csv: Path, name: str, rows: int = 1000) -> dict:
+    """A test state of a new directory ``name``: span 1 of the first ``rows`` taxi trips under ``data/``, the
+    provider's state directory ``state/`` (empty), and the session's Airflow home."""
+    root = tmp_path_factory.mktemp(name)
+    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, rows)
+    return {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "root": root}
+
+
 def break_data(header, body):
     """Drop a column, put text in a float column, use a payment type the schema never saw."""
     drop, payment, miles = header.index("trip_start_hour"), header.index("payment_type"), header.index("trip_miles")

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_mlops.hooks.runtime import RuntimeHook
 
-from .test_ingest_dag import TEST_DAGS, dags_test, lineage, write_slice
+from .test_ingest_dag import TEST_DAGS, dags_test, lineage, taxi_span_state
 
 pytestmark = pytest.mark.integration
 PIPELINE = "it_train"
@@ -18,9 +18,7 @@ PIPELINE = "it_train"
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, airflow_home, taxi_csv):
-    root = tmp_path_factory.mktemp("train")
-    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
-    return {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "root": root}
+    return taxi_span_state(tmp_path_factory, airflow_home, taxi_csv, "train")
 
 
 def test_two_horovod_workers_train_identical_weights_and_rank_0_exports(state):

@@ -18,16 +18,14 @@ from airflow_mlops.runtimes.warm import socket_dir
 
 from ..conftest import BIN, airflow_env
 from ..runtimes.processes import processes_of
-from .test_ingest_dag import TEST_DAGS, lineage, write_slice
+from .test_ingest_dag import TEST_DAGS, lineage, taxi_span_state
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, airflow_home, taxi_csv):
-    root = tmp_path_factory.mktemp("resume")
-    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 1000)
-    return {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "root": root}
+    return taxi_span_state(tmp_path_factory, airflow_home, taxi_csv, "resume")
 
 
 def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(state):

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from .test_ingest_dag import TEST_DAGS, dags_test, lineage, task_states, write_slice
+from .test_ingest_dag import TEST_DAGS, dags_test, lineage, task_states, taxi_span_state
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, airflow_home, taxi_csv):
-    root = tmp_path_factory.mktemp("transform")
-    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 800)
-    return {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "root": root}
+    return taxi_span_state(tmp_path_factory, airflow_home, taxi_csv, "transform", rows=800)
 
 
 def test_transform_runs_the_default_taxi_module(state):
