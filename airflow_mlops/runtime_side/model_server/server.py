@@ -27,6 +27,10 @@ import os
 import sys
 from functools import partial
 
+from airflow_mlops.runtime_side.model_server.front import FrontLimits
+
+FRONT_DEFAULTS = FrontLimits()
+
 
 def fixed_model_dir(model_uri: str, version: int) -> str:
     """A deployment directory whose ``current.json`` names one model (the container case)."""
@@ -159,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4, help=">1 keeps HTTP connections alive")
     parser.add_argument("--max-rows", type=int, default=10_000)
+    parser.add_argument("--max-body-bytes", type=int, default=FRONT_DEFAULTS.max_body_bytes,
+                        help="a request body over this is a 413")
+    parser.add_argument("--max-buffered-bytes", type=int, default=FRONT_DEFAULTS.max_buffered_bytes,
+                        help="bytes of requests held at once, across connections; over it a request waits, then 503")
     parser.add_argument("--no-front", action="store_true",
                         help="let gunicorn accept the clients itself (slow clients can then take its threads)")
     args = parser.parse_args(argv)
@@ -186,13 +194,21 @@ def main(argv: list[str] | None = None) -> int:
 
         upstream = os.path.join(tempfile.mkdtemp(prefix="mlops-serve-"), "gunicorn.sock")
         bind = f"unix:{upstream}"
-        Front(args.host, args.port, upstream).start_in_thread()
+        try:
+            limits = FrontLimits(max_body_bytes=args.max_body_bytes, max_buffered_bytes=args.max_buffered_bytes)
+        except ValueError as err:
+            parser.error(str(err))
+        Front(args.host, args.port, upstream, limits).start_in_thread()
     options = {
         "bind": bind,
         "workers": args.workers,
         "threads": args.threads,
         "timeout": 300,
         "keepalive": 5,
+        # the front bounds request lines and heads (414/431) before gunicorn sees them: let gunicorn take them
+        "limit_request_line": 8190,
+        "limit_request_fields": 200,
+        "limit_request_field_size": 0,
         "loglevel": "info",
         "accesslog": None,
         "post_worker_init": post_worker_init,

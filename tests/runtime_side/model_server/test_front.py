@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 
 import pytest
 
@@ -27,25 +28,46 @@ class Echo(socketserver.StreamRequestHandler):
         body = self.rfile.read(length)
         method, path, _ = head.split(b"\r\n")[0].split(b" ")
         self.server.heads.append(head)
+        self.server.bodies.append(body)
+        self.server.hold.wait(30)  # a test holds the upstream's answers here
         answer = method + b" " + path + b" " + str(len(body)).encode()
         self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(answer), answer))
 
 
-@pytest.fixture
-def front(tmp_path):
-    path = str(tmp_path / "up.sock")
-    upstream = Upstream(path, Echo)
-    upstream.heads = []
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    front = Front("127.0.0.1", port, path, FrontLimits(header_timeout=1, body_timeout=1, idle_timeout=1,
-                                                      max_header_bytes=4096, max_body_bytes=1000))
-    front.start_in_thread()
-    front.upstream_server = upstream
-    yield front
-    upstream.shutdown()
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def make_front(tmp_path):
+    """A front (test limits: 1 s timeouts, 4 KiB heads, 1000-byte bodies, unless given) on the Echo upstream."""
+    upstreams = []
+
+    def make(**limits):
+        path = str(tmp_path / f"up{len(upstreams)}.sock")
+        upstream = Upstream(path, Echo)
+        upstream.heads, upstream.bodies, upstream.hold = [], [], threading.Event()
+        upstream.hold.set()
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+        upstreams.append(upstream)
+        settings = {"header_timeout": 1, "body_timeout": 1, "idle_timeout": 1, "max_header_bytes": 4096,
+                    "max_body_bytes": 1000, "max_buffered_bytes": 1000, **limits}
+        front = Front("127.0.0.1", free_port(), path, FrontLimits(**settings))
+        front.start_in_thread()
+        front.upstream_server = upstream
+        return front
+
+    yield make
+    for upstream in upstreams:
+        upstream.hold.set()
+        upstream.shutdown()
+
+
+@pytest.fixture
+def front(make_front):
+    return make_front()
 
 
 def exchange(port: int, data: bytes, wait: float = 5) -> bytes:
@@ -73,11 +95,14 @@ def test_whole_requests_pass_and_a_connection_is_kept_alive(front):
 
 @pytest.mark.parametrize(("data", "status", "message"), [
     (b"POST / HTTP/1.1\r\nHost: x\r\n", b"408", b"head did not arrive within 1 s"),
-    (b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", b"408", b"body did not arrive within 1 s"),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"411", b"Content-Length, not chunked"),
-    (b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", b"413", b"at most 1000 bytes"),
-    (b"POST / HTTP/1.1\r\nContent-Length: lots\r\n\r\n", b"400", b"Content-Length is not a number"),
-    (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", b"431", b"longer than 4096 bytes"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", b"408", b"body did not arrive within 1 s"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", b"413", b"at most 1000 bytes"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n", b"400", b"Invalid character in Content-Length"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", b"431", b"longer than 4096 bytes"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000, b"431", b"longer than 4096 bytes"),  # never ends
+    (b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", b"411", b"POST needs a body sent with a Content-Length"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"100\r\n" + b"a" * 256 + b"\r\n" * 1
+     + b"400\r\n" + b"a" * 1024 + b"\r\n0\r\n\r\n", b"413", b"at most 1000 bytes"),
 ])
 def test_requests_that_cannot_be_whole_are_answered_and_closed(front, data, status, message):
     answer = exchange(front.port, data)
@@ -88,7 +113,7 @@ def test_requests_that_cannot_be_whole_are_answered_and_closed(front, data, stat
 def test_fifty_slow_clients_do_not_hold_up_a_whole_request(front):
     slow = [socket.create_connection(("127.0.0.1", front.port)) for _ in range(50)]
     for sock in slow:
-        sock.sendall(b"POST / HTTP/1.1\r\nX-Slow: 1\r\n")
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
     answer = exchange(front.port, b"GET /health/ping HTTP/1.0\r\n\r\n")  # answered while they all hang
     assert answer.endswith(b"GET /health/ping 0")
     for sock in slow:
@@ -103,3 +128,164 @@ def test_an_upstream_that_is_gone_is_a_502(front):
     os.unlink(front.upstream)
     answer = exchange(front.port, b"GET /health/ping HTTP/1.0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 502") and b"not answering" in answer
+
+
+def responses(data: bytes) -> list[tuple[int, bytes]]:
+    """The final responses in what a connection answered (status, body), parsed by llhttp: 1xx are left out."""
+    import httptools
+
+    found: list[list] = []
+
+    class Collect:
+        def on_message_begin(self):
+            found.append([0, b""])
+
+        def on_body(self, body):
+            found[-1][1] += body
+
+        def on_headers_complete(self):
+            found[-1][0] = parser.get_status_code()
+
+    parser = httptools.HttpResponseParser(Collect())
+    parser.feed_data(data)
+    return [(status, body) for status, body in found if status >= 200]
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # RFC 9112 section 6.3: lengths that two parsers could read differently are a 400, and the connection closes
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nContent-Length: 0\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
+     b"Duplicate Content-Length"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
+     b"Duplicate Content-Length"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0, %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
+     b"Invalid character in Content-Length"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+     b"Transfer-Encoding can't be present with Content-Length"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED,
+     b"Content-Length can't be present with Transfer-Encoding"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     b"Transfer-Encoding"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", b"Invalid character in Content-Length"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", b"Invalid character in Content-Length"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0x5\r\n\r\nhello", b"Invalid character in Content-Length"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello", b"Invalid header field char"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n", b"Unexpected whitespace"),  # obs-fold
+    (b"POST /a HTTP/1.1\nHost: x\nContent-Length: 0\n\n", b"Expected CRLF after version"),  # bare LF: at once, no 408
+    (b"POST /a HTTP/1.1\r\nHost: x\nContent-Length: 0\r\n\r\n", b"Missing expected CR after header value"),
+    (b"POST /a HTTP/1.1\r\nHost: x\rContent-Length: 0\r\n\r\n", b"Missing expected LF after header value"),
+    (b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", b"Invalid header value char"),
+    (b"GET /a HTTP/1.1\r\n\r\n", b"exactly one Host header (this one has 0)"),
+    (b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", b"exactly one Host header (this one has 2)"),
+    (b"get /a HTTP/1.1\r\nHost: x\r\n\r\n", b"Invalid method"),
+])
+def test_ambiguous_requests_are_a_400_answered_once_and_closed(make_front, data, message):
+    front = make_front(header_timeout=10)  # a hang would show: the answer must come at once
+    started = time.monotonic()
+    answer = exchange(front.port, data, wait=5)
+    assert time.monotonic() - started < 3
+    assert responses(answer) == [(400, responses(answer)[0][1])], answer  # one answer, not one per "request"
+    assert message in answer and b"Connection: close" in answer
+    assert front.upstream_server.heads == []  # nothing reached the model server
+
+
+@pytest.mark.parametrize(("data", "status", "message"), [
+    (b"GET /" + b"a" * 8001 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, b"longer than 8000 bytes"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n", 431,
+     b"more than 100 header fields"),
+    (b"GET / HTTP/0.9\r\n\r\n", 505, b"HTTP/0.9 is not supported"),
+    (b"GET /\r\n\r\n", 505, b"HTTP/0.9 is not supported"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417, b"only 100-continue"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 501,
+     b"Transfer-Encoding 'gzip, chunked' is not supported"),
+    (b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n", 405, b"CONNECT is not supported"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n{}", 400,
+     b"upgrade with a body"),
+])
+def test_what_the_front_does_not_take_is_a_4xx_naming_it(make_front, data, status, message):
+    front = make_front(max_header_bytes=64 * 1024)
+    answer = exchange(front.port, data)
+    assert responses(answer) == [(status, responses(answer)[0][1])], answer
+    assert message in answer
+    assert front.upstream_server.heads == []
+
+
+def test_the_requests_before_a_malformed_one_are_answered_then_it_is_refused(front):
+    answer = exchange(front.port, b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
+    assert [status for status, _ in responses(answer)] == [200, 200, 400]
+    assert [body for _, body in responses(answer)[:2]] == [b"GET /1 0", b"GET /2 0"]
+
+
+def test_a_chunked_body_is_passed_on_whole_with_its_length(front):
+    answer = exchange(front.port, b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                  b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    assert responses(answer) == [(200, b"POST /c 11")]
+    head = front.upstream_server.heads[0]
+    assert b"Content-Length: 11" in head and b"chunked" not in head.lower() and b"Connection: close" in head
+    assert front.upstream_server.bodies == [b"hello world"]
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(front):
+    with socket.create_connection(("127.0.0.1", front.port), timeout=5) as sock:
+        sock.sendall(b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # the client waits for this before its body
+        sock.sendall(b"hello")
+        assert responses(sock.recv(65536)) == [(200, b"POST /e 5")]
+    assert b"expect" not in front.upstream_server.heads[0].lower()
+
+
+def test_expect_100_continue_with_a_body_too_large_gets_the_413_instead(front):
+    answer = exchange(front.port, b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+    assert b"100 Continue" not in answer and responses(answer)[0][0] == 413
+
+
+def test_the_bytes_held_across_connections_are_bounded_then_a_503_with_retry_after(make_front):
+    front = make_front(buffer_wait=1)
+    upstream = front.upstream_server
+    upstream.hold.clear()  # the upstream keeps the first request (800 bytes held) until told
+    first = socket.create_connection(("127.0.0.1", front.port), timeout=10)
+    first.sendall(b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\n\r\n" + b"a" * 800)
+    deadline = time.monotonic() + 5
+    while not upstream.bodies and time.monotonic() < deadline:
+        time.sleep(0.05)
+    answer = exchange(front.port, b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\n\r\n" + b"b" * 800)
+    assert responses(answer)[0][0] == 503 and b"Retry-After: 1" in answer, answer
+    assert b"holds 800 bytes of requests (at most 1000)" in answer
+    small = socket.create_connection(("127.0.0.1", front.port), timeout=10)  # 800 + 100 fit: passed on
+    small.sendall(b"POST /3 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"c" * 100)
+    upstream.hold.set()
+    assert responses(first.recv(65536)) == [(200, b"POST /1 800")]
+    assert responses(small.recv(65536)) == [(200, b"POST /3 100")]
+    first.close()
+    small.close()
+    answer = exchange(front.port, b"POST /4 HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\n\r\n" + b"d" * 800)
+    assert responses(answer) == [(200, b"POST /4 800")]
+    assert front.buffers.peak <= 1000
+    deadline = time.monotonic() + 5
+    while front.buffers.used and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert front.buffers.used == 0
+
+
+def test_an_answer_without_a_length_gets_one_and_the_connection_stays_alive(make_front, tmp_path):
+    class CloseDelimited(socketserver.StreamRequestHandler):
+        def handle(self):
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
+
+    front = make_front()
+    front.upstream_server.RequestHandlerClass = CloseDelimited
+    with socket.create_connection(("127.0.0.1", front.port), timeout=5) as sock:
+        for _ in range(2):
+            sock.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = sock.recv(65536)
+            assert responses(answer) == [(200, b"until close")]
+            assert b"Content-Length: 11" in answer and b"Connection: keep-alive" in answer
+
+
+def test_limits_that_could_never_take_a_body_are_refused():
+    with pytest.raises(ValueError, match="could never be taken"):
+        FrontLimits(max_body_bytes=2000, max_buffered_bytes=1000)
