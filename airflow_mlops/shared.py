@@ -27,6 +27,20 @@ EXIT_MARK = "\x00airflow-mlops-exit"
 #: Where a pushed model keeps its raw feature spec (written by the Pusher, read by the model server).
 FEATURE_SPEC = "assets.extra/feature_spec.json"
 
+#: Rows per request the model server takes by default (``--max-rows``: more is a 413); also the most labels one
+#: feedback may carry, and the most the quality join reads from one feedback line.
+DEFAULT_MAX_ROWS = 10_000
+
+
+def quoted(value: Any, limit: int = 80) -> str:
+    """``value`` as an error message quotes it: its ``repr``, cut to ``limit`` characters with its length
+    when longer (a client's 1 MB string is never echoed whole)."""
+    text = value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else value
+    if isinstance(text, str):
+        return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit]}… ({len(shown)} characters)"
+
 
 def typed_record(row: dict[str, str], spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A CSV row (all strings) as the request record the model expects: features of ``spec`` only,

@@ -12,7 +12,9 @@ in ``meta.puid`` and writes to its prediction log:
 Nothing is written to the prediction log or the outcome files here. What cannot be used is
 counted, never fatal: malformed rows (with the first few places), labels of request ids the log
 does not have (``unknown_ids``), labels given twice (the first kept: ``duplicates``), labels of
-predictions outside the window (``outside_window``). Metrics are computed in plain Python, exactly
+predictions outside the window (``outside_window``); a feedback line whose label count is not its
+request's row count, or that holds more than ``MAX_FEEDBACK_LABELS``, is refused whole (malformed), and
+so is an outcome row beyond its request's rows. Metrics are computed in plain Python, exactly
 as TFMA defines them for the model type (standard library only; fsspec for remote outcome files).
 """
 
@@ -31,6 +33,7 @@ from typing import Any
 
 from airflow_mlops.evaluation import DEFAULT_METRIC, METRICS, MODEL_TYPES, Metric
 from airflow_mlops.serving.prediction_log import log_entries
+from airflow_mlops.shared import DEFAULT_MAX_ROWS
 
 #: Metrics the quality check computes, by model type (TFMA's names, as the blessing gate uses them).
 QUALITY_METRICS = {
@@ -40,6 +43,8 @@ QUALITY_METRICS = {
 }
 #: How many places of malformed outcome rows a report names.
 MAX_PLACES = 10
+#: The most labels one feedback line of the prediction log may hold (the server's default row limit).
+MAX_FEEDBACK_LABELS = DEFAULT_MAX_ROWS
 
 
 class QualitySpecError(ValueError):
@@ -157,9 +162,11 @@ def outcome_files(root: str) -> list[tuple[str, Any]]:
     return [(p, fs) for p in found]
 
 
-def read_labels(feedback_root: str | None, log_dir: str | None) -> Labels:
-    """Every label that has arrived: the feedback lines of the prediction log, then the outcome files."""
+def read_labels(feedback_root: str | None, log_dir: str | None, rows_of: dict[str, int] | None = None) -> Labels:
+    """Every label that has arrived: the feedback lines of the prediction log, then the outcome files
+    (``rows_of``: the row count of each request the log answered; labels that do not fit it are refused)."""
     labels = Labels()
+    rows_of = rows_of or {}
     if log_dir:
         for entry in log_entries(log_dir):
             if entry is None or entry.get("kind") != "feedback":
@@ -167,6 +174,11 @@ def read_labels(feedback_root: str | None, log_dir: str | None) -> Labels:
             rows = entry.get("labels")
             if not entry.get("request_id") or not isinstance(rows, list):
                 labels.bad(f"{log_dir} feedback at {entry.get('ts')}", "no request_id or labels")
+                continue
+            place, expected = f"{log_dir} feedback {str(entry['request_id'])[:80]}", rows_of.get(entry["request_id"])
+            if len(rows) > MAX_FEEDBACK_LABELS or (expected is not None and len(rows) != expected):
+                labels.bad(place, f"{len(rows)} labels for a request of "
+                                  f"{expected if expected is not None else 'at most %d' % MAX_FEEDBACK_LABELS} rows")
                 continue
             for row, value in enumerate(rows):
                 label = _label(value)
@@ -184,6 +196,9 @@ def read_labels(feedback_root: str | None, log_dir: str | None) -> Labels:
                 labels.bad(path, f"unreadable: {err}")
                 continue
             _outcome_text(labels, path, text)
+    for key in [key for key in labels.by_key if key[0] in rows_of and key[1] >= rows_of[key[0]]]:
+        del labels.by_key[key]
+        labels.bad(f"outcome of {key[0][:80]} row {key[1]}", f"the request had {rows_of[key[0]]} row(s)")
     return labels
 
 
@@ -223,12 +238,12 @@ def prediction_columns(names: list[str], prediction_key: str | None, vector: boo
 
 
 def served_rows(log_dir: str, since: datetime | None, prediction_key: str | None,
-                vector: bool = False) -> tuple[list[Served], set[str], int]:
+                vector: bool = False) -> tuple[list[Served], dict[str, int], int]:
     """The rows the deployment answered since ``since`` (all when None), the request ids of the whole
-    log, and how many answered rows lacked a request id (served before ids existed); ``vector``: the
+    log (with each one's row count), and how many answered rows lacked a request id (served before ids existed); ``vector``: the
     prediction is every column of the output (a multi-class model's scores)."""
     rows: list[Served] = []
-    ids: set[str] = set()
+    ids: dict[str, int] = {}
     without_id = 0
     for entry in log_entries(log_dir):
         if entry is None or entry.get("kind") == "feedback" or "error" in entry:
@@ -238,7 +253,7 @@ def served_rows(log_dir: str, since: datetime | None, prediction_key: str | None
         if not rid:
             without_id += len(predictions)
             continue
-        ids.add(rid)
+        ids[rid] = len(predictions)
         try:
             if since is not None and entry["_at"] < since:
                 continue
@@ -397,7 +412,7 @@ def model_quality(log_dir: str, gate: QualityGate, *, blessed: dict[int, float |
     spec = gate.spec
     since = None if minutes is None else (now or datetime.now(timezone.utc)) - timedelta(minutes=minutes)
     rows, known_ids, without_id = served_rows(log_dir, since, prediction_key, vector=gate.model_type == "multiclass")
-    labels = read_labels(feedback_root, log_dir)
+    labels = read_labels(feedback_root, log_dir, known_ids)
     in_window = {(r.request_id, r.row) for r in rows}
     joined: dict[int, list[tuple[Served, Any]]] = {}
     for served in rows:

@@ -228,3 +228,35 @@ def test_a_multiclass_model_is_judged_on_its_split_score_columns(tmp_path):
     report = model_quality(str(tmp_path / "log"), QualityGate("multiclass", min_labels=1), blessed={},
                            feedback_root=str(tmp_path / "truth"), now=NOW)
     assert report["versions"]["1"]["value"] == 0.75 and report["versions"]["1"]["samples"] == 4
+
+
+def test_feedback_lines_that_do_not_fit_their_request_are_refused_whole_and_counted(tmp_path):
+    """Lines a server wrote before it checked labels (or another worker took): a label count other than the
+    request's rows, too many labels, a non-finite label, an outcome row beyond the request: counted, never fatal."""
+    from airflow_mlops.serving.quality import MAX_FEEDBACK_LABELS
+
+    at = "2026-12-07T10:00:00+00:00"
+    lines = [
+        {"ts": at, "model_version": 1, "request_id": "two", "names": ["p"], "predictions": [[0.9], [0.1]]},
+        {"ts": at, "model_version": 1, "request_id": "one", "names": ["p"], "predictions": [[0.8]]},
+        {"ts": at, "kind": "feedback", "request_id": "two", "labels": [1, 0, 1]},
+        {"ts": at, "kind": "feedback", "request_id": "one", "labels": [1] * (MAX_FEEDBACK_LABELS + 1)},
+        {"ts": at, "kind": "feedback", "request_id": "ghost", "labels": [0] * (MAX_FEEDBACK_LABELS + 1)},
+        {"ts": at, "kind": "feedback", "request_id": "one", "labels": ["NaN"]},
+        {"ts": at, "kind": "feedback", "request_id": "two", "labels": [1, 0]},
+    ]
+    (tmp_path / "2026-12-07.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    outcomes = tmp_path / "outcomes"
+    outcomes.mkdir()
+    (outcomes / "late.csv").write_text("request_id,row,label\none,0,1\none,3,1\n")
+    gate = QualityGate(model_type="binary", metric="BinaryAccuracy", min_labels=1)
+    report = model_quality(str(tmp_path), gate, blessed={}, feedback_root=str(outcomes))
+    join = report["join"]
+    assert join["labelled_rows"] == 3  # "two" from its good line, "one" from the outcome file
+    assert join["malformed"] == 5, join["malformed_places"]
+    places = "\n".join(join["malformed_places"])
+    assert "feedback two: 3 labels for a request of 2 rows" in places
+    assert f"feedback one: {MAX_FEEDBACK_LABELS + 1} labels for a request of 1 rows" in places
+    assert f"feedback ghost: {MAX_FEEDBACK_LABELS + 1} labels for a request of at most" in places
+    assert "label 'NaN' unusable" in places and "outcome of one row 3: the request had 1 row(s)" in places
+    assert report["versions"]["1"]["value"] == 1.0

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from airflow_mlops.shared import quoted
+
 log = logging.getLogger("airflow_mlops.runtime_side.model_server.front")
 
 _REASONS = {400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
@@ -69,15 +71,6 @@ class FrontLimits:
         if self.max_body_bytes > self.max_buffered_bytes:
             raise ValueError(f"max_body_bytes ({self.max_body_bytes}) is more than max_buffered_bytes "
                              f"({self.max_buffered_bytes}): such a body could never be taken")
-
-
-def quoted(value: str | bytes, limit: int = 80) -> str:
-    """``value`` as quoted in an error message: at most ``limit`` characters, and its length when cut."""
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    if len(value) <= limit:
-        return repr(value)
-    return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 class Refusal(Exception):

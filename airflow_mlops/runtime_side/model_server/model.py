@@ -34,15 +34,20 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_mlops.shared import FEATURE_SPEC
+from airflow_mlops.shared import DEFAULT_MAX_ROWS, FEATURE_SPEC, quoted
 
 log = logging.getLogger("airflow_mlops.serving")
 
-#: Rows per request above which the request is refused (413).
-DEFAULT_MAX_ROWS = 10_000
+#: The longest string label a feedback may carry (a class name, not a payload).
+MAX_LABEL_CHARS = 200
+#: Bytes of a feedback body per row the server takes (labels and the request's meta; a bigger one is a 413).
+FEEDBACK_BYTES_PER_ROW = 400
+#: Row counts of the latest predictions this process answered, kept to check a feedback's label count.
+RECENT_PREDICTIONS = 100_000
 #: The longest request id kept from a client (a longer one is refused: it is a key, not a payload).
 MAX_REQUEST_ID = 128
 
@@ -65,13 +70,31 @@ def request_id(request: Any) -> str:
         return uuid.uuid4().hex
     if not isinstance(given, str) or len(given) > MAX_REQUEST_ID or not given.isprintable():
         raise BadRequest(f"meta.puid must be a printable string of at most {MAX_REQUEST_ID} characters "
-                         f"(the request id), got {str(given)[:40]!r}")
+                         f"(the request id), got {quoted(given, 40)}")
     return given
 
 
-def _labels(truth: Any) -> list[Any]:
+def _label(i: int, row: Any) -> Any:
+    label = row[0] if isinstance(row, list) and len(row) == 1 else row
+    if isinstance(label, bool) or not isinstance(label, (int, float, str)):
+        raise BadRequest(f"feedback.truth row {i}: {quoted(row)} is not a label (a number or a string)")
+    if isinstance(label, str):
+        # seldon-core's protobuf round trip turns NaN and infinities (1e309 too) into these strings
+        if label.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise BadRequest(f"feedback.truth row {i}: {quoted(label)} is not a finite number")
+        if len(label) > MAX_LABEL_CHARS or not label.strip():
+            raise BadRequest(f"feedback.truth row {i}: {quoted(label)} is not a label (a class name of 1 to "
+                             f"{MAX_LABEL_CHARS} characters)")
+    elif not math.isfinite(label):
+        raise BadRequest(f"feedback.truth row {i}: {quoted(label)} is not a finite number")
+    elif abs(label) > FLOAT32_MAX:
+        raise BadRequest(f"feedback.truth row {i}: {quoted(label)} is beyond the float32 range the model computes in")
+    return label
+
+
+def _labels(truth: Any, max_rows: int = DEFAULT_MAX_ROWS) -> list[Any]:
     """One label per row from a Seldon message: ``data.ndarray`` (``[1, 0]`` or ``[[1], [0]]``), or
-    ``jsonData`` (a list of labels, or ``{"labels": [...]}``)."""
+    ``jsonData`` (a list of labels, or ``{"labels": [...]}``); each finite, at most ``max_rows``."""
     if not isinstance(truth, dict):
         raise BadRequest("feedback.truth must be a Seldon message: {'data': {'ndarray': [label, ...]}}")
     if "data" in truth:
@@ -85,19 +108,18 @@ def _labels(truth: Any) -> list[Any]:
         raise BadRequest("feedback.truth has neither 'data' nor 'jsonData': send {'data': {'ndarray': [label, ...]}}")
     if not isinstance(rows, list) or not rows:
         raise BadRequest("feedback.truth holds no labels: send one label per row of the request, in data.ndarray")
-    labels = []
-    for i, row in enumerate(rows):
-        label = row[0] if isinstance(row, list) and len(row) == 1 else row
-        if isinstance(label, bool) or not isinstance(label, (int, float, str)) or \
-                (isinstance(label, float) and not math.isfinite(label)):
-            raise BadRequest(f"feedback.truth row {i}: {row!r} is not a label (a number or a string)")
-        labels.append(label)
-    return labels
+    if len(rows) > max_rows:
+        raise BadRequest(f"feedback.truth holds {len(rows)} labels; a request has at most {max_rows} rows, "
+                         "send one label per row", status_code=413)
+    return [_label(i, row) for i, row in enumerate(rows)]
 
 
-def feedback_entry(feedback: Any) -> dict[str, Any]:
+def feedback_entry(feedback: Any, rows_of: dict[str, int] | None = None,
+                   max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, Any]:
     """What a Seldon feedback body says: ``{"request_id", "labels"}`` (pure: tested without TensorFlow).
-    The id is the prediction's ``meta.puid``, sent back in ``request.meta`` (or ``response.meta``)."""
+    The id is the prediction's ``meta.puid``, sent back in ``request.meta`` (or ``response.meta``). The labels
+    must be as many as the prediction's rows: those of the request sent back with it (``request.data`` or
+    ``request.jsonData``), else those ``rows_of`` (request id → rows answered here) knows."""
     if not isinstance(feedback, dict):
         raise BadRequest("the feedback must be a JSON object with 'request' (its meta.puid) and 'truth'")
     found = None
@@ -110,7 +132,18 @@ def feedback_entry(feedback: Any) -> dict[str, Any]:
         raise BadRequest("the feedback names no prediction: send the prediction's meta.puid (its request id) "
                          "as request.meta.puid")
     rid = request_id({"meta": {"puid": found}})
-    return {"request_id": rid, "labels": _labels(feedback.get("truth"))}
+    labels = _labels(feedback.get("truth"), max_rows)
+    sent = feedback.get("request")
+    rows = (rows_of or {}).get(rid)
+    if isinstance(sent, dict) and ("data" in sent or "jsonData" in sent):
+        try:
+            rows = len(rows_from_request(sent, max_rows))
+        except BadRequest as err:
+            raise BadRequest(f"feedback.request is not the prediction's request: {err}") from None
+    if rows is not None and len(labels) != rows:
+        raise BadRequest(f"the prediction {quoted(rid)} had {rows} row(s): send {rows} label(s), one per row "
+                         f"(got {len(labels)})")
+    return {"request_id": rid, "labels": labels}
 
 
 def rows_from_request(request: Any, max_rows: int = DEFAULT_MAX_ROWS) -> list[dict[str, Any]]:
@@ -153,32 +186,32 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 def check_value(i: int, name: str, value: Any, kind: str | None) -> None:
     """One feature value against its kind (``float``, ``int``, ``string``; None: no feature spec, what the
     value itself says): a client mistake is a :class:`BadRequest` naming the row, the feature and the value."""
-    where = f"row {i}: feature {name!r}"
+    where = f"row {i}: feature {quoted(name, 40)}"
     if isinstance(value, bool):
         raise BadRequest(f"{where}: a boolean is not a feature value (send 0/1 or a string)")
     if isinstance(value, float) and not math.isfinite(value):
         raise BadRequest(f"{where}: {value!r} is not a finite number")
     if kind == "float" or (kind is None and isinstance(value, float)):
         if not isinstance(value, (int, float)):
-            raise BadRequest(f"{where} must be float, got {type(value).__name__} {value!r}")
+            raise BadRequest(f"{where} must be float, got {type(value).__name__} {quoted(value)}")
         if abs(value) > FLOAT32_MAX:
             raise BadRequest(f"{where}: {value!r} is beyond the float32 range the model computes in (+-3.4e38)")
     elif kind == "int" or (kind is None and isinstance(value, int)):
         # JSON numbers that went through a protobuf (SeldonClient's ndarray) arrive as 60.0
         if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise BadRequest(f"{where} must be int, got {type(value).__name__} {value!r}")
+            raise BadRequest(f"{where} must be int, got {type(value).__name__} {quoted(value)}")
         if not INT64_MIN <= int(value) <= INT64_MAX:
-            raise BadRequest(f"{where}: {value!r} is beyond the int64 range")
+            raise BadRequest(f"{where}: {quoted(value)} is beyond the int64 range")
     elif kind == "string" or (kind is None and isinstance(value, str)):
         if not isinstance(value, str):
-            raise BadRequest(f"{where} must be string, got {type(value).__name__} {value!r}")
+            raise BadRequest(f"{where} must be string, got {type(value).__name__} {quoted(value)}")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise BadRequest(f"{where}: the string is not valid Unicode (a lone surrogate escape such as \\ud800)") \
                 from None
     else:
-        raise BadRequest(f"{where}: unsupported value {value!r} (send a number or a string)")
+        raise BadRequest(f"{where}: unsupported value {quoted(value)} (send a number or a string)")
 
 
 def check_types(records: list[dict[str, Any]], spec: dict[str, dict[str, Any]] | None) -> None:
@@ -188,8 +221,9 @@ def check_types(records: list[dict[str, Any]], spec: dict[str, dict[str, Any]] |
         if spec:
             unknown = sorted(name for name, value in record.items() if name not in spec and value is not None)
             if unknown:
+                shown = ", ".join(quoted(n, 40) for n in unknown[:10]) + (" …" if len(unknown) > 10 else "")
                 raise BadRequest(f"row {i}: unknown feature{'s' if len(unknown) > 1 else ''} "
-                                 f"{', '.join(repr(n) for n in unknown)}; the model reads: {', '.join(sorted(spec))}")
+                                 f"{shown}; the model reads: {', '.join(sorted(spec))}")
             for name, feature in spec.items():  # in the spec's order: the first problem of the row is named
                 value = record.get(name)
                 if value is None:
@@ -238,7 +272,7 @@ def _example(record: dict[str, Any], spec: dict[str, dict[str, Any]] | None):
         elif isinstance(value, str):
             features[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
         else:
-            raise BadRequest(f"feature {name!r}: unsupported value {value!r}")
+            raise BadRequest(f"feature {quoted(name)}: unsupported value {quoted(value)}")
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
@@ -367,6 +401,7 @@ class TfxSavedModel:
         self._log_lock = threading.Lock()
         self._watcher_pid: int | None = None
         self._seen_pointer: tuple[Any, Any] | None = None
+        self._recent: OrderedDict[str, int] = OrderedDict()  # request id -> rows, of the latest predictions
 
     # -- version management -------------------------------------------------------------
     def _pointer(self) -> dict[str, Any] | None:
@@ -471,6 +506,10 @@ class TfxSavedModel:
             log.warning("model version %s gave %d non-finite output value(s): answered as null", active.version,
                         non_finite)
         rows = [[outputs[name][i] for name in names] for i in range(len(records))]
+        with self._log_lock:
+            self._recent[rid] = len(records)
+            if len(self._recent) > RECENT_PREDICTIONS:
+                self._recent.popitem(last=False)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._log(active.version, records, names, rows, elapsed_ms, rid)
         tags: dict[str, Any] = {"model_version": active.version, "deployment": self.deployment}
@@ -503,14 +542,16 @@ class TfxSavedModel:
 
     def send_feedback_raw(self, feedback: Any) -> Any:
         """Seldon's feedback endpoint: the truth of an earlier prediction, by its request id, appended to the
-        prediction log (``"kind": "feedback"``) for the quality check to join; a malformed one is a 400."""
+        prediction log (``"kind": "feedback"``) for the quality check to join; a malformed one is a 400: labels
+        not finite, or not one per row of the prediction (when this process answered it, or the request is sent
+        back), or more than ``max_rows``."""
         from google.protobuf import json_format
         from seldon_core.flask_utils import SeldonMicroserviceException
         from seldon_core.utils import json_to_seldon_message
 
         body = feedback if isinstance(feedback, dict) else json_format.MessageToDict(feedback)
         try:
-            entry = feedback_entry(body)
+            entry = feedback_entry(body, self._recent, self.max_rows)
         except BadRequest as err:
             raise SeldonMicroserviceException(str(err), status_code=err.status_code, reason="BAD_REQUEST") from None
         self._write_log({"kind": "feedback", **entry})

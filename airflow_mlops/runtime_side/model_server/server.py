@@ -100,7 +100,10 @@ def build_app(user_object, seldon_metrics):
     from seldon_core.wrapper import get_rest_microservice
     from werkzeug.exceptions import HTTPException
 
+    from airflow_mlops.runtime_side.model_server.model import FEEDBACK_BYTES_PER_ROW
+
     app = get_rest_microservice(user_object, seldon_metrics)
+    feedback_max_bytes = FEEDBACK_BYTES_PER_ROW * int(user_object.max_rows) + 64 * 1024
 
     @app.before_request
     def refuse_what_cannot_be_a_prediction():  # client mistakes answered 4xx before seldon-core parses them
@@ -114,6 +117,10 @@ def build_app(user_object, seldon_metrics):
         if not request.is_json and "json" not in request.form:
             return _error(415, "UNSUPPORTED_MEDIA_TYPE", "send the JSON body with the header "
                           f"Content-Type: application/json (got {request.content_type or 'no Content-Type'})")
+        if request.path in FEEDBACK_PATHS and (request.content_length or 0) > feedback_max_bytes:
+            return _error(413, "PAYLOAD_TOO_LARGE", f"a feedback body may be at most {feedback_max_bytes} bytes "
+                          f"({FEEDBACK_BYTES_PER_ROW} per row of at most {user_object.max_rows}); send the labels "
+                          "and the prediction's meta.puid, not its request")
         if json_too_deep(request.get_data(cache=True)):
             return _error(400, "BAD_REQUEST", "the JSON body nests too deeply to be parsed")
         return None

@@ -136,3 +136,57 @@ def test_malformed_feedback_is_named(body, message):
 
     with pytest.raises(BadRequest, match=message):
         feedback_entry(body)
+
+
+FEEDBACK = {"request": {"meta": {"puid": "r"}}}
+
+
+@pytest.mark.parametrize("labels, message", [
+    # what seldon-core's protobuf round trip makes of NaN, Infinity and 1e309 before the check sees them
+    (["NaN"], "row 0: 'NaN' is not a finite number"),
+    ([1, "Infinity"], "row 1: 'Infinity' is not a finite number"),
+    (["-Infinity"], "row 0: '-Infinity' is not a finite number"),
+    ([float("nan")], "row 0: nan is not a finite number"),
+    ([1e309], "row 0: inf is not a finite number"),
+    ([1e300], r"row 0: 1e\+300 is beyond the float32 range"),
+    (["x" * 5000], r"row 0: 'x{80}'… \(5000 characters\) is not a label"),
+    ([" "], "row 0: ' ' is not a label"),
+])
+def test_feedback_labels_that_would_poison_the_quality_check_are_refused(labels, message):
+    from airflow_mlops.runtime_side.model_server.model import feedback_entry
+
+    with pytest.raises(BadRequest, match=message) as raised:
+        feedback_entry({**FEEDBACK, "truth": {"data": {"ndarray": labels}}})
+    assert raised.value.status_code == 400 and len(str(raised.value)) < 300
+
+
+def test_feedback_labels_must_be_one_per_row_of_the_prediction():
+    from airflow_mlops.runtime_side.model_server.model import feedback_entry
+
+    with pytest.raises(BadRequest, match=r"the prediction 'r' had 2 row\(s\): send 2 label\(s\), one per row \(got 3\)"):
+        feedback_entry({**FEEDBACK, "truth": {"data": {"ndarray": [1, 0, 1]}}}, rows_of={"r": 2})
+    sent_back = {"request": {"meta": {"puid": "r"}, "jsonData": {"instances": [{"a": 1}, {"a": 2}]}},
+                 "truth": {"data": {"ndarray": [1]}}}  # the request sent back says 2 rows: it wins
+    with pytest.raises(BadRequest, match=r"had 2 row\(s\)"):
+        feedback_entry(sent_back, rows_of={"r": 1})
+    assert feedback_entry({**FEEDBACK, "truth": {"data": {"ndarray": [1, 0]}}}, rows_of={"r": 2})["labels"] == [1, 0]
+    # a prediction this process did not answer (another worker, a restart): taken, the quality join checks it
+    assert feedback_entry({**FEEDBACK, "truth": {"data": {"ndarray": [1, 0, 1]}}}, rows_of={})["labels"] == [1, 0, 1]
+
+
+def test_more_labels_than_a_request_can_have_are_a_413_before_they_are_read():
+    from airflow_mlops.runtime_side.model_server.model import feedback_entry
+
+    with pytest.raises(BadRequest, match="holds 1000001 labels; a request has at most 10000 rows") as raised:
+        feedback_entry({**FEEDBACK, "truth": {"data": {"ndarray": [float("nan")] * 1_000_001}}})
+    assert raised.value.status_code == 413
+
+
+@pytest.mark.parametrize("record", [
+    {"fare": "x" * 1_000_000}, {"x" * 1_000_000: 1.0}, {"trip_seconds": 10 ** 4000}, {"fare": ["y" * 1_000_000]},
+])
+def test_error_messages_quote_at_most_80_characters_of_a_value(record):
+    spec = {"fare": {"dtype": "float", "required": False}, "trip_seconds": {"dtype": "int", "required": False}}
+    with pytest.raises(BadRequest) as raised:
+        check_types([record], spec)
+    assert len(str(raised.value)) < 400 and "characters)" in str(raised.value)
