@@ -6,6 +6,8 @@ asks for the data directory, the pipeline name and an optional curated schema.
 * With no data directory, it ingests the Chicago taxi sample that ships inside TFX.
 * A data directory of ``span-<N>/`` sub-directories (``span-<N>/version-<M>/`` for
   versions) is read span by span: the latest span unless ``span`` is set.
+* A span whose files start with a byte-order mark, or whose label column (``label_column``) is
+  missing, empty or one value in every row, is refused before it is ingested.
 * Each span is validated against the pipeline's reference schema: a curated schema file
   if you give one, else the schema of the pipeline's first accepted run. Any anomaly fails
   the ExampleValidator task with a list of what is wrong, and nothing downstream runs.
@@ -88,6 +90,13 @@ with DAG(
             title="Curated schema",
             description="Path of a schema.pbtxt to validate against; empty for the pipeline's reference schema.",
         ),
+        "label_column": Param(
+            "tips",
+            type=["null", "string"],
+            title="Label column",
+            description="The CSV column the label comes from (the taxi data's tips): a span that lacks it, or "
+            "where it is empty or one value in every row, is refused before it is ingested. Empty: not checked.",
+        ),
     },
     user_defined_macros={"asset_event_extra": asset_event_extra},
     default_args={
@@ -101,6 +110,7 @@ with DAG(
         input_base="{{ params.data_root or asset_event_extra(triggering_asset_events, 'data_root') }}",
         input_pattern="{{ params.input_pattern }}",
         span="{{ params.span if params.span is not none else asset_event_extra(triggering_asset_events, 'span') }}",
+        label_column="{{ params.label_column or '' }}",
     )
     statistics_gen = StatisticsGenOperator(task_id="StatisticsGen", examples=example_gen)
     schema_gen = SchemaGenOperator(

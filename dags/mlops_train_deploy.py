@@ -5,7 +5,8 @@ Evaluator → Pusher, one task per TFX component, all recorded in ML Metadata wi
 back to the data span. Copy this file into your DAGs folder and edit it.
 
 * **Data**: as in ``mlops_ingest``: a CSV directory (or ``span-<N>/`` sub-directories),
-  empty for the Chicago taxi sample; anomalies against the reference schema stop the run.
+  empty for the Chicago taxi sample; anomalies against the reference schema stop the run, and a
+  label column (``label_column``) that is missing, empty or one value in every row stops it first.
 * **Transform / Trainer**: your TFX module file (``preprocessing_fn``, ``run_fn``), or the
   taxi module shipped with the provider. They train on the run's span, or on a **training
   window**: the newest ``training_spans`` spans, or every span since ``since_span``, among the
@@ -57,6 +58,7 @@ from airflow_mlops.operators.tfx import (
     SchemaGenOperator,
     StatisticsGenOperator,
     TransformOperator,
+    raw_label_column,
 )
 from airflow_mlops.sensors.seldon import SeldonDeploymentSensor
 from airflow_mlops.utils.assets import asset_event_extra, data_uri, retrain_uri, run_reason
@@ -97,6 +99,11 @@ with DAG(
         "label_key": Param("big_tipper", type="string", minLength=1, title="Label",
                            description="The label as your module's transform_features signature outputs it "
                            "(TFX's examples: <name>_xf)."),
+        "label_column": Param(None, type=["null", "string"], title="Label's CSV column",
+                              description="The CSV column the label comes from: a span that lacks it, or where it is "
+                              "empty or one value in every row, is refused before it is ingested. Empty: label_key "
+                              "without its _xf suffix (tips for the shipped module's big_tipper); not checked with "
+                              "an EvalConfig file."),
         "prediction_key": Param(None, type=["null", "string"], title="Prediction output",
                                 description="The serving signature's output holding the prediction; empty: its "
                                 "only output."),
@@ -118,7 +125,7 @@ with DAG(
                                   description="A human approves (or rejects) the pushed version in Required "
                                   "Actions before it is deployed; the decision is kept in the model registry."),
     },
-    user_defined_macros={"asset_event_extra": asset_event_extra},
+    user_defined_macros={"asset_event_extra": asset_event_extra, "raw_label_column": raw_label_column},
     default_args={
         "pipeline_name": "{{ params.pipeline_name }}",
         "retries": 1,
@@ -128,6 +135,8 @@ with DAG(
     example_gen = CsvExampleGenOperator(
         task_id="CsvExampleGen", span="{{ params.span }}",
         input_base="{{ params.data_root or asset_event_extra(triggering_asset_events, 'data_root') }}",
+        label_column="{{ params.label_column or raw_label_column(params.label_key, params.module_file, "
+                     "params.eval_config) }}",
     )
     statistics_gen = StatisticsGenOperator(task_id="StatisticsGen", examples=example_gen)
     schema_gen = SchemaGenOperator(task_id="SchemaGen", statistics=statistics_gen,

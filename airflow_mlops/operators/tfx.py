@@ -32,10 +32,12 @@ from airflow_mlops.exceptions import (
     DataValidationError,
     InvalidArgumentError,
     MlopsException,
+    RuntimeStepRejected,
 )
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.links.pages import ModelVersionLink, page_path
 from airflow_mlops.runtimes.runners import ONE_PROCESS, Placement
+from airflow_mlops.utils.csv_data import CsvDataError, check_csv_files, span_files, visible
 from airflow_mlops.utils.run_records import record_task, safe_name
 from airflow_mlops.utils.schema_store import ReferenceSchemaError, ReferenceSchemaStore, schema_features
 
@@ -43,6 +45,18 @@ PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SAMPLE_TAXI = "sample://chicago_taxi"
 #: The module file shipped for the taxi data (a path only: it imports TensorFlow, so Airflow never imports it).
 DEFAULT_TAXI_MODULE = str(Path(__file__).resolve().parent.parent / "runtime_side" / "modules" / "taxi.py")
+
+
+def raw_label_column(label_key: str | None, module_file: str | None = None,
+                     eval_config: str | None = None) -> str:
+    """The CSV column a label comes from, for the first task's label check: ``label_key`` without the ``_xf``
+    suffix TFX's examples give transformed features (``tips_xf``: ``tips``); ``tips`` for the shipped taxi
+    module's ``big_tipper``; empty (not checked) with an ``eval_config`` file, which names its own label."""
+    if eval_config or not label_key:
+        return ""
+    if label_key == "big_tipper" and module_file in (None, "", DEFAULT_TAXI_MODULE):
+        return "tips"
+    return label_key.removesuffix("_xf")
 
 
 def _is_local_path(path: str) -> bool:
@@ -163,6 +177,11 @@ class TfxComponentOperator(BaseOperator):
             )
         self.typed_args()
 
+    def runtime_checks(self) -> list[tuple[str, dict[str, Any], list[str]]]:
+        """Checks of the rendered arguments that need this task's runtime (a file only TFX can parse), as
+        ``(step, params, binds)``: the pipeline's first task runs them before anything is ingested."""
+        return []
+
     def companion_nodes(self) -> list[dict[str, Any]]:
         """Nodes that are no Airflow task of their own but run first in this task (e.g. a resolver)."""
         return []
@@ -187,18 +206,27 @@ class TfxComponentOperator(BaseOperator):
     def check_pipeline_args(self, context: Any) -> None:
         """At the pipeline's first task: check the arguments of every other TFX task of the DAG as that task
         will render them, so a mistake in the Evaluator's or the Trainer's params fails the run before
-        anything is ingested or trained, naming the task. Arguments that can only be rendered later (an
-        upstream task's result) are left to their own task."""
+        anything is ingested or trained, naming the task; then their :meth:`runtime_checks` (an EvalConfig
+        file parsed in the TFX runtime). Arguments that can only be rendered later (an upstream task's
+        result) are left to their own task."""
+        checks: list[tuple[TfxComponentOperator, str, dict[str, Any], list[str]]] = []
         for task in (self.dag.tasks if self.dag is not None else []):
             if task is self or not isinstance(task, TfxComponentOperator):
                 continue
             try:
                 with task._rendered(context):
                     task.validate_args()
+                    checks.extend((task, *check) for check in task.runtime_checks())
             except InvalidArgumentError as err:
                 raise InvalidArgumentError(f"{self.task_id}: the run cannot succeed: {err}") from None
             except Exception:  # noqa: BLE001 - not renderable yet (needs an upstream result): checked later
                 continue
+        for task, step, params, binds in checks:
+            try:
+                task.hook.run_step(step, params, context=self.step_context(context), binds=binds)
+            except RuntimeStepRejected as err:
+                raise InvalidArgumentError(f"{self.task_id}: the run cannot succeed: {task.task_id}: "
+                                           f"{err.error.get('message') or err}") from None
 
     def node_spec(self, *, target: bool, context: Any = None) -> dict[str, Any]:
         """This node as the pipeline spec names it: component, inputs and its arguments, typed by the
@@ -354,10 +382,14 @@ class CsvExampleGenOperator(TfxComponentOperator):
         ``span-{SPAN}/version-{VERSION}/*``, ``span-{SPAN}/*`` or ``*`` from the layout.
     :param span: ingest this span instead of the latest (templated; None = latest).
     :param splits: output split name → hash buckets (default ``{"train": 2, "eval": 1}``).
+    :param label_column: the CSV column the label comes from (templated): a span whose files lack it, or where
+        it is empty or one value in every row, is refused (as is a file with a UTF-8 byte-order mark, always).
+        Empty: not checked.
     """
 
     definition = components.CSV_EXAMPLE_GEN
-    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "input_base", "input_pattern", "span")
+    template_fields: Sequence[str] = (*TfxComponentOperator.template_fields, "input_base", "input_pattern", "span",
+                                      "label_column")
 
     def __init__(
         self,
@@ -366,6 +398,7 @@ class CsvExampleGenOperator(TfxComponentOperator):
         input_pattern: str = "auto",
         span: int | str | None = None,
         splits: dict[str, int] | None = None,
+        label_column: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -373,6 +406,7 @@ class CsvExampleGenOperator(TfxComponentOperator):
         self.input_pattern = input_pattern
         self.span = span
         self.splits = splits
+        self.label_column = label_column
 
     def _input_base(self) -> str:
         """The argument, else ``[mlops] data_root`` (or the connection's), else the taxi sample."""
@@ -396,8 +430,9 @@ class CsvExampleGenOperator(TfxComponentOperator):
             raise InvalidArgumentError(f"{self.task_id}: splits must map names to positive hash buckets, got {self.splits!r}")
 
     def _check_data(self, base: str, span: int | None) -> None:
-        """Refuse, before any TFX execution starts, a span that does not exist (naming those that do) and a
-        directory or span without a data file; neither would succeed on a retry."""
+        """Refuse, before any TFX execution starts, a span that does not exist (naming those that do), a
+        directory or span without a data file, a file with a byte-order mark and a missing, empty or constant
+        label (:func:`~airflow_mlops.utils.csv_data.check_csv_files`); none would succeed on a retry."""
         spans = sorted(int(m.group(1)) for entry in os.listdir(base)
                        if (m := re.fullmatch(r"span-(\d+)", entry)) and os.path.isdir(os.path.join(base, entry)))
         if span is not None and span not in spans:
@@ -416,6 +451,10 @@ class CsvExampleGenOperator(TfxComponentOperator):
         if not has_data(folder):
             raise InvalidArgumentError(f"{self.task_id}: {folder} holds no data file: put CSV files there "
                                        "(a header line and rows), or point data_root elsewhere")
+        try:
+            check_csv_files(span_files(folder, self.input_pattern), self.label_column)
+        except CsvDataError as err:
+            raise InvalidArgumentError(f"{self.task_id}: {err}") from None
 
     def host_paths(self) -> list[str]:
         base = self._input_base()
@@ -643,7 +682,8 @@ class ExampleValidatorOperator(TfxComponentOperator):
         self.record(context, {"accepted": not anomalies, "anomalies": anomalies, "spans": _spans(self._statistics(context))})
         if anomalies:
             lines = [
-                f"  - split {a['split']}, feature {a['feature']}: {a['kind']} ({a['severity']}): {a['description']}"
+                f"  - split {a['split']}, feature {visible(a['feature'])}: {a['kind']} ({a['severity']}): "
+                f"{a['description']}"
                 for a in anomalies
             ]
             message = f"{len(anomalies)} data anomalies found by ExampleValidator:\n" + "\n".join(lines)
@@ -1078,6 +1118,13 @@ class EvaluatorOperator(TfxComponentOperator):
 
     def host_paths(self) -> list[str]:
         return [os.path.abspath(self.eval_config)] if self.eval_config else []
+
+    def runtime_checks(self) -> list[tuple[str, dict[str, Any], list[str]]]:
+        """An ``eval_config`` file is parsed as a TFMA EvalConfig by the run's first task, not first here."""
+        if not self.eval_config:
+            return []
+        path = os.path.abspath(self.eval_config)
+        return [("tfx.check_eval_config", {"path": path}, [os.path.dirname(path)])]
 
     @property
     def higher_is_better(self) -> bool:

@@ -9,9 +9,22 @@ The runs of this module share one state directory, in order:
    and fail later in the Trainer); the reference unchanged and still readable;
 4. a span that does not exist and an empty data directory: refused by CsvExampleGen before any TFX
    execution starts, naming the spans that exist, without a retry.
+
+The runs on a second pipeline state (``excel``), in order:
+1. a first span saved by Excel (a UTF-8 byte-order mark, CRLF) and one whose label column is empty in
+   every row: each refused by CsvExampleGen, naming the file or the column, before any TFX execution
+   starts and without a retry (they used to become a reference schema with a feature named
+   ``\ufeffpickup_community_area``, or with the label as text without values);
+2. a clean span after them is accepted and its schema, label a FLOAT, becomes the reference;
+3. a reference poisoned by an older version (a byte-order mark in a feature's name): the clean span's
+   two anomalies show the names apart (``'\ufeffpickup_community_area'``);
+4. the training DAG refuses a constant label and an EvalConfig file that does not parse at its first
+   task, before anything is ingested or trained (the EvalConfig used to be refused at the Evaluator).
 """
 
 from __future__ import annotations
+
+import csv
 
 import pytest
 
@@ -85,3 +98,95 @@ def test_a_missing_span_or_empty_directory_fails_before_any_tfx_execution(state,
     assert tries_of(log, "CsvExampleGen") == 1  # not retried
     with pytest.raises(RuntimeStepFailed, match="ML Metadata has no pipeline run"):  # nothing started or RUNNING
         lineage(state, run_id, pipeline=PIPELINE)
+
+
+@pytest.fixture(scope="module")
+def excel(tmp_path_factory, airflow_home, taxi_csv):
+    root = tmp_path_factory.mktemp("excel")
+    bom = write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 300)
+    with open(bom, newline="") as handle:
+        rows = list(csv.reader(handle))
+    with open(bom, "w", newline="", encoding="utf-8-sig") as handle:  # as Excel's "CSV UTF-8" saves it
+        csv.writer(handle, lineterminator="\r\n").writerows(rows)
+
+    def set_tips(value):
+        def mutate(header, body):
+            return header, [[value if name == "tips" else cell for name, cell in zip(header, row)] for row in body]
+        return mutate
+
+    write_slice(taxi_csv, root / "data" / "span-2" / "data.csv", 0, 300, mutate=set_tips(""))
+    write_slice(taxi_csv, root / "data" / "span-3" / "data.csv", 0, 600)
+    write_slice(taxi_csv, root / "constant" / "span-1" / "data.csv", 0, 300, mutate=set_tips("0.00"))
+    return {"home": airflow_home, "state_dir": root / "state", "data": root / "data", "root": root}
+
+
+def refused_at_the_first_task(state, run, message, dag_id="mlops_ingest", pipeline=PIPELINE):
+    code, log, run_id = run
+    assert code != 0
+    states = task_states(state, dag_id, run_id)
+    assert states["CsvExampleGen"] == "failed" and states["StatisticsGen"] == "upstream_failed", states
+    assert message in log, log[-6000:]
+    assert tries_of(log, "CsvExampleGen") == 1  # not retried
+    with pytest.raises(RuntimeStepFailed, match="ML Metadata has no pipeline run"):  # nothing ingested
+        lineage(state, run_id, pipeline=pipeline)
+    assert schemas(state).versions(pipeline) == []
+
+
+def test_a_byte_order_mark_is_refused_at_the_first_task_naming_the_file(excel):
+    code, log, run_id, _ = ingest(excel, span=1)
+    path = excel["data"] / "span-1" / "data.csv"
+    refused_at_the_first_task(excel, (code, log, run_id),
+                              f"CsvExampleGen: {path} starts with a UTF-8 byte-order mark (Excel's 'CSV UTF-8' writes "
+                              "one), which TFX would keep in its first column's name "
+                              "('\\ufeffpickup_community_area'): save the file without it")
+
+
+def test_a_label_empty_in_every_row_is_refused_at_the_first_task_naming_it(excel):
+    code, log, run_id, _ = ingest(excel, span=2)
+    refused_at_the_first_task(excel, (code, log, run_id),
+                              f"CsvExampleGen: the label column 'tips' is empty in every row of "
+                              f"{excel['data'] / 'span-2' / 'data.csv'}: nothing can be learned from it")
+
+
+def test_a_clean_span_after_them_becomes_the_reference_with_a_numeric_label(excel):
+    code, log, run_id, states = ingest(excel, span=3)
+    assert code == 0 and set(states.values()) == {"success"}, log[-4000:]
+    reference = schemas(excel).current(PIPELINE)
+    assert reference.version == 1 and reference.meta["run_id"] == run_id
+    features = schema_features(reference.schema_file)
+    assert "pickup_community_area" in features and "tips" in features
+    assert 'name: "tips"\n  type: FLOAT' in reference.schema_file.read_text()
+
+
+def test_anomalies_show_the_invisible_characters_of_a_poisoned_reference(excel, tmp_path):
+    """A reference an older version kept from a file with a byte-order mark: the clean span's anomalies name
+    ``'\\ufeffpickup_community_area'`` and ``pickup_community_area``, not two names that print alike."""
+    text = schemas(excel).current(PIPELINE).schema_file.read_text()
+    poisoned = tmp_path / "schema.pbtxt"  # a byte-order mark in a name, as TFX writes it (octal escapes)
+    poisoned.write_text(text.replace('name: "pickup_community_area"', 'name: "\\357\\273\\277pickup_community_area"'))
+    assert poisoned.read_text() != text
+    schemas(excel).promote(PIPELINE, poisoned)
+    code, log, run_id, states = ingest(excel, span=3)
+    assert code != 0 and states["ExampleValidator"] == "failed", states
+    assert "feature '\\ufeffpickup_community_area': SCHEMA_MISSING_COLUMN" in log, log[-6000:]
+    assert "feature pickup_community_area: SCHEMA_NEW_COLUMN" in log
+    assert "feature \ufeff" not in log
+
+
+@pytest.mark.parametrize(("data", "conf", "message"), [
+    ("constant", {}, "CsvExampleGen: the label column 'tips' has the same value ('0.00') in every row of {file}: a "
+                     "model cannot learn from a label that never changes"),
+    ("data", {"span": 3, "eval_config": "{config}"},
+     "CsvExampleGen: the run cannot succeed: Evaluator: eval_config {config} is not a TFMA EvalConfig (JSON or pbtxt): "
+     "1:26 : Expected \"}}\".; correct the file, or leave eval_config empty for the generated gate"),
+])
+def test_the_training_dag_refuses_a_constant_label_and_a_broken_eval_config_at_its_first_task(
+        excel, tmp_path, data, conf, message):
+    config = tmp_path / "eval_config.pbtxt"
+    config.write_text('model_specs { label_key: "tips_xf" \n')  # the closing brace forgotten
+    conf = {k: v.format(config=config) if isinstance(v, str) else v for k, v in conf.items()}
+    run = dags_test(excel, {"pipeline_name": "gate_train", "data_root": str(excel["root"] / data), **conf},
+                    dag_id="mlops_train_deploy")
+    file = excel["root"] / "constant" / "span-1" / "data.csv"
+    refused_at_the_first_task(excel, run, message.format(config=config, file=file), dag_id="mlops_train_deploy",
+                              pipeline="gate_train")

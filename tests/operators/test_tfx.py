@@ -6,6 +6,7 @@ result; tests/integration runs the same operators against the real TFX runtime.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException
+from airflow_mlops.exceptions import DataValidationError, InvalidArgumentError, MlopsException, RuntimeStepRejected
 from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.operators.tfx import (
     CsvExampleGenOperator,
@@ -27,6 +28,7 @@ from airflow_mlops.operators.tfx import (
     StatisticsGenOperator,
     TfxComponentOperator,
     TransformOperator,
+    raw_label_column,
 )
 from airflow_mlops.utils.schema_store import ReferenceSchemaStore
 
@@ -140,6 +142,34 @@ def test_example_gen_refuses_missing_spans_and_empty_data_before_anything_runs(s
     assert isinstance(info.value, AirflowFailException)
 
 
+@pytest.mark.parametrize(("text", "label", "message"), [
+    (b"\xef\xbb\xbfpickup_community_area,tips\r\n1,2\r\n", None,
+     r"^g: .*span-2/data.csv starts with a UTF-8 byte-order mark .*\('\\ufeffpickup_community_area'\)"),
+    (b"fare,tip\n1,2\n", "tips", r"^g: the label column 'tips' is not a column of .*span-2/data.csv"),
+    (b"fare,tips\n1,\n2,\n", "tips", r"^g: the label column 'tips' is empty in every row"),
+    (b"fare,tips\n1,0\n2,0\n", "tips", r"^g: the label column 'tips' has the same value \('0'\) in every row"),
+])
+def test_example_gen_refuses_a_byte_order_mark_and_an_unusable_label_before_anything_runs(
+        state_dir, tmp_path, monkeypatch, text, label, message):
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda *a, **k: pytest.fail("reached the runtime"))
+    _write(tmp_path / "data" / "span-1" / "data.csv", "fare,tips\n1,2\n")  # an earlier span is not read
+    (tmp_path / "data" / "span-2").mkdir()
+    (tmp_path / "data" / "span-2" / "data.csv").write_bytes(text)
+    op = CsvExampleGenOperator(task_id="g", pipeline_name="p", input_base=str(tmp_path / "data"),
+                               label_column="{{ params.label }}")
+    with op._rendered({"params": {"label": label or ""}}), pytest.raises(InvalidArgumentError, match=message) as info:
+        op.validate_args()
+    assert isinstance(info.value, AirflowFailException)  # not retried
+
+
+@pytest.mark.parametrize(("label_key", "module_file", "eval_config", "column"), [
+    ("big_tipper", "", "", "tips"), ("tips_xf", "/m.py", None, "tips"), ("species_xf", None, None, "species"),
+    ("species", "/m.py", "", "species"), ("big_tipper", "/m.py", "", "big_tipper"), ("y_xf", "", "/e.pbtxt", ""),
+])
+def test_the_label_s_csv_column_by_tfx_s_naming(label_key, module_file, eval_config, column):
+    assert raw_label_column(label_key, module_file, eval_config) == column
+
+
 def test_example_gen_accepts_spans_versions_and_flat_directories(state_dir, tmp_path):
     _write(tmp_path / "flat" / "part-1.csv")
     _write(tmp_path / "spans" / "span-4" / "version-2" / "data.csv")
@@ -233,6 +263,26 @@ def test_validator_fails_with_every_anomaly_listed(ops, state_dir, monkeypatch):
     assert info.value.anomalies == anomalies
     # nothing was promoted from a rejected run
     assert ReferenceSchemaStore(state_dir / "schemas").current("p") is None
+
+
+def test_anomalies_show_names_that_print_alike_with_their_invisible_characters(ops, state_dir, monkeypatch):
+    ops.ev.pipeline_name = "p"
+    anomalies = [
+        {"split": "train", "feature": "\ufeffpickup_community_area", "kind": "SCHEMA_MISSING_COLUMN",
+         "severity": "ERROR", "description": "Column is completely missing"},
+        {"split": "train", "feature": "pickup_community_area", "kind": "SCHEMA_NEW_COLUMN", "severity": "ERROR",
+         "description": "New column (column in data but not in schema)"},
+    ]
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda self, *a, **k: {
+        "component": "ExampleValidator", "execution_id": 4, "state": "COMPLETE", "outputs": {}, "anomalies": anomalies})
+    with pytest.raises(DataValidationError) as info:
+        ops.ev.execute(_context(by_task={"sc": {"schema_source": "reference", "schema_file": "/x"}, "sg": STATS}))
+    lines = str(info.value).splitlines()
+    assert "  - split train, feature '\\ufeffpickup_community_area': SCHEMA_MISSING_COLUMN (ERROR): Column is " \
+           "completely missing" in lines
+    assert "  - split train, feature pickup_community_area: SCHEMA_NEW_COLUMN (ERROR): New column (column in data " \
+           "but not in schema)" in lines
+    assert "\ufeff" not in str(info.value) and info.value.anomalies == anomalies
 
 
 def test_validator_keeps_first_accepted_inferred_schema(ops, state_dir, monkeypatch, tmp_path):
@@ -388,6 +438,32 @@ def test_the_first_task_refuses_a_run_whose_later_tasks_cannot_succeed(train_ops
     # a template that needs an upstream task's result is left to its own task
     train_ops.ev.threshold = "{{ ti.xcom_pull(task_ids='nowhere')['threshold'] }}"
     train_ops.eg.check_pipeline_args({"run_id": "manual__1", "params": {"metric": "AUC"}})
+
+
+def test_the_first_task_parses_the_eval_config_file_in_the_tfx_runtime(train_ops, tmp_path, monkeypatch):
+    """An EvalConfig that does not parse fails the run at its first task, not after Transform and Trainer."""
+    config = tmp_path / "eval_config.pbtxt"
+    config.write_text("model_specs { label_key: 'y'")
+    train_ops.ev.eval_config = "{{ params.eval_config }}"
+    calls = []
+
+    def run_step(self, step, params, **kwargs):
+        calls.append((self.runtime, step, params, kwargs["binds"], kwargs["context"]["task_id"]))
+        raise RuntimeStepRejected(f"step {step} failed in runtime tfx: InvalidInput: eval_config {params['path']} "
+                                  "is not a TFMA EvalConfig (JSON or pbtxt): 1:29 : Expected \"}\".", step=step,
+                                  error={"type": "InvalidInput", "message": f"eval_config {params['path']} is not a "
+                                         "TFMA EvalConfig (JSON or pbtxt): 1:29 : Expected \"}\".; correct the file"})
+
+    monkeypatch.setattr(RuntimeHook, "run_step", run_step)
+    context = {"run_id": "manual__1", "params": {"metric": "AUC", "threshold": 0.5, "eval_config": str(config)}}
+    message = (f"eg: the run cannot succeed: ev: eval_config {config} is not a TFMA EvalConfig (JSON or pbtxt): "
+               '1:29 : Expected "}".; correct the file')
+    with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$") as info:
+        train_ops.eg.check_pipeline_args(context)
+    assert isinstance(info.value, AirflowFailException)  # not retried
+    assert calls == [("tfx", "tfx.check_eval_config", {"path": str(config)}, [str(tmp_path)], "eg")]
+    monkeypatch.setattr(RuntimeHook, "run_step", lambda *a, **k: {"label_keys": ["y"], "metrics": []})
+    train_ops.eg.check_pipeline_args(context)  # one that parses: the run goes on
 
 
 def test_evaluator_without_baseline(state_dir):

@@ -14,6 +14,7 @@ STEPS: dict[str, str] = {
     "tfx.run_pipeline": "airflow_mlops.runtime_side.steps.tfx_node:run_pipeline",
     "tfx.sample_data": "airflow_mlops.runtime_side.steps.tfx_node:sample_data",
     "tfx.relax_schema": "airflow_mlops.runtime_side.steps.tfx_schema:relax_schema",
+    "tfx.check_eval_config": "airflow_mlops.runtime_side.steps.tfx_pipeline:check_eval_config",
     "mlmd.lineage": "airflow_mlops.runtime_side.steps.mlmd:lineage",
     "mlmd.training_examples": "airflow_mlops.runtime_side.steps.mlmd:training_examples",
     "mlmd.mark_validated": "airflow_mlops.runtime_side.steps.mlmd:mark_validated",

@@ -324,10 +324,19 @@ def load_eval_config(path: str):
         else:
             text_format.Parse(text, config)
     except (json_format.ParseError, text_format.ParseError) as err:
-        raise RejectedInput(f"eval_config {path} is not a TFMA EvalConfig (JSON or pbtxt): {err}") from None
+        raise RejectedInput(f"eval_config {path} is not a TFMA EvalConfig (JSON or pbtxt): {' '.join(str(err).split())}"
+                            "; correct the file, or leave eval_config empty for the generated gate") from None
     if not config.model_specs:
         raise RejectedInput(f"eval_config {path} has no model_specs: name at least the label_key")
     return config
+
+
+def check_eval_config(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Parse the EvalConfig file ``params["path"]`` as the Evaluator will (:func:`load_eval_config`), so that
+    the run's first task refuses one that does not parse before anything is ingested or trained."""
+    config = load_eval_config(params["path"])
+    return {"label_keys": [spec.label_key for spec in config.model_specs],
+            "metrics": [m.class_name for spec in config.metrics_specs for m in spec.metrics]}
 
 
 @builder(components.EVALUATOR, tfx_results.evaluation_details)
