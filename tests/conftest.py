@@ -77,6 +77,7 @@ def airflow_env(home: Path, state_dir: Path, **extra: str) -> dict[str, str]:
 #: module-scoped state and run in order; long parts that share nothing are files of their own.
 SLOWEST_FIRST = [
     "integration/test_evaluate_push.py", "integration/test_closed_loop.py", "integration/test_serving.py",
+    "integration/test_serving_http.py",
     "runtimes/test_sources.py", "integration/own_pipeline/test_penguins.py", "integration/test_asset_watcher.py",
     "integration/test_drift_detection.py", "integration/test_ingest_dag.py", "integration/own_pipeline/test_eval_config.py",
     "integration/test_kubernetes_backend.py", "integration/test_browser.py", "integration/test_trainer_resume.py",

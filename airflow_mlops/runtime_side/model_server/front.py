@@ -17,7 +17,9 @@ is closed. What this layer adds is the policy around the parser:
 * a request target over ``max_target_bytes`` is a 414, a head over ``max_header_bytes`` or with
   more than ``max_header_fields`` fields a 431, a body over ``max_body_bytes`` a 413, a body with
   neither length nor chunked framing on a method that carries one a 411, an HTTP/1.1 request
-  without exactly one ``Host`` a 400;
+  without exactly one ``Host`` a 400; so are an HTTP version other than 1.0 and 1.1 and a
+  ``Transfer-Encoding`` other than ``chunked`` (RFC 9110 allows 505 and 501: a client's choice is
+  answered as a client error, and the server answers no client a 5xx but a 502 or a 503);
 * the bytes of requests held at once (read here, or passed on and not yet answered) are bounded
   by ``max_buffered_bytes`` across all connections: a request that does not fit waits up to
   ``buffer_wait`` seconds without its body being read (TCP holds the client back), then gets a
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -46,8 +49,7 @@ log = logging.getLogger("airflow_mlops.runtime_side.model_server.front")
 
 _REASONS = {400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
             413: "Payload Too Large", 414: "URI Too Long", 417: "Expectation Failed",
-            431: "Request Header Fields Too Large", 502: "Bad Gateway", 501: "Not Implemented", 503: "Service Unavailable",
-            505: "HTTP Version Not Supported"}
+            431: "Request Header Fields Too Large", 502: "Bad Gateway", 503: "Service Unavailable"}
 #: Hop-by-hop and framing headers: the front frames what it passes on (RFC 9110 §7.6.1).
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
                          b"trailer", b"upgrade", b"content-length", b"expect"})
@@ -63,9 +65,10 @@ class FrontLimits:
     max_target_bytes: int = 8000  # gunicorn is told to take request lines up to 8190 bytes
     max_header_bytes: int = 64 * 1024
     max_header_fields: int = 100
-    max_body_bytes: int = 64 * 1024 * 1024
-    max_buffered_bytes: int = 128 * 1024 * 1024
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_buffered_bytes: int = 64 * 1024 * 1024
     buffer_wait: float = 5.0
+    linger: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_body_bytes > self.max_buffered_bytes:
@@ -151,7 +154,7 @@ class _Connection:
         request.keep_alive = parser.should_keep_alive() and request.version == "1.1"
         request.upgrade = parser.should_upgrade()
         if request.version not in ("1.0", "1.1"):
-            raise Refusal(505, f"HTTP/{request.version} is not supported: send HTTP/1.1")
+            raise Refusal(400, f"HTTP/{request.version} is not supported: send HTTP/1.1")
         names = [name.lower() for name, _ in request.headers]
         if request.version == "1.1" and names.count(b"host") != 1:
             raise Refusal(400, "an HTTP/1.1 request needs exactly one Host header "
@@ -159,7 +162,7 @@ class _Connection:
         values = {name.lower(): value for name, value in request.headers}
         chunked = b"transfer-encoding" in values
         if chunked and values[b"transfer-encoding"].strip().lower() != b"chunked":
-            raise Refusal(501, f"Transfer-Encoding {quoted(values[b'transfer-encoding'])} is not supported: "
+            raise Refusal(400, f"Transfer-Encoding {quoted(values[b'transfer-encoding'])} is not supported: "
                                "send the body with a Content-Length or as chunked alone")
         if b"content-length" in values:
             request.length = int(values[b"content-length"])  # llhttp accepts only one decimal length
@@ -290,9 +293,24 @@ class Front:
                 request.held = 0
             try:
                 await asyncio.wait_for(writer.drain(), 5)
+                await self._linger(reader, writer)
             except (ConnectionError, OSError, TimeoutError):
                 pass
             writer.close()
+
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Close gently: end our side, then read and drop what the client still sends (at most ``linger``
+        seconds and ``max_header_bytes``) so that the kernel does not answer it with a reset, which can
+        destroy the answer just sent before the client has read it (a "lingering close", as nginx does)."""
+        if reader.at_eof() or not writer.can_write_eof():
+            return
+        writer.write_eof()
+        deadline, dropped = time.monotonic() + self.limits.linger, 0
+        while dropped <= self.limits.max_header_bytes and (left := deadline - time.monotonic()) > 0:
+            data = await asyncio.wait_for(reader.read(65536), left)
+            if not data:
+                return
+            dropped += len(data)
 
     async def _serve(self, connection: _Connection, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
@@ -357,25 +375,41 @@ class Front:
         lines = [b"%s %s HTTP/%s" % (request.method, bytes(request.target), request.version.encode())]
         lines += [name + b": " + value for name, value in request.headers if name.lower() not in _HOP_BY_HOP]
         lines += [b"Content-Length: %d" % len(request.body), b"Connection: close"]
-        try:
-            reader, writer = await asyncio.open_unix_connection(self.upstream, limit=1 << 20)
-        except OSError as err:
-            return _answer(502, f"the model server is not answering: {err}"), False
+        loop = asyncio.get_running_loop()
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.setblocking(False)
         answer = _UpstreamAnswer()
+
+        async def send() -> None:
+            try:
+                await loop.sock_sendall(upstream, b"\r\n".join(lines) + b"\r\n\r\n")
+                await loop.sock_sendall(upstream, request.body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # gunicorn answered before it read the whole body (the app's 413): that answer is read below
+
+        sender = None
         try:
-            writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
-            writer.write(request.body)
-            await writer.drain()
+            try:
+                await loop.sock_connect(upstream, self.upstream)
+            except OSError as err:
+                return _answer(502, f"the model server is not answering: {err}"), False
+            sender = asyncio.ensure_future(send())  # the answer is read while the body is sent
             deadline = time.monotonic() + self.limits.upstream_timeout
             while not answer.complete:
-                data = await asyncio.wait_for(reader.read(1 << 20), max(0.0, deadline - time.monotonic()))
+                try:
+                    data = await asyncio.wait_for(loop.sock_recv(upstream, 1 << 20),
+                                                  max(0.0, deadline - time.monotonic()))
+                except ConnectionResetError:
+                    break  # gunicorn closed leaving some of the body unread (e.g. a HEAD's): its answer came first
                 if not data:
                     break
                 answer.feed(data)
         except (TimeoutError, ConnectionError, OSError, httptools.HttpParserError) as err:
             return _answer(502, f"the model server did not answer: {type(err).__name__}"), False
         finally:
-            writer.close()
+            if sender is not None:
+                sender.cancel()
+            upstream.close()
         if not answer.complete and not (answer.head_done and (request.method == b"HEAD" or answer.close_delimited)):
             return _answer(502, "the model server's answer was cut short"), False
         return answer.message(keep_alive=request.keep_alive, head=request.method == b"HEAD"), True

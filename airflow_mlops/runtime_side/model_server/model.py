@@ -45,7 +45,7 @@ log = logging.getLogger("airflow_mlops.serving")
 #: The longest string label a feedback may carry (a class name, not a payload).
 MAX_LABEL_CHARS = 200
 #: Bytes of a feedback body per row the server takes (labels and the request's meta; a bigger one is a 413).
-FEEDBACK_BYTES_PER_ROW = 400
+FEEDBACK_BYTES_PER_ROW = 100
 #: Row counts of the latest predictions this process answered, kept to check a feedback's label count.
 RECENT_PREDICTIONS = 100_000
 #: The longest request id kept from a client (a longer one is refused: it is a key, not a payload).

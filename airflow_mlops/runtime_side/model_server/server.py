@@ -63,6 +63,13 @@ def json_too_deep(body: bytes) -> bool:
     return False
 
 
+def _shown_path(path: str) -> str:
+    """A request's path as an error message names it: whole when short, else cut (see :func:`quoted`)."""
+    from airflow_mlops.shared import quoted
+
+    return path if len(path) <= 120 else quoted(path, 120)
+
+
 def _error(status: int, reason: str, message: str):
     """An error answer in seldon-core's shape (``status.info`` holds the message)."""
     from flask import jsonify
@@ -103,14 +110,14 @@ def build_app(user_object, seldon_metrics):
     from airflow_mlops.runtime_side.model_server.model import FEEDBACK_BYTES_PER_ROW
 
     app = get_rest_microservice(user_object, seldon_metrics)
-    feedback_max_bytes = FEEDBACK_BYTES_PER_ROW * int(user_object.max_rows) + 64 * 1024
+    feedback_max_bytes = FEEDBACK_BYTES_PER_ROW * int(user_object.max_rows) + 256 * 1024
 
     @app.before_request
     def refuse_what_cannot_be_a_prediction():  # client mistakes answered 4xx before seldon-core parses them
         if request.path not in PREDICTION_PATHS + FEEDBACK_PATHS:
             return None
         if request.method != "POST":
-            response = _error(405, "METHOD_NOT_ALLOWED", f"{request.method} {request.path}: send the request "
+            response = _error(405, "METHOD_NOT_ALLOWED", f"{request.method} {_shown_path(request.path)}: send the request "
                               "with POST and a JSON body")
             response.headers["Allow"] = "POST"
             return response
@@ -119,7 +126,7 @@ def build_app(user_object, seldon_metrics):
                           f"Content-Type: application/json (got {request.content_type or 'no Content-Type'})")
         if request.path in FEEDBACK_PATHS and (request.content_length or 0) > feedback_max_bytes:
             return _error(413, "PAYLOAD_TOO_LARGE", f"a feedback body may be at most {feedback_max_bytes} bytes "
-                          f"({FEEDBACK_BYTES_PER_ROW} per row of at most {user_object.max_rows}); send the labels "
+                          f"(256 KiB and {FEEDBACK_BYTES_PER_ROW} per row of at most {user_object.max_rows}); send the labels "
                           "and the prediction's meta.puid, not its request")
         if json_too_deep(request.get_data(cache=True)):
             return _error(400, "BAD_REQUEST", "the JSON body nests too deeply to be parsed")
@@ -128,7 +135,7 @@ def build_app(user_object, seldon_metrics):
     @app.errorhandler(HTTPException)
     def http_error(error):  # an unknown path or method: its own status, not seldon-core's 500
         return _error(error.code or 500, error.name.upper().replace(" ", "_"),
-                      f"{request.method} {request.path}: {error.description}")
+                      f"{request.method} {_shown_path(request.path)}: {error.description}")
 
     @app.errorhandler(RecursionError)
     def too_deep(error):

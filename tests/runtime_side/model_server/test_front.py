@@ -195,10 +195,11 @@ def test_ambiguous_requests_are_a_400_answered_once_and_closed(make_front, data,
     (b"GET /" + b"a" * 8001 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, b"longer than 8000 bytes"),
     (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n", 431,
      b"more than 100 header fields"),
-    (b"GET / HTTP/0.9\r\n\r\n", 505, b"HTTP/0.9 is not supported"),
-    (b"GET /\r\n\r\n", 505, b"HTTP/0.9 is not supported"),
+    (b"GET / HTTP/0.9\r\n\r\n", 400, b"HTTP/0.9 is not supported"),
+    (b"GET /\r\n\r\n", 400, b"HTTP/0.9 is not supported"),
+    (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400, b"HTTP/2.0 is not supported"),
     (b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417, b"only 100-continue"),
-    (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 501,
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 400,
      b"Transfer-Encoding 'gzip, chunked' is not supported"),
     (b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n", 405, b"CONNECT is not supported"),
     (b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n{}", 400,
@@ -289,3 +290,32 @@ def test_an_answer_without_a_length_gets_one_and_the_connection_stays_alive(make
 def test_limits_that_could_never_take_a_body_are_refused():
     with pytest.raises(ValueError, match="could never be taken"):
         FrontLimits(max_body_bytes=2000, max_buffered_bytes=1000)
+
+
+def test_an_answer_given_before_the_body_was_read_reaches_the_client(make_front):
+    """gunicorn's app may refuse a request from its head (a 413) and close without reading a large body: the
+    front's write then breaks, and the answer must still be passed on (it used to be a 502: BrokenPipeError)."""
+    class EarlyAnswer(socketserver.StreamRequestHandler):
+        def handle(self):
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo much")
+
+    front = make_front(max_body_bytes=8 << 20, max_buffered_bytes=16 << 20)
+    front.upstream_server.RequestHandlerClass = EarlyAnswer
+    body = b"x" * (6 << 20)
+    answer = exchange(front.port, b"POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert responses(answer) == [(413, b"too much")]
+
+
+def test_an_upstream_that_closes_with_the_body_unread_still_gets_its_answer_through(make_front):
+    class HeadOnly(socketserver.StreamRequestHandler):  # answers from the head, never reads the body
+        def handle(self):
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    front = make_front()
+    front.upstream_server.RequestHandlerClass = HeadOnly
+    answer = exchange(front.port, b"POST /h HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n" + b"b" * 900)
+    assert responses(answer) == [(200, b"ok")]
