@@ -23,7 +23,10 @@ is closed. What this layer adds is the policy around the parser:
 * the bytes of requests held at once (read here, or passed on and not yet answered) are bounded
   by ``max_buffered_bytes`` across all connections: a request that does not fit waits up to
   ``buffer_wait`` seconds without its body being read (TCP holds the client back), then gets a
-  503 with ``Retry-After``;
+  503 with ``Retry-After``; a request's declared length is held whole (bodies held in part could
+  wait for each other for ever);
+* a connection closed after a refusal lingers up to ``linger`` seconds, dropping what the client
+  still sends, so that the answer is read rather than lost to a reset;
 * ``Expect: 100-continue`` is answered once the request is admitted.
 
 Only a whole request is passed on, re-written with a ``Content-Length`` (a chunked body is
@@ -67,7 +70,7 @@ class FrontLimits:
     max_header_fields: int = 100
     max_body_bytes: int = 32 * 1024 * 1024
     max_buffered_bytes: int = 64 * 1024 * 1024
-    buffer_wait: float = 5.0
+    buffer_wait: float = 10.0
     linger: float = 2.0
 
     def __post_init__(self) -> None:
@@ -299,18 +302,17 @@ class Front:
             writer.close()
 
     async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Close gently: end our side, then read and drop what the client still sends (at most ``linger``
-        seconds and ``max_header_bytes``) so that the kernel does not answer it with a reset, which can
-        destroy the answer just sent before the client has read it (a "lingering close", as nginx does)."""
+        """Close gently: end our side, then read and drop what the client still sends (for at most ``linger``
+        seconds; nothing is kept) so that the kernel does not answer it with a reset, which can destroy the
+        answer just sent before the client reads it: a client sending a body refused from its head (a 413,
+        a 503) gets its answer (a "lingering close", as nginx does)."""
         if reader.at_eof() or not writer.can_write_eof():
             return
         writer.write_eof()
-        deadline, dropped = time.monotonic() + self.limits.linger, 0
-        while dropped <= self.limits.max_header_bytes and (left := deadline - time.monotonic()) > 0:
-            data = await asyncio.wait_for(reader.read(65536), left)
-            if not data:
+        deadline = time.monotonic() + self.limits.linger
+        while (left := deadline - time.monotonic()) > 0:
+            if not await asyncio.wait_for(reader.read(1 << 20), left):
                 return
-            dropped += len(data)
 
     async def _serve(self, connection: _Connection, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
