@@ -213,12 +213,17 @@ class WarmRunner(ProcessRunner):
         from airflow_mlops.runtimes.warm import ServerGone, WarmRuntime, WarmRuntimeError
 
         hook = self.hook
-        warm = WarmRuntime(install, base_binds=base_binds, env=self.env, preload=get_runtime_spec(hook.runtime).preload,
+        # one warm runtime serves every state directory: the state directory is bound into it for the step
+        # (like the step's own paths) instead of being part of what the server is (a server per state directory
+        # paid the libraries' import again for each: ~20 starts in a test run)
+        state = str(hook.state_dir)
+        warm = WarmRuntime(install, base_binds=[b for b in base_binds if b != state], env=self.env,
+                           preload=get_runtime_spec(hook.runtime).preload,
                            idle_timeout=hook.settings.warm_runtime_idle_timeout,
                            max_running=hook.settings.max_warm_runtimes)
         try:
             pid = warm.ensure_started(log=lambda line: hook.log.info("%s", line))
-            warm.bind(step_binds)
+            warm.bind([state, *step_binds])
         except (WarmRuntimeError, OSError) as err:
             hook.log.warning("warm runtime unavailable, running step %s in a fresh process: %s", step, err)
             return super()._execute(install, base_binds, step_binds, request_path, result_path, step, timeout)

@@ -148,3 +148,32 @@ def test_step_timeout(small_runtime):
     for warm in (True, False):
         with pytest.raises(RuntimeStepFailed, match="timed out after 1 s"):
             small_runtime.replace(warm_runtimes=warm).run_step("runtime.info", {"sleep": 20}, timeout=1)
+
+
+def test_one_warm_rootfs_runtime_serves_state_directories_outside_tmp(clean_mlops_env):
+    """The TFX runtime (a root filesystem) keeps one warm server for every state directory: each step sees its
+    own state directory, bound into the running server (nsenter) when it is not under /tmp (always visible)."""
+    import os
+    import shutil
+
+    from airflow_mlops.runtimes.warm import socket_dir, stop_all
+
+    from ..conftest import WORKER
+
+    base = Path("/var/tmp") / f"airflow-mlops-{os.getuid()}-test-{WORKER}-states"
+    shutil.rmtree(base, ignore_errors=True)
+    started = time.time()
+    servers_before = set(socket_dir().glob("tfx-*.sock"))
+    try:
+        seen = []
+        for name in ("a", "b"):
+            state = base / name
+            state.mkdir(parents=True)
+            (state / "mark.txt").write_text(f"state {name}\n")
+            hook = RuntimeHook(runtime="tfx", mlops_conn_id=None, state_dir=str(state)).replace(warm_runtimes=True)
+            seen.append(hook.run_step("runtime.info", {"read_file": str(state / "mark.txt")}))
+        assert [r["file_text"] for r in seen] == ["state a\n", "state b\n"]
+        assert len(set(socket_dir().glob("tfx-*.sock")) - servers_before) == 1  # one server started, not two
+    finally:
+        stop_all(newer_than=started - 1)
+        shutil.rmtree(base, ignore_errors=True)

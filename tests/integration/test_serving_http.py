@@ -261,8 +261,12 @@ def run_case(state, data: bytes, close_after: bool) -> dict:
             "answer": answer[:300], "data": data[:300]}
 
 
+#: The fuzz's clients, and the least time each spends on a case (at most ~80 cases a second in all).
+CLIENTS, PACE = 8, 0.1
+
+
 def test_fuzzed_http_heads_never_get_a_5xx_a_hang_or_a_second_response(state):
-    """60 s of mutated requests from 16 clients at once: every answer is valid HTTP, none is 5xx, none comes
+    """60 s of mutated requests from 8 clients at once (up to ~4,800 cases): every answer is valid HTTP, none is 5xx, none comes
     later than the front's timeouts allow, a connection never answers twice (each case is one request with
     ``Connection: close``), and the server still serves afterwards."""
     rng = random.Random(20261207)
@@ -274,13 +278,15 @@ def test_fuzzed_http_heads_never_get_a_5xx_a_hang_or_a_second_response(state):
     def client(seed: int) -> None:
         own = random.Random(seed)
         while time.monotonic() < deadline:
+            began = time.monotonic()
             data, close_after = fuzz_case(own, body)
             result = run_case(state, data, close_after)
             with lock:
                 results.append(result)
+            time.sleep(max(0.0, PACE - (time.monotonic() - began)))  # the suite's other tests share the cores
 
-    with ThreadPoolExecutor(16) as pool:
-        for future in [pool.submit(client, rng.randrange(1 << 30)) for _ in range(16)]:
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        for future in [pool.submit(client, rng.randrange(1 << 30)) for _ in range(CLIENTS)]:
             future.result()
     failures = [r for r in results if r["problem"] or len(r["statuses"]) > 1
                 or any(s >= 500 for s in r["statuses"]) or r["seconds"] > HEAD_SECONDS + BODY_SECONDS + 5]
@@ -288,5 +294,5 @@ def test_fuzzed_http_heads_never_get_a_5xx_a_hang_or_a_second_response(state):
     kinds = Counter((tuple(r["statuses"]), r["problem"] or r["answer"].rsplit(b'"info": ', 1)[-1][:60])
                     for r in failures)
     assert not failures, f"{len(failures)} of {len(results)} cases failed: {kinds.most_common(8)}, e.g. {failures[:2]}"
-    assert len(results) >= 200 and {200, 400} <= set(statuses), (len(results), statuses)
+    assert len(results) >= 1000 and {200, 400} <= set(statuses), (len(results), statuses)
     still_serving(state)

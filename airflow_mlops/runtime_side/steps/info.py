@@ -18,7 +18,8 @@ def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
     workers do), and writes its pid there (to test that stopping a step stops it too);
     ``params["temp_file"]`` leaves a file in a new ``tempfile.mkdtemp()`` directory, as TFX
     does, and returns its path as ``temp_file`` (to test that the step's temporary directory
-    is removed). ``tempdir`` is the step's temporary directory.
+    is removed); ``params["read_file"]`` is read and returned as ``file_text`` (to test which host
+    paths a step sees). ``tempdir`` is the step's temporary directory.
     """
     import os
     import subprocess
@@ -47,6 +48,10 @@ def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
         time.sleep(1)
     if "exit" in params:
         os._exit(int(params["exit"]))
+    file_text = None
+    if params.get("read_file"):
+        with open(params["read_file"]) as handle:
+            file_text = handle.read()
     versions: dict[str, str | None] = {}
     for name in params.get("packages", []):
         try:
@@ -59,6 +64,7 @@ def runtime_info(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
         "libc": " ".join(platform.libc_ver()),
         "packages": versions,
         "pid": os.getpid(),
+        "file_text": file_text,
         "preloaded": sorted(m for m in ("tensorflow", "tfx") if m in sys.modules),
         "tempdir": tempfile.gettempdir(),
         "temp_file": temp_file,
