@@ -1,8 +1,9 @@
 """Benchmark: a local deployment's p99 and throughput with 0 and with 50 slow connections open.
 
-    .venv/bin/python bench/bench_slow_clients.py [--requests 500] [--slow 50] [--write docs/benchmarks.md]
+    .venv/bin/python bench/bench_slow_clients.py [--requests 500] [--slow 50] [--model-uri SAVEDMODEL]
+        [--write docs/benchmarks.md]
 
-Trains and deploys a taxi model with the template DAG (200 steps), then, side by side in one run:
+Trains and deploys a taxi model with the template DAG (200 steps; or serves ``--model-uri``), then, side by side in one run:
 1-row ``jsonData`` predictions over one kept-alive connection (p50, p99) and from 4 concurrent
 clients (requests/s), first with no other client, then while ``--slow`` connections stay open,
 each having sent a request line and then one header a second (never finishing; they stop by
@@ -59,32 +60,42 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--slow", type=int, default=50)
+    parser.add_argument("--model-uri", help="serve this pushed SavedModel instead of training one")
     parser.add_argument("--write", help="append the results to this markdown file")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-slow-"))
     home, state = work / "airflow", work / "state"
-    migrate(home)
-    airflow_run(home, state, "mlops_train_deploy", {"train_steps": 200, "deployment_name": NAME})
     from airflow_mlops.hooks.runtime import RuntimeHook
     from airflow_mlops.hooks.seldon import SeldonHook
 
     seldon = SeldonHook(mlops_conn_id=None, state_dir=str(state))
-    dep = seldon.get_deployment(NAME)
-    records = typed_records(RuntimeHook(mlops_conn_id=None, state_dir=str(state)), dep.model_path, 1, work)
+    served = None
+    if args.model_uri:
+        from bench.bench_front_memory import serve
+
+        python = str(RuntimeHook(runtime="serving", mlops_conn_id=None, state_dir=str(state)).get_runtime().python)
+        served, port = serve(python, args.model_uri)
+        model_path = args.model_uri
+    else:
+        migrate(home)
+        airflow_run(home, state, "mlops_train_deploy", {"train_steps": 200, "deployment_name": NAME})
+        dep = seldon.get_deployment(NAME)
+        port, model_path = dep.port, dep.model_path
+    records = typed_records(RuntimeHook(mlops_conn_id=None, state_dir=str(state)), model_path, 1, work)
     body = json.dumps({"jsonData": {"instances": records[:1]}}).encode()
     bare = None
     try:
-        quiet = measure(dep.port, body, args.requests)
-        with SlowClients("127.0.0.1", dep.port, args.slow, seconds=600):
-            busy = measure(dep.port, body, args.requests)
-            busy_pings = pings(dep.port)
+        quiet = measure(port, body, args.requests)
+        with SlowClients("127.0.0.1", port, args.slow, seconds=600):
+            busy = measure(port, body, args.requests)
+            busy_pings = pings(port)
         # the same model without the front: gunicorn accepts the clients itself
         serving = RuntimeHook(runtime="serving", mlops_conn_id=None, state_dir=str(state)).get_runtime()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         bare = subprocess.Popen([str(serving.python), "-m", "airflow_mlops.runtime_side.model_server.server", "--model-uri",
-                                 dep.model_path, "--port", str(port), "--no-front"],
+                                 model_path, "--port", str(port), "--no-front"],
                                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
@@ -96,7 +107,11 @@ def main() -> int:
         if bare is not None:
             bare.terminate()
             bare.wait(30)
-        seldon.deployments.undeploy(NAME)
+        if served is not None:
+            served.terminate()
+            served.wait(30)
+        else:
+            seldon.deployments.undeploy(NAME)
         shutil.rmtree(work, ignore_errors=True)
     result = {"quiet": quiet, "slow": busy, "pings_with_slow": busy_pings, "bare_pings_with_4_slow": bare_pings}
     print(json.dumps(result, indent=2))

@@ -173,7 +173,8 @@ def test_one_warm_rootfs_runtime_serves_state_directories_outside_tmp(clean_mlop
             hook = RuntimeHook(runtime="tfx", mlops_conn_id=None, state_dir=str(state)).replace(warm_runtimes=True)
             seen.append(hook.run_step("runtime.info", {"read_file": str(state / "mark.txt")}))
         assert [r["file_text"] for r in seen] == ["state a\n", "state b\n"]
-        assert len(set(socket_dir().glob("tfx-*.sock")) - servers_before) == 1  # one server started, not two
+        # one server for both (started here, or already warm from an earlier test), never one per state directory
+        assert len(set(socket_dir().glob("tfx-*.sock")) - servers_before) <= 1
     finally:
         stop_all(newer_than=started - 1)
         shutil.rmtree(base, ignore_errors=True)
