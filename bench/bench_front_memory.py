@@ -102,11 +102,12 @@ def load(pid: int, port: int, size: int, clients: int = 6) -> dict:
             "seconds": round(seconds, 1), "answers": counts}
 
 
-def serve(python: str, model_uri: str, *extra: str) -> tuple[subprocess.Popen, int]:
+def serve(python: str, model_uri: str, *extra: str, code: str | None = None) -> tuple[subprocess.Popen, int]:
+    """The project's model server for ``model_uri`` (the provider's code from ``code``, default this checkout)."""
     port = free_port()
     server = subprocess.Popen([python, "-m", "airflow_mlops.runtime_side.model_server.server", "--model-uri", model_uri,
                                "--port", str(port), *extra],
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                              env={**os.environ, "PYTHONPATH": code or str(Path(__file__).resolve().parent.parent)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -38,7 +38,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def typed_records(hook, model_path: str, count: int, work: Path) -> list[dict]:
-    from airflow_mlops.runtime_side.model_server.model import typed_record
+    from airflow_mlops.shared import typed_record
 
     spec = json.loads((Path(model_path) / "assets.extra" / "feature_spec.json").read_text())
     sample = work / "sample.csv"

@@ -61,6 +61,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--slow", type=int, default=50)
     parser.add_argument("--model-uri", help="serve this pushed SavedModel instead of training one")
+    parser.add_argument("--compare-code", help="also serve the model with the provider's code from this checkout "
+                        "(e.g. a git worktree of an earlier commit) and time both, alternately")
     parser.add_argument("--write", help="append the results to this markdown file")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-slow-"))
@@ -81,6 +83,7 @@ def main() -> int:
         airflow_run(home, state, "mlops_train_deploy", {"train_steps": 200, "deployment_name": NAME})
         dep = seldon.get_deployment(NAME)
         port, model_path = dep.port, dep.model_path
+    served_port, compared = port, []
     records = typed_records(RuntimeHook(mlops_conn_id=None, state_dir=str(state)), model_path, 1, work)
     body = json.dumps({"jsonData": {"instances": records[:1]}}).encode()
     bare = None
@@ -103,6 +106,17 @@ def main() -> int:
             time.sleep(1)
         with SlowClients("127.0.0.1", port, 4, seconds=60):
             bare_pings = pings(port)
+        if args.compare_code and args.model_uri:
+            from bench.bench_front_memory import serve
+
+            other, other_port = serve(str(serving.python), args.model_uri, code=args.compare_code)
+            try:
+                for _ in range(2):  # alternately, twice: the machine's drift shows
+                    compared.append((measure(served_port, body, args.requests),
+                                     measure(other_port, body, args.requests)))
+            finally:
+                other.terminate()
+                other.wait(30)
     finally:
         if bare is not None:
             bare.terminate()
@@ -113,7 +127,8 @@ def main() -> int:
         else:
             seldon.deployments.undeploy(NAME)
         shutil.rmtree(work, ignore_errors=True)
-    result = {"quiet": quiet, "slow": busy, "pings_with_slow": busy_pings, "bare_pings_with_4_slow": bare_pings}
+    result = {"quiet": quiet, "slow": busy, "pings_with_slow": busy_pings, "bare_pings_with_4_slow": bare_pings,
+              "compared": compared}
     print(json.dumps(result, indent=2))
     if args.write:
         lines = [
@@ -129,6 +144,16 @@ def main() -> int:
             f"| 4 slow, gunicorn without the front (`--no-front`) | | | | {bare_pings} of 5 (5 s timeout) |",
             "",
         ]
+        if compared:
+            lines[-1:] = [f"\nThe same model and requests, this code beside `{args.compare_code}`'s, alternately:\n",
+                          "| round | p50 this / that | p99 this / that | requests/s, 4 clients, this / that |",
+                          "| ---: | ---: | ---: | ---: |"]
+            for n, (mine, theirs) in enumerate(compared, 1):
+                lines.append(f"| {n} | {mine['p50_ms']} / {theirs['p50_ms']} ({mine['p50_ms'] / theirs['p50_ms']:.2f}×) | "
+                             f"{mine['p99_ms']} / {theirs['p99_ms']} ({mine['p99_ms'] / theirs['p99_ms']:.2f}×) | "
+                             f"{mine['rps_4_clients']} / {theirs['rps_4_clients']} "
+                             f"({mine['rps_4_clients'] / theirs['rps_4_clients']:.2f}×) |")
+            lines.append("")
         append_table(args.write, lines)
     return 0
 
