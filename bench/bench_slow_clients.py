@@ -84,10 +84,10 @@ def main() -> int:
         dep = seldon.get_deployment(NAME)
         port, model_path = dep.port, dep.model_path
     served_port, compared = port, []
-    records = typed_records(RuntimeHook(mlops_conn_id=None, state_dir=str(state)), model_path, 1, work)
-    body = json.dumps({"jsonData": {"instances": records[:1]}}).encode()
     bare = None
     try:
+        records = typed_records(RuntimeHook(mlops_conn_id=None, state_dir=str(state)), model_path, 1, work)
+        body = json.dumps({"jsonData": {"instances": records[:1]}}).encode()
         quiet = measure(port, body, args.requests)
         with SlowClients("127.0.0.1", port, args.slow, seconds=600):
             busy = measure(port, body, args.requests)
