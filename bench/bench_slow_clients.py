@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import airflow_run, append_table, migrate  # noqa: E402
+from bench.bench_front_memory import serve  # noqa: E402
 from bench.bench_serving import concurrent_rps, percentile, timed_requests, typed_records  # noqa: E402
 from tests.serving.slow_clients import SlowClients  # noqa: E402 - the test's own slow clients
 
@@ -73,8 +74,6 @@ def main() -> int:
     seldon = SeldonHook(mlops_conn_id=None, state_dir=str(state))
     served = None
     if args.model_uri:
-        from bench.bench_front_memory import serve
-
         python = str(RuntimeHook(runtime="serving", mlops_conn_id=None, state_dir=str(state)).get_runtime().python)
         served, port = serve(python, args.model_uri)
         model_path = args.model_uri
@@ -107,8 +106,6 @@ def main() -> int:
         with SlowClients("127.0.0.1", port, 4, seconds=60):
             bare_pings = pings(port)
         if args.compare_code and args.model_uri:
-            from bench.bench_front_memory import serve
-
             other, other_port = serve(str(serving.python), args.model_uri, code=args.compare_code)
             try:
                 for _ in range(2):  # alternately, twice: the machine's drift shows

@@ -285,12 +285,12 @@ def request_raw(url: str, method: str, path: str, body: bytes | None = None,
         conn.close()
 
 
-def prediction_log_lines(state) -> list[dict]:
-    """Every line of the deployment's prediction log, each parsed as strict JSON (no NaN, no Infinity)."""
+def prediction_log_lines(state, name: str = NAME) -> list[dict]:
+    """Every line of deployment ``name``'s prediction log, each parsed as strict JSON (no NaN, no Infinity)."""
     def strict(token):
         raise ValueError(f"non-JSON token {token} in the prediction log")
 
-    folder = Path(state["hook"].get_deployment(NAME).prediction_log)
+    folder = Path(state["hook"].get_deployment(name).prediction_log)
     lines = [line for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines() if line]
     assert lines, f"no prediction log in {folder}"
     return [json.loads(line, parse_constant=strict) for line in lines]

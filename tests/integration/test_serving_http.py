@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 import socket
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httptools
 import pytest
 
 from airflow_mlops.serving.backends import DeployRequest
 
+from ..serving.http_answers import responses
 from .conftest import TAXI_MODEL, copy_of_trained_taxi_model
-from .test_serving import records
+from .test_serving import prediction_log_lines, records
 
 pytestmark = pytest.mark.integration
 NAME = "it-http"
@@ -42,28 +42,6 @@ def state(tmp_path_factory, airflow_home, taxi_csv, trained_taxi_model):
     st["port"] = int(dep.url.rsplit(":", 1)[1])
     yield st
     st["hook"].deployments.undeploy(NAME)
-
-
-def responses(data: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
-    """The final responses (status, headers, body) in what one connection answered, parsed by llhttp."""
-    found: list[list] = []
-
-    class Collect:
-        def on_message_begin(self):
-            found.append([0, {}, b""])
-
-        def on_header(self, name, value):
-            found[-1][1][name.lower()] = value
-
-        def on_headers_complete(self):
-            found[-1][0] = parser.get_status_code()
-
-        def on_body(self, body):
-            found[-1][2] += body
-
-    parser = httptools.HttpResponseParser(Collect())
-    parser.feed_data(data)
-    return [(status, headers, body) for status, headers, body in found if status >= 200]
 
 
 def exchange(state, data: bytes, *, close_after: bool = False, wait: float = HEAD_SECONDS + 5) -> bytes:
@@ -185,14 +163,8 @@ def test_feedback_that_would_poison_the_quality_check_is_refused_and_never_logge
     assert time.monotonic() - started < 5  # refused before seldon-core parses it (it took 11 s)
     got = responses(exchange(state, feedback(two, b"[1, 0]")))
     assert got[0][0] == 200, got
-    logged = [entry for entry in prediction_log_lines_of(state) if entry.get("kind") == "feedback"]
+    logged = [entry for entry in prediction_log_lines(state, NAME) if entry.get("kind") == "feedback"]
     assert [(entry["request_id"], entry["labels"]) for entry in logged] == [(two, [1, 0])]
-
-
-def prediction_log_lines_of(state) -> list[dict]:
-    folder = Path(state["hook"].get_deployment(NAME).prediction_log)
-    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()
-            if line]
 
 
 # ------------------------------------------------------------------------------------------------ the fuzz

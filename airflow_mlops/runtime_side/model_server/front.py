@@ -112,7 +112,6 @@ class _Request:
     head_done_at: float | None = None
     length: int | None = None  # the Content-Length; None when chunked or without a body
     expect_continue: bool = False
-    upgrade: bool = False
     body: bytearray = field(default_factory=bytearray)
     complete: bool = False
     held: int = 0  # bytes of the shared buffer budget this request holds
@@ -155,7 +154,6 @@ class _Connection:
         request.method = parser.get_method()
         request.version = parser.get_http_version()
         request.keep_alive = parser.should_keep_alive() and request.version == "1.1"
-        request.upgrade = parser.should_upgrade()
         if request.version not in ("1.0", "1.1"):
             raise Refusal(400, f"HTTP/{request.version} is not supported: send HTTP/1.1")
         names = [name.lower() for name, _ in request.headers]
@@ -172,7 +170,7 @@ class _Connection:
             if request.length > limits.max_body_bytes:
                 raise Refusal(413, f"the body may be at most {limits.max_body_bytes} bytes "
                                    f"(Content-Length is {request.length})")
-        elif not chunked and request.method in _WITH_BODY and not request.upgrade:
+        elif not chunked and request.method in _WITH_BODY and not parser.should_upgrade():
             raise Refusal(411, f"{request.method.decode()} needs a body sent with a Content-Length "
                                "(or Transfer-Encoding: chunked)")
         expect = values.get(b"expect")

@@ -11,6 +11,8 @@ import pytest
 
 from airflow_mlops.runtime_side.model_server.front import Front, FrontLimits
 
+from ...serving.http_answers import responses as answers
+
 
 class Upstream(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -131,24 +133,19 @@ def test_an_upstream_that_is_gone_is_a_502(front):
 
 
 def responses(data: bytes) -> list[tuple[int, bytes]]:
-    """The final responses in what a connection answered (status, body), parsed by llhttp: 1xx are left out."""
-    import httptools
+    """The final responses (status, body) in what a connection answered."""
+    return [(status, body) for status, _, body in answers(data)]
 
-    found: list[list] = []
 
-    class Collect:
-        def on_message_begin(self):
-            found.append([0, b""])
+def answering(raw: bytes) -> type[socketserver.StreamRequestHandler]:
+    """An upstream that reads a request's head only, never its body, and answers ``raw``."""
+    class FromTheHead(socketserver.StreamRequestHandler):
+        def handle(self):
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(raw)
 
-        def on_body(self, body):
-            found[-1][1] += body
-
-        def on_headers_complete(self):
-            found[-1][0] = parser.get_status_code()
-
-    parser = httptools.HttpResponseParser(Collect())
-    parser.feed_data(data)
-    return [(status, body) for status, body in found if status >= 200]
+    return FromTheHead
 
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -271,14 +268,9 @@ def test_the_bytes_held_across_connections_are_bounded_then_a_503_with_retry_aft
 
 
 def test_an_answer_without_a_length_gets_one_and_the_connection_stays_alive(make_front, tmp_path):
-    class CloseDelimited(socketserver.StreamRequestHandler):
-        def handle(self):
-            while self.rfile.readline() not in (b"\r\n", b""):
-                pass
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
-
     front = make_front()
-    front.upstream_server.RequestHandlerClass = CloseDelimited
+    front.upstream_server.RequestHandlerClass = answering(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+                                                          b"until close")
     with socket.create_connection(("127.0.0.1", front.port), timeout=5) as sock:
         for _ in range(2):
             sock.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -295,27 +287,16 @@ def test_limits_that_could_never_take_a_body_are_refused():
 def test_an_answer_given_before_the_body_was_read_reaches_the_client(make_front):
     """gunicorn's app may refuse a request from its head (a 413) and close without reading a large body: the
     front's write then breaks, and the answer must still be passed on (it used to be a 502: BrokenPipeError)."""
-    class EarlyAnswer(socketserver.StreamRequestHandler):
-        def handle(self):
-            while self.rfile.readline() not in (b"\r\n", b""):
-                pass
-            self.wfile.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo much")
-
     front = make_front(max_body_bytes=8 << 20, max_buffered_bytes=16 << 20)
-    front.upstream_server.RequestHandlerClass = EarlyAnswer
+    front.upstream_server.RequestHandlerClass = answering(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo much")
     body = b"x" * (6 << 20)
     answer = exchange(front.port, b"POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     assert responses(answer) == [(413, b"too much")]
 
 
 def test_an_upstream_that_closes_with_the_body_unread_still_gets_its_answer_through(make_front):
-    class HeadOnly(socketserver.StreamRequestHandler):  # answers from the head, never reads the body
-        def handle(self):
-            while self.rfile.readline() not in (b"\r\n", b""):
-                pass
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
     front = make_front()
-    front.upstream_server.RequestHandlerClass = HeadOnly
+    front.upstream_server.RequestHandlerClass = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     answer = exchange(front.port, b"POST /h HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n" + b"b" * 900)
     assert responses(answer) == [(200, b"ok")]
