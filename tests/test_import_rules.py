@@ -120,3 +120,42 @@ def test_the_runtime_side_imports_only_the_shared_modules_of_the_airflow_side():
                     and name not in shared:
                 found.setdefault(name, []).append(str(path.relative_to(REPO)))
     assert not found, f"the runtime side imports Airflow-side modules that are not shared: {found}"
+
+
+#: Code below the hooks: it receives what it uses (a small context: settings, paths, a client factory), never
+#: the hook that made it (a hook is connection → context → implementation).
+BELOW_THE_HOOKS = ("airflow_mlops/runtimes",)
+
+
+def hook_imports(text: str, module: str) -> list[str]:
+    """The ``airflow_mlops.hooks`` modules that the source ``text`` of ``module`` imports (also under TYPE_CHECKING)."""
+    package = module.rsplit(".", 1)[0].split(".")
+    names = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join([*package[:len(package) - node.level + 1], *([node.module] if node.module else [])]) \
+                if node.level else node.module or ""
+            names |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+    return sorted(n for n in names if n == "airflow_mlops.hooks" or n.startswith("airflow_mlops.hooks."))
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for d in BELOW_THE_HOOKS
+                                        for p in (REPO / d).rglob("*.py")))
+def test_the_runtimes_do_not_import_the_hooks(path):
+    assert not hook_imports((REPO / path).read_text(), path[:-3].replace("/", ".")), path
+
+
+@pytest.mark.parametrize("text", [
+    "from airflow_mlops.hooks.runtime import RuntimeHook\n",
+    "import airflow_mlops.hooks.runtime\n",
+    "from airflow_mlops import hooks\n",
+    "from ..hooks.runtime import RuntimeHook\n",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from airflow_mlops.hooks.runtime import RuntimeHook\n",
+    "def f():\n    from airflow_mlops.hooks import runtime\n",
+])
+def test_an_import_of_the_hooks_is_caught(text):
+    assert hook_imports(text, "airflow_mlops.runtimes.new_runner")
+    assert not hook_imports("from airflow_mlops.runtimes.context import RunnerContext\n",
+                            "airflow_mlops.runtimes.new_runner")

@@ -11,10 +11,8 @@ from urllib.parse import unquote, urlparse
 
 from airflow.sdk import BaseHook
 
-import airflow_mlops
 from airflow_mlops import config
 from airflow_mlops.exceptions import (
-    InvalidArgumentError,
     MlopsException,
     RuntimeUnavailableError,
     step_failure,
@@ -25,10 +23,9 @@ from airflow_mlops.runtimes.contract import StepResult
 from airflow_mlops.runtimes.local import RuntimeInstall
 from airflow_mlops.runtimes.sources import PackageSources
 from airflow_mlops.runtimes.specs import get_runtime_spec
-from airflow_mlops.runtimes.runners import ONE_PROCESS, Placement, StepRunner, choose_runner, runner_for_handle
-from airflow_mlops.kubernetes.pods import PodSettings
-
-BACKENDS = ("local", "kubernetes")
+from airflow_mlops.runtimes.context import RunnerContext
+from airflow_mlops.runtimes.runners import BACKENDS, ONE_PROCESS, Placement, StepRunner, choose_runner, \
+    runner_for_handle
 
 
 def parse_metadata_uri(uri: str) -> dict[str, Any]:
@@ -200,13 +197,19 @@ class RuntimeHook(BaseHook):
         except (RuntimeBuildError, ValueError) as err:
             raise RuntimeUnavailableError(f"runtime {self.runtime!r} is not available: {err}") from err
 
+    @cached_property
+    def runner_context(self) -> RunnerContext:
+        """What this hook's step runners use (they never get the hook): made once, on first use."""
+        return RunnerContext(runtime=self.runtime, settings=self.settings, state_dir=self.state_dir, log=self.log,
+                             get_runtime=lambda: self.get_runtime(), kubernetes=lambda: self.kubernetes_hook)
+
     def runner(self, placement: Placement = ONE_PROCESS, *, poll_interval: float = 10.0) -> StepRunner:
         """The step runner the settings choose for ``placement`` (:func:`~airflow_mlops.runtimes.runners.choose_runner`:
         a fresh or warm local process, a pod, an MPIJob); the same one for every call of this hook."""
-        kind = choose_runner(self, placement)
+        kind = choose_runner(self.runner_context, placement)
         with self._lock:
             if kind.kind not in self._runners:
-                self._runners[kind.kind] = kind(self, poll_interval=poll_interval)
+                self._runners[kind.kind] = kind(self.runner_context, poll_interval=poll_interval)
             runner = self._runners[kind.kind]
         runner.poll_interval = poll_interval
         return runner
@@ -250,7 +253,8 @@ class RuntimeHook(BaseHook):
 
     def step_trigger(self, handle: dict[str, Any], poll_interval: float = 10.0):
         """The trigger that fires when the step of ``handle`` ends."""
-        return runner_for_handle(self, handle, poll_interval=poll_interval).trigger(handle, poll_interval)
+        runner = runner_for_handle(self.runner_context, handle, poll_interval=poll_interval)
+        return runner.trigger(handle, poll_interval)
 
     def finish_step(self, handle: dict[str, Any], event: dict[str, Any] | None = None,
                     poll_interval: float = 10.0) -> dict[str, Any]:
@@ -259,14 +263,14 @@ class RuntimeHook(BaseHook):
         with self._lock:  # the runner that started it (its count of pods per step goes on), or a new one
             runner = self._runners.get(handle.get("runner", ""))
             if runner is None:
-                runner = self._runners.setdefault(handle.get("runner", ""),
-                                                  runner_for_handle(self, handle, poll_interval=poll_interval))
+                new = runner_for_handle(self.runner_context, handle, poll_interval=poll_interval)
+                runner = self._runners.setdefault(handle.get("runner", ""), new)
         runner.poll_interval = poll_interval
         return self.step_outputs(handle["step"], runner.collect(handle, event), 0)  # on_kill stops it meanwhile
 
     def delete_step(self, handle: dict[str, Any]) -> None:
         """Remove what the step of ``handle`` left (a task killed or timed out while deferred)."""
-        runner_for_handle(self, handle).delete(handle)
+        runner_for_handle(self.runner_context, handle).delete(handle)
 
     def step_outputs(self, step: str, result: StepResult, code: int | None) -> dict[str, Any]:
         """The outputs of a succeeded step; raise the runtime's error otherwise."""
@@ -291,50 +295,11 @@ class RuntimeHook(BaseHook):
     # -- Kubernetes backend ---------------------------------------------------------
     @cached_property
     def kubernetes_hook(self):
-        """The cncf-kubernetes provider's hook for connection ``kubernetes_conn_id``."""
+        """The cncf-kubernetes provider's hook for connection ``kubernetes_conn_id``: the runners' Kubernetes
+        clients (:attr:`runner_context`)."""
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
         return KubernetesHook(conn_id=self.settings.kubernetes_conn_id)
-
-    @property
-    def namespace(self) -> str:
-        return self.settings.kubernetes_namespace or self.kubernetes_hook.get_namespace() or "default"
-
-    def image(self, runtime: str | None = None) -> str:
-        """The image of ``runtime``'s pods (``kubernetes_image``: a template or a JSON object by runtime)."""
-        runtime = runtime or self.runtime
-        value = self.settings.kubernetes_image.strip()
-        if value.startswith("{"):  # one setting for every runtime: read for this one here
-            try:
-                images = json.loads(value)
-            except ValueError as err:
-                raise InvalidArgumentError(f"[mlops] kubernetes_image must be JSON, got {value!r}: {err}") from None
-            if not isinstance(images, dict) or runtime not in images:
-                raise InvalidArgumentError(
-                    f"[mlops] kubernetes_image names images for {sorted(images) if isinstance(images, dict) else images},"
-                    f" not for runtime {runtime!r}"
-                )
-            return str(images[runtime])
-        return value.replace("{runtime}", runtime).replace("{version}", airflow_mlops.__version__)
-
-    def pod_settings(self, runtime: str | None = None) -> PodSettings:
-        """Where and how this hook's step pods run, from the settings."""
-        claim = self.settings.kubernetes_volume_claim or None
-        settings = PodSettings(
-            namespace=self.namespace,
-            image=self.image(runtime),
-            service_account=self.settings.kubernetes_service_account or None,
-            volume_claim=claim,
-            mount_path=str(self.state_dir) if claim else None,
-            resources=self.settings.kubernetes_resources,
-            node_selector=self.settings.kubernetes_node_selector,
-            tolerations=self.settings.kubernetes_tolerations,
-            on_finish_action=self.settings.kubernetes_on_finish_action,
-            startup_timeout=self.settings.kubernetes_startup_timeout,
-        )
-        if problems := settings.errors():
-            raise InvalidArgumentError("the Kubernetes settings are wrong: " + "; ".join(problems))
-        return settings
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

@@ -17,14 +17,18 @@ with the container's exit code, reason and the log's last lines, and deletion on
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from functools import wraps
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import airflow_mlops
+from airflow_mlops.exceptions import InvalidArgumentError
 from airflow_mlops.kubernetes.api import (
     DEFAULT_BACKOFF,
     DELETE_TIMEOUT,
@@ -39,6 +43,7 @@ from airflow_mlops.kubernetes.api import (
 )
 from airflow_mlops.runtimes.contract import REQUEST_ENV, ContractError, StepRequest, StepResult, is_result_line, \
     result_from_log
+from airflow_mlops.settings import MlopsSettings
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,61 @@ class PodSettings:
         if not isinstance(self.startup_timeout, int) or self.startup_timeout < 1:
             found.append(f"startup_timeout: must be a positive number of seconds, got {self.startup_timeout!r}")
         return found
+
+
+def runtime_image(settings: MlopsSettings, runtime: str) -> str:
+    """The image of ``runtime``'s pods.
+
+    :param settings: its ``kubernetes_image``: a template (``{runtime}``, ``{version}``) or a JSON object by runtime.
+    :param runtime: the runtime's name.
+    """
+    value = settings.kubernetes_image.strip()
+    if value.startswith("{"):  # one setting for every runtime: read for this one here
+        try:
+            images = json.loads(value)
+        except ValueError as err:
+            raise InvalidArgumentError(f"[mlops] kubernetes_image must be JSON, got {value!r}: {err}") from None
+        if not isinstance(images, dict) or runtime not in images:
+            raise InvalidArgumentError(
+                f"[mlops] kubernetes_image names images for {sorted(images) if isinstance(images, dict) else images},"
+                f" not for runtime {runtime!r}"
+            )
+        return str(images[runtime])
+    return value.replace("{runtime}", runtime).replace("{version}", airflow_mlops.__version__)
+
+
+def pod_namespace(settings: MlopsSettings, connection_namespace: Callable[[], str | None]) -> str:
+    """The namespace of step pods: ``kubernetes_namespace``, else the connection's, else ``default``.
+
+    :param connection_namespace: gives the Kubernetes connection's namespace (called only when needed).
+    """
+    return settings.kubernetes_namespace or connection_namespace() or "default"
+
+
+def pod_settings(settings: MlopsSettings, runtime: str, *, state_dir: str | Path,
+                 connection_namespace: Callable[[], str | None]) -> PodSettings:
+    """Where and how ``runtime``'s step pods run, from the settings; refused when they are wrong.
+
+    :param state_dir: the provider's state directory: where the volume claim is mounted.
+    :param connection_namespace: gives the Kubernetes connection's namespace (see :func:`pod_namespace`).
+    :raises InvalidArgumentError: the Kubernetes settings are wrong.
+    """
+    claim = settings.kubernetes_volume_claim or None
+    result = PodSettings(
+        namespace=pod_namespace(settings, connection_namespace),
+        image=runtime_image(settings, runtime),
+        service_account=settings.kubernetes_service_account or None,
+        volume_claim=claim,
+        mount_path=str(state_dir) if claim else None,
+        resources=settings.kubernetes_resources,
+        node_selector=settings.kubernetes_node_selector,
+        tolerations=settings.kubernetes_tolerations,
+        on_finish_action=settings.kubernetes_on_finish_action,
+        startup_timeout=settings.kubernetes_startup_timeout,
+    )
+    if problems := result.errors():
+        raise InvalidArgumentError("the Kubernetes settings are wrong: " + "; ".join(problems))
+    return result
 
 
 VOLUME = "mlops-data"

@@ -4,10 +4,12 @@ A step (:mod:`airflow_mlops.runtimes.contract`) runs in a fresh runtime process
 (:class:`ProcessRunner`), in the warm runtime (:class:`WarmRunner`, falling back to a fresh
 process), in a pod (:class:`PodRunner`) or, for a node whose ranks each need a machine of their
 own, in an MPIJob whose launcher runs it (:class:`MPIJobRunner`). :func:`choose_runner` is the one
-place that picks the runner from the settings and the step's :class:`Placement`; callers
-(:class:`~airflow_mlops.hooks.runtime.RuntimeHook`, and through it the operators) never ask which
-backend runs. Every runner gives back a :class:`StepResult`, and failures are one hierarchy
-(:class:`~airflow_mlops.exceptions.RuntimeStepFailed`, and :class:`RuntimeStepRejected` for bad input).
+place that picks the runner from the settings and the step's :class:`Placement` (:data:`RUNNERS`
+holds the kinds); callers (the runtime hook, and through it the operators) never ask which backend
+runs. A runner receives a :class:`~airflow_mlops.runtimes.context.RunnerContext` (settings, paths,
+a Kubernetes client factory), never the hook that made it. Every runner gives back a
+:class:`StepResult`, and failures are one hierarchy (:class:`~airflow_mlops.exceptions.RuntimeStepFailed`,
+and :class:`RuntimeStepRejected` for bad input).
 
 The runners that can be waited for in Airflow's triggerer (pods, MPIJobs) also :meth:`~StepRunner.start`
 a step and return a JSON *handle* naming it; the trigger's event and the handle are all a
@@ -37,13 +39,14 @@ from airflow_mlops.exceptions import (
     step_failure,
 )
 from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
+from airflow_mlops.runtimes.context import RunnerContext
 from airflow_mlops.runtimes.contract import ContractError, StepRequest, StepResult, write_json_atomic
 from airflow_mlops.runtimes.local import RuntimeProcess, runtime_command
 
 if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
-    from airflow_mlops.hooks.runtime import RuntimeHook
+    from airflow_mlops.kubernetes.pods import PodSettings
 
 #: A step's output line goes here (the task log).
 OnLine = Callable[[str], None]
@@ -77,19 +80,23 @@ RUN_POLICY_KEYS = ("clean_pod_policy", "backoff_limit", "active_deadline_seconds
 
 
 class StepRunner(ABC):
-    """Runs step requests somewhere. One instance serves one hook; :meth:`kill` stops its step in flight."""
+    """Runs step requests somewhere. One instance serves one hook; :meth:`kill` stops its step in flight.
+
+    :param ctx: what the runner uses (settings, paths, the runtime, Kubernetes clients).
+    :param poll_interval: seconds between checks of a step that runs elsewhere (an MPIJob).
+    """
 
     kind: ClassVar[str]
     #: it can start a step and let the triggerer wait for it (:meth:`start`, :meth:`trigger`, :meth:`collect`)
     can_defer: ClassVar[bool] = False
 
-    def __init__(self, hook: RuntimeHook, *, poll_interval: float = 10.0):
-        self.hook = hook
+    def __init__(self, ctx: RunnerContext, *, poll_interval: float = 10.0):
+        self.ctx = ctx
         self.poll_interval = poll_interval
 
     @property
     def where(self) -> str:
-        return f"runtime {self.hook.runtime}"
+        return f"runtime {self.ctx.runtime}"
 
     def check(self, placement: Placement) -> None:
         """Refuse a placement this runner cannot give (before anything runs)."""
@@ -130,8 +137,8 @@ class ProcessRunner(StepRunner):
 
     kind = "process"
 
-    def __init__(self, hook: RuntimeHook, **kwargs: Any):
-        super().__init__(hook, **kwargs)
+    def __init__(self, ctx: RunnerContext, **kwargs: Any):
+        super().__init__(ctx, **kwargs)
         self._process: Any = None
 
     def check(self, placement: Placement) -> None:
@@ -146,10 +153,10 @@ class ProcessRunner(StepRunner):
         # the step's TMPDIR, removed here even when the runtime crashed (TFX leaves ~50 MB per Beam run)
         scratch = tempfile.mkdtemp(prefix="airflow-mlops-step-")
         request = StepRequest(step=step, params=params, context=context, scratch_dir=scratch)
-        self.hook.state_dir.mkdir(parents=True, exist_ok=True)
+        self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
-            workdir = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="step-", dir=self.hook.state_dir))
+            workdir = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="step-", dir=self.ctx.state_dir))
             request_path, result_path = Path(workdir, "request.json"), Path(workdir, "result.json")
             write_json_atomic(request_path, request.to_json())
             yield str(request_path), str(result_path), scratch
@@ -163,21 +170,21 @@ class ProcessRunner(StepRunner):
         return str(Path(airflow_mlops.__file__).resolve().parent.parent)
 
     def on_line(self, line: str) -> None:
-        self.hook.log.info("[%s] %s", self.hook.runtime, line)
+        self.ctx.log.info("[%s] %s", self.ctx.runtime, line)
 
     def run(self, step: str, params: dict[str, Any], context: dict[str, Any], *, binds: list[str],
             timeout: float | None, placement: Placement) -> tuple[StepResult, int | None]:
         self.check(placement)
-        install = self.hook.get_runtime()
+        install = self.ctx.get_runtime()
         with self._files(step, params, context) as (request_path, result_path, scratch):
-            base_binds = [self.package_parent, str(self.hook.state_dir)]
+            base_binds = [self.package_parent, str(self.ctx.state_dir)]
             step_binds = [str(Path(request_path).parent), scratch, *binds]
             code = self._execute(install, base_binds, step_binds, request_path, result_path, step, timeout)
             try:
                 return StepResult.read(result_path), code
             except ContractError as err:
                 raise RuntimeStepFailed(
-                    f"step {step} in runtime {self.hook.runtime} exited with code {code} and no usable result: {err}",
+                    f"step {step} in runtime {self.ctx.runtime} exited with code {code} and no usable result: {err}",
                     step=step,
                 ) from None
 
@@ -185,7 +192,7 @@ class ProcessRunner(StepRunner):
         command, process_env = runtime_command(
             install, ["python", "-m", "airflow_mlops.runtime_side.entrypoint", request_path, result_path],
             env=self.env, binds=[*base_binds, *step_binds])
-        self.hook.log.info("running step %s in runtime %s (%s at %s)", step, self.hook.runtime, install.isolation,
+        self.ctx.log.info("running step %s in runtime %s (%s at %s)", step, self.ctx.runtime, install.isolation,
                            install.path)
         self._process = RuntimeProcess(command, process_env, self.on_line).start()
         try:
@@ -198,7 +205,7 @@ class ProcessRunner(StepRunner):
     def kill(self) -> None:
         process = self._process
         if process is not None:
-            self.hook.log.warning("stopping the step running in runtime %s", self.hook.runtime)
+            self.ctx.log.warning("stopping the step running in runtime %s", self.ctx.runtime)
             process.terminate()
 
 
@@ -212,28 +219,28 @@ class WarmRunner(ProcessRunner):
         from airflow_mlops.runtimes.specs import get_runtime_spec
         from airflow_mlops.runtimes.warm import ServerGone, WarmRuntime, WarmRuntimeError
 
-        hook = self.hook
+        ctx = self.ctx
         # one warm runtime serves every state directory: the state directory is bound into it for the step
         # (like the step's own paths) instead of being part of what the server is (a server per state directory
         # paid the libraries' import again for each: ~20 starts in a test run)
-        state = str(hook.state_dir)
+        state = str(ctx.state_dir)
         warm = WarmRuntime(install, base_binds=[b for b in base_binds if b != state], env=self.env,
-                           preload=get_runtime_spec(hook.runtime).preload,
-                           idle_timeout=hook.settings.warm_runtime_idle_timeout,
-                           max_running=hook.settings.max_warm_runtimes)
+                           preload=get_runtime_spec(ctx.runtime).preload,
+                           idle_timeout=ctx.settings.warm_runtime_idle_timeout,
+                           max_running=ctx.settings.max_warm_runtimes)
         try:
-            pid = warm.ensure_started(log=lambda line: hook.log.info("%s", line))
+            pid = warm.ensure_started(log=lambda line: ctx.log.info("%s", line))
             warm.bind([state, *step_binds])
         except (WarmRuntimeError, OSError) as err:
-            hook.log.warning("warm runtime unavailable, running step %s in a fresh process: %s", step, err)
+            ctx.log.warning("warm runtime unavailable, running step %s in a fresh process: %s", step, err)
             return super()._execute(install, base_binds, step_binds, request_path, result_path, step, timeout)
-        hook.log.info("running step %s in warm runtime %s (pid %s, %s at %s)", step, hook.runtime, pid,
+        ctx.log.info("running step %s in warm runtime %s (pid %s, %s at %s)", step, ctx.runtime, pid,
                       install.isolation, install.path)
         self._process = warm
         try:
             return warm.run(request_path, result_path, self.on_line, timeout=timeout)
         except ServerGone as err:  # stopped before the step started (to make room for another): nothing ran
-            hook.log.warning("warm runtime gone, running step %s in a fresh process: %s", step, err)
+            ctx.log.warning("warm runtime gone, running step %s in a fresh process: %s", step, err)
         except TimeoutError as err:
             raise RuntimeStepFailed(f"step {step} timed out after {timeout} s", step=step) from err
         except WarmRuntimeError as err:
@@ -244,6 +251,14 @@ class WarmRunner(ProcessRunner):
 
 
 # -- Kubernetes -------------------------------------------------------------------------
+def _pod_settings(ctx: RunnerContext, runtime: str) -> PodSettings:
+    """Where and how ``runtime``'s pods run (:func:`~airflow_mlops.kubernetes.pods.pod_settings`)."""
+    from airflow_mlops.kubernetes.pods import pod_settings
+
+    return pod_settings(ctx.settings, runtime, state_dir=ctx.state_dir,
+                        connection_namespace=lambda: ctx.kubernetes().get_namespace())
+
+
 @contextlib.contextmanager
 def _api_errors(step: str, where: str) -> Iterator[None]:
     """A failed API call (or a pod that never gave a result) as the task's :class:`RuntimeStepFailed`."""
@@ -260,8 +275,8 @@ class PodRunner(StepRunner):
     kind = "pod"
     can_defer = True
 
-    def __init__(self, hook: RuntimeHook, **kwargs: Any):
-        super().__init__(hook, **kwargs)
+    def __init__(self, ctx: RunnerContext, **kwargs: Any):
+        super().__init__(ctx, **kwargs)
         self._calls: dict[str, int] = {}
         self._runner: Any = None
 
@@ -272,13 +287,13 @@ class PodRunner(StepRunner):
     def _pods(self):
         from airflow_mlops.kubernetes.pods import PodStepRunner
 
-        return PodStepRunner(self.hook.kubernetes_hook.core_v1_client, prefix=f"[{self.hook.runtime}] ")
+        return PodStepRunner(self.ctx.kubernetes().core_v1_client, prefix=f"[{self.ctx.runtime}] ")
 
     def manifest(self, step: str, params: dict[str, Any], context: dict[str, Any], timeout: float | None):
         """The pod that runs ``step`` for the task instance of ``context``, its labels and settings."""
         from airflow_mlops.kubernetes.pods import CALL_LABEL, RUNTIME_LABEL, STEP_LABEL, step_pod
 
-        settings = self.hook.pod_settings()
+        settings = _pod_settings(self.ctx, self.ctx.runtime)
         dag_id, task_id = context.get("dag_id") or "adhoc", context.get("task_id") or step
         # no task run named (the CLI, a test): a pod of its own, never one to adopt
         run_id = context.get("run_id") or f"adhoc-{uuid.uuid4().hex}"
@@ -290,8 +305,8 @@ class PodRunner(StepRunner):
         if context.get("pod_key"):
             run_id = f"{run_id}#{context['pod_key']}"
         labels = {**owner_labels(dag_id, task_id, run_id, map_index), STEP_LABEL: step.replace(".", "-"),
-                  RUNTIME_LABEL: self.hook.runtime, CALL_LABEL: str(call)}
-        name = object_name(f"{self.hook.runtime}-{step}-{call}", dag_id, task_id, run_id, map_index)
+                  RUNTIME_LABEL: self.ctx.runtime, CALL_LABEL: str(call)}
+        name = object_name(f"{self.ctx.runtime}-{step}-{call}", dag_id, task_id, run_id, map_index)
         request = StepRequest(step=step, params=params, context=context)
         return step_pod(name, request, settings, labels=labels, run_id=run_id, timeout=timeout), labels, settings
 
@@ -299,7 +314,7 @@ class PodRunner(StepRunner):
             timeout: float | None, placement: Placement) -> tuple[StepResult, int | None]:
         self.check(placement)
         manifest, labels, settings = self.manifest(step, params, context, timeout)
-        self.hook.log.info("running step %s as pod %s/%s (image %s)", step, settings.namespace,
+        self.ctx.log.info("running step %s as pod %s/%s (image %s)", step, settings.namespace,
                            manifest["metadata"]["name"], settings.image)
         self._runner = self._pods()
         try:
@@ -329,7 +344,7 @@ class PodRunner(StepRunner):
         return KubernetesPodTrigger(
             pod_name=handle["name"], pod_namespace=handle["namespace"],
             trigger_start_time=datetime.datetime.now(tz=datetime.timezone.utc),
-            base_container_name=CONTAINER, kubernetes_conn_id=self.hook.settings.kubernetes_conn_id,
+            base_container_name=CONTAINER, kubernetes_conn_id=self.ctx.kubernetes_conn_id,
             poll_interval=poll_interval, get_logs=False, startup_timeout=handle["startup_timeout"],
             schedule_timeout=handle["startup_timeout"], on_finish_action="keep_pod",
         )
@@ -362,8 +377,8 @@ class MPIJobRunner(StepRunner):
     kind = "mpijob"
     can_defer = True
 
-    def __init__(self, hook: RuntimeHook, **kwargs: Any):
-        super().__init__(hook, **kwargs)
+    def __init__(self, ctx: RunnerContext, **kwargs: Any):
+        super().__init__(ctx, **kwargs)
         self._job: tuple[str, str] | None = None
         self._followed = False
 
@@ -371,7 +386,7 @@ class MPIJobRunner(StepRunner):
     def jobs(self):
         from airflow_mlops.kubernetes.mpijob import MPIJobController
 
-        return MPIJobController(self.hook.kubernetes_hook.api_client)
+        return MPIJobController(self.ctx.kubernetes().api_client)
 
     def check(self, placement: Placement) -> None:
         unknown = sorted(set(placement.run_policy) - set(RUN_POLICY_KEYS))
@@ -390,7 +405,7 @@ class MPIJobRunner(StepRunner):
         if timeout and "active_deadline_seconds" not in policy:
             policy["active_deadline_seconds"] = int(timeout)
         request = StepRequest(step=step, params=params, context=context)
-        pods = self.hook.pod_settings(f"{self.hook.runtime}-cuda" if placement.gpus_per_worker else self.hook.runtime)
+        pods = _pod_settings(self.ctx, f"{self.ctx.runtime}-cuda" if placement.gpus_per_worker else self.ctx.runtime)
         map_index = -1 if context.get("map_index") is None else int(context["map_index"])
         labels = {**owner_labels(context["dag_id"], context["task_id"], context["run_id"], map_index),
                   RUNTIME_LABEL: pods.image.rsplit("/", 1)[-1].split(":")[0][:63].strip("-_.")}
@@ -416,7 +431,7 @@ class MPIJobRunner(StepRunner):
             job, adopted = self.jobs.submit(build_mpijob(spec), labels)
         self._job = (spec.name, spec.namespace)
         state = mpijob_state(job)[0]
-        self.hook.log.info("%s MPIJob %s/%s: %d worker(s) x %d slot(s), image %s (%s)",
+        self.ctx.log.info("%s MPIJob %s/%s: %d worker(s) x %d slot(s), image %s (%s)",
                            "reattached to" if adopted else "created", spec.namespace, spec.name,
                            spec.max_workers or spec.num_workers, spec.slots_per_worker, spec.image, state)
         return spec, state
@@ -445,7 +460,7 @@ class MPIJobRunner(StepRunner):
     def trigger(self, handle: dict[str, Any], poll_interval: float) -> BaseTrigger:
         from airflow_mlops.triggers.mpijob import MPIJobTrigger
 
-        return MPIJobTrigger(handle["name"], handle["namespace"], self.hook.settings.kubernetes_conn_id,
+        return MPIJobTrigger(handle["name"], handle["namespace"], self.ctx.kubernetes_conn_id,
                              poll_interval=poll_interval)
 
     def collect(self, handle: dict[str, Any], event: dict[str, Any] | None) -> StepResult:
@@ -466,7 +481,7 @@ class MPIJobRunner(StepRunner):
 
         for line in log_text.splitlines():
             if not is_result_line(line):
-                self.hook.log.info("[launcher] %s", line)
+                self.ctx.log.info("[launcher] %s", line)
 
     def _follow_launcher(self, pod: Any) -> None:
         from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
@@ -514,27 +529,35 @@ class MPIJobRunner(StepRunner):
         job = self._job
         if job is None:
             return
-        self.hook.log.warning("deleting MPIJob %s/%s", job[1], job[0])
+        self.ctx.log.warning("deleting MPIJob %s/%s", job[1], job[0])
         try:
             self.jobs.delete(*job)
         except KubernetesApiError as exc:
-            self.hook.log.warning("could not delete MPIJob %s/%s: %s", job[1], job[0], exc)
+            self.ctx.log.warning("could not delete MPIJob %s/%s: %s", job[1], job[0], exc)
 
 
+#: Every runner kind, by the ``kind`` a handle names.
 RUNNERS: dict[str, type[StepRunner]] = {r.kind: r for r in (ProcessRunner, WarmRunner, PodRunner, MPIJobRunner)}
+BACKENDS = ("local", "kubernetes")
 
 
-def choose_runner(hook: RuntimeHook, placement: Placement) -> type[StepRunner]:
+def choose_runner(ctx: RunnerContext, placement: Placement) -> type[StepRunner]:
     """The one place that decides where a step runs: the backend and ``warm_runtimes`` settings, and
-    whether the step is distributed."""
-    if hook.backend == "kubernetes":
+    whether the step is distributed.
+
+    :raises MlopsException: the backend is not one of :data:`BACKENDS`.
+    """
+    backend = ctx.settings.backend
+    if backend == "kubernetes":
         return MPIJobRunner if placement.distributed else PodRunner
-    return WarmRunner if hook.settings.warm_runtimes else ProcessRunner
+    if backend == "local":
+        return WarmRunner if ctx.settings.warm_runtimes else ProcessRunner
+    raise MlopsException(f"[mlops] backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def runner_for_handle(hook: RuntimeHook, handle: dict[str, Any], *, poll_interval: float = 10.0) -> StepRunner:
+def runner_for_handle(ctx: RunnerContext, handle: dict[str, Any], *, poll_interval: float = 10.0) -> StepRunner:
     """The runner that collects the step of ``handle`` (a deferred task resumed on a fresh operator)."""
     kind = handle.get("runner")
     if kind not in RUNNERS or not RUNNERS[kind].can_defer:
         raise MlopsException(f"a deferred step's handle names no runner that can collect it: {handle!r}")
-    return RUNNERS[kind](hook, poll_interval=poll_interval)
+    return RUNNERS[kind](ctx, poll_interval=poll_interval)

@@ -62,6 +62,17 @@ def test_derived_paths(clean_mlops_env, tmp_path):
 def test_unknown_backend_is_rejected(clean_mlops_env):
     with pytest.raises(MlopsException, match="backend must be one of"):
         _ = RuntimeHook(backend="docker").backend
+    with pytest.raises(MlopsException, match="backend must be one of"):
+        RuntimeHook(backend="docker").runner()
+
+
+def test_runners_get_a_context_made_once_not_the_hook(clean_mlops_env, tmp_path):
+    hook = RuntimeHook(runtime="tfx", mlops_conn_id=None, state_dir=str(tmp_path), warm=False)
+    runner = hook.runner()
+    assert runner.ctx is hook.runner_context and not hasattr(runner, "hook")
+    ctx = runner.ctx
+    assert (ctx.runtime, ctx.settings, ctx.state_dir, ctx.log) == ("tfx", hook.settings, tmp_path, hook.log)
+    assert hook.replace(warm_runtimes=True).runner().ctx.settings.warm_runtimes
 
 
 @pytest.fixture
