@@ -28,7 +28,8 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [{"integration-name": integration,
                       "python-modules": ["airflow_mlops.triggers.seldon", "airflow_mlops.triggers.drift",
                                           "airflow_mlops.triggers.quality", "airflow_mlops.triggers.spans",
-                                          "airflow_mlops.triggers.mpijob", "airflow_mlops.triggers.kubernetes"]}],
+                                          "airflow_mlops.triggers.mpijob", "airflow_mlops.triggers.trainjob",
+                                          "airflow_mlops.triggers.kubernetes"]}],
         "extra-links": ["airflow_mlops.links.pages.ModelVersionLink", "airflow_mlops.links.pages.DeploymentLink",
                         "airflow_mlops.links.pages.DriftReportLink"],
         "connection-types": [

@@ -43,6 +43,9 @@ CONTROLLERS: dict[str, str] = {
                     "deploy/kubernetes/README.md says",
     "machinelearning.seldon.io": "the Seldon Core v1 operator (machinelearning.seldon.io/v1 SeldonDeployment); "
                                  "install it as deploy/kubernetes/README.md says",
+    "trainer.kubeflow.org": "Kubeflow Trainer v2 (trainer.kubeflow.org/v1alpha1 TrainJob, for launcher=\"trainjob\"); "
+                            "install it and the provider's TrainingRuntimes as deploy/kubernetes/README.md says, "
+                            "or use launcher=\"mpijob\"",
 }
 
 

@@ -22,22 +22,12 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_mlops.kubernetes.api import (
-    DEFAULT_BACKOFF,
-    DELETE_TIMEOUT,
-    Backoff,
-    KubernetesApiError,
-    call,
-    create_or_adopt,
-    object_name,
-    read_log,
-    wait_gone,
-)
+from airflow_mlops.kubernetes.api import object_name
+from airflow_mlops.kubernetes.jobs import FINAL_STATES, JobController  # noqa: F401 (FINAL_STATES: runners import it here)
 from airflow_mlops.kubernetes.pods import pod_spec
 from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
 from airflow_mlops.kubernetes.schema import ManifestError, crd_jsonschema, instance_errors, label_errors, resource_errors
@@ -280,126 +270,24 @@ def mpijob_state(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     return newest.get("type", "Pending"), newest.get("reason", ""), newest.get("message", "")
 
 
-FINAL_STATES = ("Succeeded", "Failed")
 LAUNCHER_SELECTOR = "training.kubeflow.org/job-name={name},training.kubeflow.org/job-role=launcher"
 
 
-class MPIJobController:
+class MPIJobController(JobController):
     """Submit, follow and delete MPIJobs through a ``kubernetes.client.ApiClient``.
 
     Every call is retried and explained by :func:`airflow_mlops.kubernetes.api.call`; a cluster
-    without the MPI Operator answers :class:`~airflow_mlops.kubernetes.api.CrdMissingError`.
+    without the MPI Operator answers :class:`~airflow_mlops.kubernetes.api.CrdMissingError`. The
+    methods are those of :class:`~airflow_mlops.kubernetes.jobs.JobController`: ``submit`` (create,
+    or adopt an earlier try's job; a failed one is replaced), ``get``, ``delete``, ``launcher_pod``,
+    ``launcher_log``, ``wait``.
 
     :param api_client: a configured ``kubernetes.client.ApiClient`` (``KubernetesHook.api_client``).
     """
 
-    def __init__(self, api_client: Any, *, backoff: Backoff = DEFAULT_BACKOFF,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        from kubernetes.client import CoreV1Api, CustomObjectsApi
+    GROUP, VERSION, PLURAL, KIND = GROUP, VERSION, PLURAL, KIND
+    LAUNCHER_SELECTOR = LAUNCHER_SELECTOR
+    launcher_container = "launcher"
 
-        self.custom = CustomObjectsApi(api_client)
-        self.core = CoreV1Api(api_client)
-        self._kw: dict[str, Any] = {"backoff": backoff, "sleep": sleep}
-        self.sleep = sleep
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return call(what, fn, *args, api_group=GROUP, **self._kw, **kwargs)
-
-    def get(self, name: str, namespace: str) -> dict | None:
-        """The MPIJob, or None when it does not exist."""
-        try:
-            return self._call(f"reading {KIND} {namespace}/{name}", self.custom.get_namespaced_custom_object,
-                              GROUP, VERSION, namespace, PLURAL, name)
-        except KubernetesApiError as exc:
-            if exc.not_found:
-                return None
-            raise
-
-    def delete(self, name: str, namespace: str) -> bool:
-        """Delete the MPIJob and (foreground) its pods; False when it was already gone."""
-        try:
-            self._call(f"deleting {KIND} {namespace}/{name}", self.custom.delete_namespaced_custom_object,
-                       GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
-        except KubernetesApiError as exc:
-            if exc.not_found:
-                return False
-            raise
-        return True
-
-    def submit(self, manifest: Mapping[str, Any], labels: Mapping[str, str]) -> tuple[dict, bool]:
-        """Create the MPIJob, or adopt the one of an earlier try (see :func:`~.api.create_or_adopt`).
-
-        An adopted job that failed is deleted and created again: the retry trains again.
-
-        :returns: ``(job, adopted)``.
-        """
-        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-        for _ in range(2):
-            job, adopted = create_or_adopt(
-                f"creating {KIND} {namespace}/{name}",
-                lambda: self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(manifest)),
-                lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
-                labels, api_group=GROUP, **self._kw,
-            )
-            if not adopted or mpijob_state(job)[0] != "Failed":
-                return job, adopted
-            self.delete(name, namespace)
-            if not wait_gone(lambda: self.get(name, namespace) is not None, sleep=self.sleep):
-                raise ManifestError(f"{KIND} {namespace}/{name} was still there {DELETE_TIMEOUT:g} s after it was deleted")
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def launcher_pod(self, name: str, namespace: str) -> Any | None:
-        """The newest launcher pod of the job, or None."""
-        pods = self._call(f"listing the launcher pods of {KIND} {namespace}/{name}", self.core.list_namespaced_pod,
-                          namespace, label_selector=LAUNCHER_SELECTOR.format(name=name)).items or []
-        if not pods:
-            return None
-        return max(pods, key=lambda p: (p.metadata.creation_timestamp or 0, p.metadata.name))
-
-    def launcher_log(self, name: str, namespace: str, tail_lines: int | None = None) -> str:
-        """The launcher's log ('' when there is no launcher pod, or its log cannot be read)."""
-        pod = self.launcher_pod(name, namespace)
-        if pod is None:
-            return ""
-        kwargs: dict[str, Any] = {"tail_lines": tail_lines} if tail_lines else {}
-        try:
-            return read_log(self.core, f"reading the log of {namespace}/{pod.metadata.name}", pod.metadata.name,
-                            namespace, **self._kw, **kwargs)
-        except KubernetesApiError:
-            return ""
-
-    def wait(
-        self,
-        name: str,
-        namespace: str,
-        *,
-        poll_interval: float = 10.0,
-        timeout: float | None = None,
-        follow: Callable[[Any], None] | None = None,
-    ) -> tuple[str, str, str]:
-        """Wait until the job ``Succeeded`` or ``Failed``; ``follow(pod)`` each launcher pod once it runs.
-
-        ``follow`` (e.g. a log follower) blocks until the launcher's container ends; a launcher
-        that is restarted (``backoffLimit``) is followed again.
-
-        :returns: ``(state, reason, message)``; state ``Timeout`` after ``timeout`` seconds.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        followed: set[str] = set()
-        while True:
-            job = self.get(name, namespace)
-            if job is None:
-                raise KubernetesApiError(f"{KIND} {namespace}/{name} was deleted before it ended", status=404)
-            state, reason, message = mpijob_state(job)
-            if state in FINAL_STATES:
-                return state, reason, message
-            if follow is not None:
-                pod = self.launcher_pod(name, namespace)
-                phase = getattr(getattr(pod, "status", None), "phase", None)
-                if pod is not None and pod.metadata.name not in followed and phase in ("Running", "Succeeded", "Failed"):
-                    followed.add(pod.metadata.name)
-                    follow(pod)
-                    continue
-            if deadline is not None and time.monotonic() >= deadline:
-                return "Timeout", "", f"{KIND} {namespace}/{name} still {state} after {timeout:g} s"
-            self.sleep(poll_interval)
+    def job_state(self, obj: Mapping[str, Any]) -> tuple[str, str, str]:
+        return mpijob_state(obj)

@@ -11,14 +11,17 @@ from __future__ import annotations
 #: deleted; an MPIJob's launcher pod is found by listing with its labels); pods/log: the step's log and
 #: result; events: why a pod did not start; mpijobs: Horovod training (created, read, deleted on kill or
 #: to train again after a failed try); seldondeployments: serving (the controller replaces the whole
-#: object, it never patches). Nothing watches: waits poll. tests/kubernetes/rbac_check.py fails any test
-#: whose operators make a request outside these rules.
+#: object, it never patches); trainjobs: Horovod training on Kubeflow Trainer v2 (as mpijobs), whose
+#: TrainingRuntime is read before a job is submitted. Nothing watches: waits poll.
+#: tests/kubernetes/rbac_check.py fails any test whose operators make a request outside these rules.
 REQUIRED_RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("", "pods"): ("create", "delete", "get", "list"),
     ("", "pods/log"): ("get",),
     ("", "events"): ("list",),
     ("kubeflow.org", "mpijobs"): ("create", "delete", "get"),
     ("machinelearning.seldon.io", "seldondeployments"): ("create", "delete", "get", "update"),
+    ("trainer.kubeflow.org", "trainjobs"): ("create", "delete", "get"),
+    ("trainer.kubeflow.org", "trainingruntimes"): ("get",),
 }
 
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow.triggers.base import TriggerEvent
-
-from airflow_mlops.triggers.kubernetes import KubernetesObjectTrigger
+from airflow_mlops.triggers.kubernetes import TrainingJobTrigger
 
 
-class MPIJobTrigger(KubernetesObjectTrigger):
+class MPIJobTrigger(TrainingJobTrigger):
     """Poll an MPIJob's conditions with the asyncio Kubernetes client until it ``Succeeded`` or ``Failed``.
 
     Yields one event: ``status`` is ``success``, ``failed`` (with the condition's ``reason``
@@ -31,41 +27,7 @@ class MPIJobTrigger(KubernetesObjectTrigger):
                  timeout: float | None = None) -> None:
         super().__init__(name, namespace, kubernetes_conn_id, poll_interval, timeout)
 
-    def _event(self, status: str, **fields: Any) -> TriggerEvent:
-        return TriggerEvent({"status": status, "name": self.name, "namespace": self.namespace, **fields})
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
-        from kubernetes_asyncio.client import CustomObjectsApi
-
-        from airflow_mlops.kubernetes.api import KubernetesApiError, acall
+    def resource(self) -> tuple[str, str, str, str, Callable[[Mapping[str, Any]], tuple[str, str, str]]]:
         from airflow_mlops.kubernetes.mpijob import GROUP, KIND, PLURAL, VERSION, mpijob_state
 
-        where = f"{KIND} {self.namespace}/{self.name}"
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        seen = None
-        async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as client:
-            api = CustomObjectsApi(client)
-            while True:
-                try:
-                    job = await acall(f"reading {where}", api.get_namespaced_custom_object,
-                                      GROUP, VERSION, self.namespace, PLURAL, self.name, api_group=GROUP)
-                except KubernetesApiError as exc:
-                    message = f"{where} was deleted before it ended" if exc.not_found else str(exc)
-                    yield self._event("error", message=message)
-                    return
-                state, reason, message = mpijob_state(job)
-                if state != seen:
-                    self.log.info("%s: %s%s", where, state, f" ({reason}: {message})" if reason else "")
-                    seen = state
-                if state == "Succeeded":
-                    yield self._event("success", state=state, reason=reason, message=message)
-                    return
-                if state == "Failed":
-                    yield self._event("failed", state=state, reason=reason, message=message)
-                    return
-                if deadline is not None and time.monotonic() >= deadline:
-                    yield self._event("timeout", state=state,
-                                      message=f"{where} still {state} after {self.timeout:.0f} s")
-                    return
-                await asyncio.sleep(self.poll_interval)
+        return GROUP, VERSION, PLURAL, KIND, mpijob_state
