@@ -9,8 +9,10 @@ Everything on the client side of HTTP is real; everything behind it is FAKED:
 * **API server** (HTTP/1.1, keep-alive, ``Content-Length``; streams are
   ``Transfer-Encoding: chunked``): core v1 ``pods`` (+ ``status``, ``log``), ``events``,
   ``configmaps``, ``services``, ``secrets``; batch v1 ``jobs`` (+ ``status``); custom resources
-  behind CRDs ``kubeflow.org/v2beta1 mpijobs`` and ``machinelearning.seldon.io/v1
-  seldondeployments`` (+ ``status``), each registered or not (``crds=``). Verbs: create, get,
+  behind CRDs ``kubeflow.org/v2beta1 mpijobs``, ``machinelearning.seldon.io/v1
+  seldondeployments``, ``trainer.kubeflow.org/v1alpha1 trainjobs`` (+ ``status``) and
+  ``trainingruntimes``, each registered or not (``crds=``; Kubeflow Trainer v2's two are not by
+  default: :meth:`FakeKubeAPI.register_crd` them). Verbs: create, get,
   list (``labelSelector``, ``fieldSelector`` on dotted paths), ``watch=true``, replace
   (``resourceVersion`` checked), patch (merge, strategic-merge, JSON patch), delete
   (propagation policies, garbage collection of ``ownerReferences`` dependents), discovery.
@@ -19,7 +21,8 @@ Everything on the client side of HTTP is real; everything behind it is FAKED:
   shapes; what a pod does is a :class:`PodRun` returned by the pluggable ``kubelet`` callback
   (:class:`ScriptedKubelet`, or :class:`LocalProcessKubelet` which runs the container's command
   as a LOCAL subprocess). Its output is the pod log (``follow``, ``timestamps``, ...).
-* **controllers** (scripted): a batch/v1 Job controller, the Kubeflow MPI Operator (v2beta1)
+* **controllers** (scripted): a batch/v1 Job controller, the Kubeflow MPI Operator (v2beta1),
+  Kubeflow Trainer v2 with JobSet for TrainJobs of MPI runtimes (:meth:`FakeKubeAPI._reconcile_trainjob`)
   and the Seldon controller of the older ``tests/serving/fake_kube_api.py`` (status written on
   reads: see :meth:`FakeKubeAPI.outcome`).
 * **fault injection**: :meth:`FakeKubeAPI.fail_next`, :meth:`FakeKubeAPI.drop_next`,
@@ -61,14 +64,26 @@ validation (only a few checks: names, pod containers, job restartPolicy, mpiRepl
 server-side apply (415); pagination (limit/continue ignored); fieldSelector accepts any
 dotted path; resourceVersion semantics of list/get; watch bookmarks and 410 Gone;
 exec/attach/port-forward/proxy; finalizers (deletion never waits for them); graceful pod
-termination (gone at once unless pod_deletion_delay); container restarts (restartPolicy is
+termination (gone at once unless pod_deletion_delay); a pod's activeDeadlineSeconds IS applied
+(its container stopped, the pod Failed with reason DeadlineExceeded); container restarts (restartPolicy is
 ignored: every container runs once, no CrashLoopBackOff, no restartCount) and Job retry
 back-off delays (replacement pods start at once); init containers (reported Completed);
 sidecar containers (exit 0 with the first container); probes, resources and QoS enforcement,
 volumes, configMap/secret env, images (nothing is pulled); strategic merge patch directives
 beyond name-keyed lists and $patch; Job parallelism/completions > 1, indexed jobs, suspend,
 pod failure policies; MPIJob suspend, elastic scaling, gang scheduling, the TTL of MPIJobs
-(the launcher Job's ttlSecondsAfterFinished IS applied); events are not aggregated."""
+(the launcher Job's ttlSecondsAfterFinished IS applied); events are not aggregated.
+Kubeflow Trainer v2: only TrainJobs of namespaced TrainingRuntimes with an MPI policy (OpenMPI)
+run (ClusterTrainingRuntimes are not served; other runtimes get a TrainJobResourcesCreationFailed
+event and nothing else); no JobSet object and no node Jobs: the fake makes the node pods itself,
+owned by the TrainJob (in a cluster: Indexed Job <name>-node-0 of JobSet <name>), and the launcher
+as a batch Job <name>-launcher-0 owned by the TrainJob, whose pod is named <name>-launcher-0-<random>
+(in a cluster <name>-launcher-0-0-<random>); JobSet failurePolicy restarts, startupPolicy,
+coordinator, successPolicy other than the launcher's, volumeClaimPolicies, group labels and the
+JobSet's own status; the JobSet's ttlSecondsAfterFinished is applied to the launcher Job only;
+runtimePatches are merged with the fake's strategic merge patch (lists of named objects by name);
+the webhooks check only that the runtime exists; the ssh keys are not real keys; TrainJob events
+are not emitted except TrainJobResourcesCreationFailed."""
 
 # ----------------------------------------------------------------------------- resources
 
@@ -110,9 +125,15 @@ MPIJOB = ResourceType("kubeflow.org", "v2beta1", "mpijobs", "MPIJob", "mpijob", 
 SELDON = ResourceType(
     "machinelearning.seldon.io", "v1", "seldondeployments", "SeldonDeployment", "seldondeployment", ("sdep",), crd=True
 )
-RESOURCES: dict[str, ResourceType] = {rt.plural: rt for rt in (POD, EVENT, CONFIGMAP, SERVICE, SECRET, JOB, MPIJOB, SELDON)}
-CUSTOM_RESOURCES = ("mpijobs", "seldondeployments")
-_WITH_STATUS = {"pods", "jobs", "mpijobs", "seldondeployments"}
+TRAINJOB = ResourceType("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob", "trainjob", crd=True)
+TRAININGRUNTIME = ResourceType("trainer.kubeflow.org", "v1alpha1", "trainingruntimes", "TrainingRuntime",
+                               "trainingruntime", crd=True)
+RESOURCES: dict[str, ResourceType] = {rt.plural: rt for rt in (POD, EVENT, CONFIGMAP, SERVICE, SECRET, JOB, MPIJOB, SELDON,
+                                                              TRAINJOB, TRAININGRUNTIME)}
+CUSTOM_RESOURCES = ("mpijobs", "seldondeployments", "trainjobs", "trainingruntimes")
+#: The CRDs a FakeKubeAPI installs unless told (``crds=``): Kubeflow Trainer v2 is an optional extra.
+DEFAULT_CRDS = ("mpijobs", "seldondeployments")
+_WITH_STATUS = {"pods", "jobs", "mpijobs", "seldondeployments", "trainjobs"}
 
 # the names of tests/serving/fake_kube_api.py (SeldonDeployments)
 GROUP, VERSION, PLURAL = SELDON.group, SELDON.version, SELDON.plural
@@ -125,6 +146,14 @@ MPI_JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
 MPI_REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOB_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+# labels of JobSet (kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go, pkg/constants) and Kubeflow Trainer v2
+JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
+JOBSET_REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
+JOBSET_REPLICAS_LABEL = "jobset.sigs.k8s.io/replicatedjob-replicas"
+JOBSET_JOB_INDEX_LABEL = "jobset.sigs.k8s.io/job-index"
+JOBSET_RESTARTS_LABEL = "jobset.sigs.k8s.io/restart-attempt"
+TRAINJOB_ANCESTOR_LABEL = "trainer.kubeflow.org/trainjob-ancestor-step"
 
 NOT_FOUND_BODY = {
     "kind": "Status",
@@ -459,8 +488,12 @@ def json_patch(doc: Any, operations: Sequence[Mapping[str, Any]]) -> Any:
 
 
 def _is_mpi_worker(pod: Mapping[str, Any]) -> bool:
+    """An MPI worker: an MPIJob's worker pod, or a node pod of a TrainJob (the fake runs TrainJobs of MPI runtimes
+    only, whose ``node`` pods run sshd)."""
     labels = (pod.get("metadata") or {}).get("labels") or {}
-    return labels.get(MPI_OPERATOR_NAME_LABEL) == "mpi-operator" and labels.get(MPI_JOB_ROLE_LABEL) == "worker"
+    if labels.get(MPI_OPERATOR_NAME_LABEL) == "mpi-operator" and labels.get(MPI_JOB_ROLE_LABEL) == "worker":
+        return True
+    return bool(labels.get(JOBSET_NAME_LABEL)) and labels.get(JOBSET_REPLICATED_JOB_LABEL) == "node"
 
 
 def _controller_ref(obj: Mapping[str, Any]) -> dict | None:
@@ -733,8 +766,18 @@ class _PodRunState:
     def __init__(self, uid: str) -> None:
         self.uid = uid
         self.stopped = threading.Event()
+        self.expired = threading.Event()  # past the pod's activeDeadlineSeconds: the kubelet killed it
         self.run: PodRun | None = None
         self.thread: threading.Thread | None = None
+
+    def expire(self) -> None:
+        """The pod ran past its ``activeDeadlineSeconds``: stop its container (the pod stays, Failed)."""
+        if self.stopped.is_set() or self.expired.is_set():
+            return
+        self.expired.set()
+        run = self.run
+        if run is not None and run.stop is not None:
+            threading.Thread(target=run.stop, name="fake-kubelet-deadline", daemon=True).start()
 
     def stop(self) -> None:
         if self.stopped.is_set():
@@ -753,7 +796,8 @@ class FakeKubeAPI:
 
     :param stale_polls: SeldonDeployment reads after a spec change that still see the previous status.
     :param creating_polls: SeldonDeployment reads after those that see ``Creating``.
-    :param crds: the custom resources whose CRD is installed (``"mpijobs"``, ``"seldondeployments"``).
+    :param crds: the custom resources whose CRD is installed (default :data:`DEFAULT_CRDS`; any of
+        :data:`CUSTOM_RESOURCES`).
     :param kubelet: what pods do (default: :class:`ScriptedKubelet`: print nothing, exit 0);
         may be replaced any time through :attr:`kubelet` (pods use the kubelet current at their creation).
     :param pod_deletion_delay: seconds a deleted pod stays visible (terminating) before it goes; 0: at once.
@@ -764,7 +808,7 @@ class FakeKubeAPI:
         *,
         stale_polls: int = 1,
         creating_polls: int = 1,
-        crds: Iterable[str] = CUSTOM_RESOURCES,
+        crds: Iterable[str] = DEFAULT_CRDS,
         kubelet: Kubelet | None = None,
         pod_deletion_delay: float = 0.0,
         node_name: str = "fake-node",
@@ -897,7 +941,7 @@ class FakeKubeAPI:
         return frozenset(self._crds)
 
     def register_crd(self, plural: str) -> None:
-        """Install the CRD of a known custom resource (``"mpijobs"`` or ``"seldondeployments"``)."""
+        """Install the CRD of a known custom resource (one of :data:`CUSTOM_RESOURCES`)."""
         if plural not in CUSTOM_RESOURCES:
             raise ValueError(f"unknown custom resource {plural!r}; known: {CUSTOM_RESOURCES}")
         self._crds.add(plural)
@@ -1287,8 +1331,34 @@ class FakeKubeAPI:
                                    f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"'))
         elif rt is MPIJOB and not (obj.get("spec") or {}).get("mpiReplicaSpecs"):
             causes = [("spec.mpiReplicaSpecs", "FieldValueRequired", "Required value")]
+        elif rt is TRAINJOB:
+            ref = (obj.get("spec") or {}).get("runtimeRef")
+            if not isinstance(ref, Mapping):
+                causes = [("spec.runtimeRef", "FieldValueRequired", "Required value")]
+            elif not ref.get("name"):
+                causes = [("spec.runtimeRef.name", "FieldValueRequired", "Required value")]
+            else:
+                self._trainjob_webhook(obj)
         if causes:
             raise invalid(rt, name, causes)
+
+    def _trainjob_webhook(self, obj: dict) -> None:
+        """Trainer v2's validating webhook, as far as the fake goes: the TrainJob's runtime must exist."""
+        ref, namespace = obj["spec"]["runtimeRef"], obj["metadata"]["namespace"]
+        kind = ref.get("kind") or "ClusterTrainingRuntime"
+        if kind == "TrainingRuntime":
+            if TRAININGRUNTIME.plural in self._crds and (namespace, ref["name"]) in self._store[TRAININGRUNTIME.plural]:
+                return
+            missing = f'{TRAININGRUNTIME.qualified} "{ref["name"]}" not found'
+        else:
+            missing = (f'clustertrainingruntimes.trainer.kubeflow.org "{ref["name"]}" not found (the FAKE API server '
+                       "serves no ClusterTrainingRuntimes)")
+        error = invalid(TRAINJOB, obj["metadata"]["name"], [("spec.runtimeRef", "FieldValueInvalid", (
+            f"Invalid value: {json.dumps(ref, sort_keys=True)}: {missing}: specified trainingRuntime must be created "
+            "before the TrainJob is created"))])
+        error.body["message"] = ('admission webhook "validator.trainjob.trainer.kubeflow.org" denied the request: '
+                                 + error.body["message"])
+        raise error
 
     def _default(self, rt: ResourceType, obj: dict) -> None:
         if rt is POD:
@@ -1320,6 +1390,23 @@ class FakeKubeAPI:
             spec.setdefault("launcherCreationPolicy", "AtStartup")
             if isinstance(spec.get("runPolicy"), dict):
                 spec["runPolicy"].setdefault("suspend", False)
+        elif rt is TRAINJOB:
+            # CRD structural defaults of trainer.kubeflow.org/v1alpha1 TrainJobSpec
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("managedBy", "trainer.kubeflow.org/trainjob-controller")
+            spec.setdefault("suspend", False)
+            spec["runtimeRef"].setdefault("apiGroup", "trainer.kubeflow.org")
+            spec["runtimeRef"].setdefault("kind", "ClusterTrainingRuntime")
+        elif rt is TRAININGRUNTIME:
+            spec = obj.setdefault("spec", {})
+            mpi = (spec.get("mlPolicy") or {}).get("mpi")
+            if isinstance(mpi, dict):
+                for key, value in (("mpiImplementation", "OpenMPI"), ("numProcPerNode", 1),
+                                   ("runLauncherAsNode", False), ("sshAuthMountPath", "/root/.ssh")):
+                    mpi.setdefault(key, value)
+            for job in ((spec.get("template") or {}).get("spec") or {}).get("replicatedJobs") or []:
+                job.setdefault("replicas", 1)
+                job.setdefault("groupName", "default")
 
     def _replace(self, rt: ResourceType, namespace: str, name: str, body: Any, sub: str | None) -> dict:
         obj = self._store[rt.plural].get((namespace, name))
@@ -1782,6 +1869,11 @@ class FakeKubeAPI:
 
         if not self._pod_update(state, key, running):
             return
+        deadline = pod["spec"].get("activeDeadlineSeconds")
+        if deadline:  # counted from the pod's start, as the kubelet's activeDeadlineHandler does
+            timer = threading.Timer(max(0.0, deadline - (time.time() - _parse_time(now))), state.expire)
+            timer.daemon = True
+            timer.start()
         with self._lock:
             current = self._store["pods"].get(key)
             for c in containers:
@@ -1796,6 +1888,8 @@ class FakeKubeAPI:
         for item in logs:
             if state.stopped.is_set():
                 return
+            if state.expired.is_set():
+                break
             if not first and run.interval and state.stopped.wait(run.interval):
                 return
             first = False
@@ -1808,12 +1902,20 @@ class FakeKubeAPI:
                 self._changed.notify_all()
         if state.stopped.is_set():
             return
-        if run.run_until_deleted:
-            state.stopped.wait()
-            return
+        if run.run_until_deleted and not state.expired.is_set():
+            while not state.stopped.wait(0.2):
+                if state.expired.is_set():
+                    break
+            else:
+                return
         code = run.exit_code() if callable(run.exit_code) else run.exit_code
         if state.stopped.is_set():
             return
+        if state.expired.is_set():  # killed at its deadline: the pod fails with the kubelet's reason
+            code = code if code not in (0, None) else 137
+            run.pod_reason = "DeadlineExceeded"
+            run.pod_message = "Pod was active on the node longer than the specified deadline"
+            run.reason = None if run.reason != "OOMKilled" else run.reason
         reason = run.reason or ("Completed" if code == 0 else "Error")
         self._finish(state, key, containers, main, code, reason, run.message, run, started=True)
 
@@ -1917,10 +2019,10 @@ class FakeKubeAPI:
         Owners go first: an MPIJob sees its launcher Job finish before that Job's TTL may delete it.
         """
         namespace = obj["metadata"].get("namespace") or ""
-        keys = [(rt.plural, namespace, obj["metadata"]["name"])] if rt in (JOB, MPIJOB) else []
+        keys = [(rt.plural, namespace, obj["metadata"]["name"])] if rt in (JOB, MPIJOB, TRAINJOB) else []
         ref = _controller_ref(obj)
         for _ in range(2):
-            plural = {"Job": "jobs", "MPIJob": "mpijobs"}.get((ref or {}).get("kind", ""))
+            plural = {"Job": "jobs", "MPIJob": "mpijobs", "TrainJob": "trainjobs"}.get((ref or {}).get("kind", ""))
             if ref is None or plural is None:
                 break
             keys.append((plural, namespace, ref["name"]))
@@ -1942,7 +2044,9 @@ class FakeKubeAPI:
                 try:
                     if plural == "jobs":
                         self._reconcile_job(namespace, name)
-                    elif plural in self._crds:
+                    elif plural == "trainjobs" and plural in self._crds:
+                        self._reconcile_trainjob(namespace, name)
+                    elif plural == "mpijobs" and plural in self._crds:
                         self._reconcile_mpijob(namespace, name)
                 except Exception:  # noqa: BLE001 - recorded, the test fails on it
                     self.errors.append(traceback.format_exc())
@@ -1955,7 +2059,7 @@ class FakeKubeAPI:
         while not self._stopping.wait(0.1):
             try:
                 with self._lock:
-                    for plural in ("jobs", "mpijobs"):
+                    for plural in ("jobs", "mpijobs", "trainjobs"):
                         for namespace, name in list(self._store[plural]):
                             self._queue[(plural, namespace, name)] = None
                     self._drain()
@@ -2178,6 +2282,161 @@ class FakeKubeAPI:
             self._create(SECRET, namespace, {"metadata": {"name": f"{name}-ssh", **copy.deepcopy(meta)},
                                              "type": "kubernetes.io/ssh-auth",
                                              "data": {"ssh-privatekey": fake_key, "ssh-publickey": fake_key}})
+
+    # -- Kubeflow Trainer v2 ---------------------------------------------------------------
+    def _reconcile_trainjob(self, namespace: str, name: str) -> None:
+        """Kubeflow Trainer v2 with JobSet, for a TrainJob of an MPI TrainingRuntime: node pods, the launcher Job
+        once the nodes are Ready, the ssh Secret and hostfile ConfigMap, conditions, ``jobsStatus``.
+
+        Follows kubeflow/trainer (after v2.3.0) ``pkg/controller/trainjob_controller.go`` (suspend, the
+        deadline), ``pkg/runtime/core/trainingruntime.go`` (runtime patches, ``resourcesPerNode``),
+        ``plugins/jobset`` (the trainer's image/command/env; ``Complete``/``Failed`` copied from the
+        JobSet; ``jobsStatus``), ``plugins/mpi`` (Secret, hostfile, OpenMPI env, ``runLauncherAsNode``:
+        ``max(numNodes-1, 1)`` node pods), and kubernetes-sigs/jobset (pod labels, ``dependsOn``, the
+        success policy, a finished JobSet deletes its active Jobs; condition reasons
+        ``AllJobsCompleted``/``FailedJobs``). What is left out is listed in :data:`NOT_FAKED`.
+        """
+        job = self._store["trainjobs"].get((namespace, name))
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return
+        spec = job.get("spec") or {}
+        status = copy.deepcopy(job.get("status") or {})
+        now = _now()
+        if _trainjob_condition(status, "Complete") or _trainjob_condition(status, "Failed"):
+            self._trainjob_delete_pods(job, launcher=False)  # the finished JobSet deletes the Jobs still active
+            return
+        if spec.get("suspend"):
+            self._trainjob_delete_pods(job, launcher=True)
+            _set_trainjob_condition(status, "Suspended", "True", "Suspended", "TrainJob is suspended", now)
+            self._set_status(TRAINJOB, job, status)
+            return
+        started = _parse_time(job["metadata"]["creationTimestamp"])
+        if _trainjob_condition(status, "Suspended"):
+            _set_trainjob_condition(status, "Suspended", "False", "Resumed", "TrainJob is resumed", now)
+        resumed = next((c for c in status.get("conditions") or [] if c["type"] == "Suspended"), None)
+        if resumed is not None:
+            started = _parse_time(resumed["lastTransitionTime"])
+        deadline = spec.get("activeDeadlineSeconds")
+        if deadline and time.time() >= started + deadline:
+            self._trainjob_delete_pods(job, launcher=True)  # Trainer deletes the JobSet
+            _set_trainjob_condition(status, "Failed", "True", "DeadlineExceeded", "TrainJob exceeded its active deadline",
+                                    now)
+            self._set_status(TRAINJOB, job, status)
+            return
+        runtime = self._store["trainingruntimes"].get((namespace, (spec.get("runtimeRef") or {}).get("name", "")))
+        problem = _trainjob_runtime_problem(spec, runtime)
+        if problem is not None or runtime is None:
+            if not any(e["reason"] == "TrainJobResourcesCreationFailed" for e in self.events(namespace, name)):
+                self._event(job, "TrainJobResourcesCreationFailed", f"TrainJob resources reconciliation failed: {problem}",
+                            "Warning", "trainjob-controller")
+            self._set_status(TRAINJOB, job, status)
+            return
+        plan = _trainjob_plan(job, runtime)
+        self._trainjob_dependents(job, plan)
+        statuses: dict[str, dict[str, int]] = {}
+
+        def reached(dependency: Mapping[str, Any]) -> bool:  # JobSet's dependsOn: every Job of it Ready/Complete
+            got, need = statuses.get(dependency.get("name"), {}), plan["replicas"].get(dependency.get("name"), 1)
+            if dependency.get("status") == "Ready":
+                return got.get("ready", 0) + got.get("succeeded", 0) >= need
+            return got.get("succeeded", 0) >= need
+
+        for rjob in plan["jobs"]:
+            ready = all(reached(d) for d in rjob["dependsOn"])
+            statuses[rjob["name"]] = (self._trainjob_launcher(job, rjob, plan, create=ready) if rjob["name"] == "launcher"
+                                      else self._trainjob_nodes(job, rjob, plan, create=ready))
+        status["jobsStatus"] = [{"name": r["name"], **{k: statuses[r["name"]].get(k, 0) for k in (
+            "active", "failed", "ready", "succeeded", "suspended")}} for r in plan["jobs"]]
+        targets = plan["success_targets"] or [r["name"] for r in plan["jobs"]]
+        if any(statuses[r["name"]].get("failed") for r in plan["jobs"]):
+            _set_trainjob_condition(status, "Failed", "True", "FailedJobs", "jobset failed due to one or more job failures",
+                                    now)
+        elif all(statuses[t].get("succeeded", 0) >= plan["replicas"].get(t, 1) for t in targets if t in statuses):
+            _set_trainjob_condition(status, "Complete", "True", "AllJobsCompleted", "jobset completed successfully", now)
+        if _trainjob_condition(status, "Complete") or _trainjob_condition(status, "Failed"):
+            self._trainjob_delete_pods(job, launcher=False)
+        self._set_status(TRAINJOB, job, status)
+
+    def _trainjob_dependents(self, job: dict, plan: dict) -> None:
+        """What Trainer's MPI plugin makes (the ssh key Secret, the hostfile ConfigMap) and the JobSet's Service."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        owner = [_owner_ref(job)]
+        secret = f"{name}-mpi-ssh-auth"
+        if (namespace, secret) not in self._store["secrets"]:
+            fake_key = base64.b64encode(b"FAKE SSH KEY: the fake Kubeflow Trainer makes no real keys\n").decode()
+            self._create(SECRET, namespace, {"metadata": {"name": secret, "ownerReferences": copy.deepcopy(owner)},
+                                             "type": "kubernetes.io/ssh-auth", "immutable": True,
+                                             "data": {"ssh-privatekey": fake_key, "ssh-publickey": fake_key}})
+        data = {"hostfile": plan["hostfile"]}
+        config = self._store["configmaps"].get((namespace, f"{name}-mpi-hostfile"))
+        if config is None:
+            self._create(CONFIGMAP, namespace, {"metadata": {"name": f"{name}-mpi-hostfile",
+                                                             "ownerReferences": copy.deepcopy(owner)}, "data": data})
+        elif config.get("data") != data:
+            config["data"] = data
+            self._touch(CONFIGMAP, config, spec_changed=True)
+        if (namespace, plan["subdomain"]) not in self._store["services"]:
+            self._create(SERVICE, namespace, {"metadata": {"name": plan["subdomain"], "labels": {JOBSET_NAME_LABEL: name},
+                                                           "ownerReferences": copy.deepcopy(owner)},
+                                              "spec": {"clusterIP": "None", "selector": {JOBSET_NAME_LABEL: name},
+                                                       "publishNotReadyAddresses": plan["publish_not_ready"]}})
+
+    def _trainjob_pods(self, job: dict, rjob: str) -> list[dict]:
+        return [p for p in self._owned_pods(job)
+                if (p["metadata"].get("labels") or {}).get(JOBSET_REPLICATED_JOB_LABEL) == rjob]
+
+    def _trainjob_nodes(self, job: dict, rjob: dict, plan: dict, *, create: bool) -> dict[str, int]:
+        """The pods of a replicated job other than the launcher (made here, not by a Job: see NOT_FAKED)."""
+        namespace = job["metadata"]["namespace"]
+        pods = {(p["metadata"]["labels"].get(JOBSET_JOB_INDEX_LABEL), p["metadata"]["labels"].get(JOB_INDEX_LABEL)): p
+                for p in self._trainjob_pods(job, rjob["name"])}
+        if create:
+            for i in range(rjob["replicas"]):
+                for j in range(rjob["count"]):
+                    if (str(i), str(j)) not in pods:
+                        pods[(str(i), str(j))] = self._create(POD, namespace, _trainjob_pod(job, rjob, plan, i, j))
+        phases = [p["status"].get("phase") for p in pods.values()]
+        if not pods:
+            return {}
+        ready = sum(p["status"].get("phase") == "Succeeded" or any(
+            c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+            for p in pods.values())
+        expected = rjob["replicas"] * rjob["count"]
+        return {"active": int(any(ph in ("Pending", "Running") for ph in phases)),
+                "ready": rjob["replicas"] if ready >= expected else 0,
+                "succeeded": rjob["replicas"] if phases.count("Succeeded") >= expected else 0,
+                "failed": int("Failed" in phases)}
+
+    def _trainjob_launcher(self, job: dict, rjob: dict, plan: dict, *, create: bool) -> dict[str, int]:
+        """The launcher: a batch Job (the fake Job controller runs its pod)."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        launcher = self._store["jobs"].get((namespace, f"{name}-launcher-0"))
+        if launcher is not None and (_controller_ref(launcher) or {}).get("uid") != job["metadata"]["uid"]:
+            launcher = None
+        if launcher is None:
+            if not create:
+                return {}
+            launcher = self._create(JOB, namespace, _trainjob_launcher_job(job, rjob, plan))
+        state = launcher.get("status") or {}
+        return {"active": int(bool(state.get("active"))), "ready": int(bool(state.get("ready"))),
+                "succeeded": int(_job_condition_true(launcher, "Complete")),
+                "failed": int(_job_condition_true(launcher, "Failed"))}
+
+    def _trainjob_delete_pods(self, job: dict, *, launcher: bool) -> None:
+        """Delete the active node pods and the launcher Job while it runs (the Jobs a finished JobSet deletes);
+        with ``launcher``, the launcher Job in any case (a deleted or suspended JobSet)."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        for pod in self._owned_pods(job):
+            if pod["status"].get("phase") in ("Pending", "Running"):
+                self._terminate_pod(pod, 0)
+                self._remove(POD, namespace, pod["metadata"]["name"])
+        found = self._store["jobs"].get((namespace, f"{name}-launcher-0"))
+        if found is None or (_controller_ref(found) or {}).get("uid") != job["metadata"]["uid"]:
+            return
+        if launcher or not _job_finished(found):
+            for pod in self._owned_pods(found):
+                self._terminate_pod(pod, 0)
+            self._remove(JOB, namespace, found["metadata"]["name"], "Background")
 
     # -- Seldon ---------------------------------------------------------------------------
     def _reconcile_seldon(self, key: tuple[str, str], obj: dict) -> None:
@@ -2436,6 +2695,181 @@ def _mpi_launcher_job(job: dict) -> dict:
             "metadata": {"name": f"{name}-launcher", "namespace": namespace, "labels": {"app": name},
                          "ownerReferences": [_owner_ref(job)]},
             "spec": job_spec}
+
+
+def _trainjob_condition(status: Mapping[str, Any], kind: str) -> bool:
+    return any(c["type"] == kind and c["status"] == "True" for c in status.get("conditions") or [])
+
+
+def _set_trainjob_condition(status: dict, kind: str, cond_status: str, reason: str, message: str, when: str) -> None:
+    """``meta.SetStatusCondition``: the transition time changes only with the status."""
+    conditions = status.setdefault("conditions", [])
+    current = next((c for c in conditions if c["type"] == kind), None)
+    if current is None:
+        conditions.append({"type": kind, "status": cond_status, "reason": reason, "message": message,
+                           "lastTransitionTime": when})
+        return
+    if current["status"] != cond_status:
+        current["lastTransitionTime"] = when
+    current.update(status=cond_status, reason=reason, message=message)
+
+
+def _trainjob_runtime_problem(spec: Mapping[str, Any], runtime: Mapping[str, Any] | None) -> str | None:
+    """Why the fake cannot run a TrainJob from ``runtime`` (None: it can)."""
+    ref = spec.get("runtimeRef") or {}
+    if ref.get("kind") != "TrainingRuntime":
+        return f"the FAKE Kubeflow Trainer serves no {ref.get('kind')}s"
+    if runtime is None:
+        return f'trainingruntimes.trainer.kubeflow.org "{ref.get("name")}" not found'
+    mpi = ((runtime.get("spec") or {}).get("mlPolicy") or {}).get("mpi")
+    if not isinstance(mpi, Mapping) or mpi.get("mpiImplementation", "OpenMPI") != "OpenMPI":
+        return "the FAKE Kubeflow Trainer runs only TrainingRuntimes with an OpenMPI policy"
+    jobs = ((runtime["spec"].get("template") or {}).get("spec") or {}).get("replicatedJobs") or []
+    if "launcher" not in [j.get("name") for j in jobs]:
+        return "the FAKE Kubeflow Trainer runs only MPI runtimes with a launcher job"
+    return None
+
+
+def _upsert(items: list[dict], new: Iterable[Mapping[str, Any]], key: str = "name") -> list[dict]:
+    """``apply.UpsertEnvVars``/``UpsertVolumes``: replace the item of the same ``key``, else append."""
+    out = [copy.deepcopy(i) for i in items]
+    for item in new:
+        index = next((n for n, i in enumerate(out) if i.get(key) == item.get(key)), None)
+        if index is None:
+            out.append(copy.deepcopy(dict(item)))
+        else:
+            out[index] = copy.deepcopy(dict(item))
+    return out
+
+
+def _gpus(resources: Mapping[str, Any] | None) -> int:
+    for kind in ("limits", "requests"):
+        value = ((resources or {}).get(kind) or {}).get("nvidia.com/gpu")
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def _trainjob_plan(job: dict, runtime: dict) -> dict:
+    """What Trainer v2 makes of a TrainJob and its MPI runtime: each replicated job's Job template (the trainer's
+    image, command, env and resources, the runtime patches, the MPI plugin's volumes and env), its replicas and
+    pod count; the hostfile."""
+    name = job["metadata"]["name"]
+    trainer = job["spec"].get("trainer") or {}
+    policy = runtime["spec"].get("mlPolicy") or {}
+    mpi = policy["mpi"]
+    jobset = copy.deepcopy((runtime["spec"].get("template") or {}).get("spec") or {})
+    for patch in job["spec"].get("runtimePatches") or []:
+        patched = (((patch or {}).get("trainingRuntimeSpec") or {}).get("template") or {}).get("spec")
+        if patched:
+            jobset = strategic_merge_patch(jobset, patched)
+    as_node = bool(mpi.get("runLauncherAsNode"))
+    num_nodes = trainer.get("numNodes") or policy.get("numNodes") or 1
+    resources = trainer.get("resourcesPerNode")
+    slots = trainer.get("numProcPerNode") or mpi.get("numProcPerNode", 1)
+    if not trainer.get("numProcPerNode") and mpi.get("numProcPerNode", 1) == 1 and _gpus(resources) > 1:
+        slots = _gpus(resources)
+    subdomain = (jobset.get("network") or {}).get("subdomain") or name
+    ssh_volume = {"name": "mpi-ssh-auth", "secret": {"secretName": f"{name}-mpi-ssh-auth", "defaultMode": 0o400, "items": [
+        {"key": "ssh-privatekey", "path": "id_rsa", "mode": 0o640},
+        {"key": "ssh-publickey", "path": "id_rsa.pub", "mode": 0o644},
+        {"key": "ssh-publickey", "path": "authorized_keys", "mode": 0o644}]}}
+    hostfile_volume = {"name": "mpi-hostfile", "configMap": {"name": f"{name}-mpi-hostfile", "items": [
+        {"key": "hostfile", "path": "hostfile", "mode": 0o444}]}}
+    jobs = []
+    for rjob in jobset.get("replicatedJobs") or []:
+        rname = rjob["name"]
+        template = copy.deepcopy(rjob.get("template") or {})
+        ancestor = ((template.get("metadata") or {}).get("labels") or {}).get(TRAINJOB_ANCESTOR_LABEL)
+        job_spec = template.setdefault("spec", {})
+        pod_spec = job_spec.setdefault("template", {}).setdefault("spec", {})
+        count = job_spec.get("parallelism") or 1
+        replicas = rjob.get("replicas", 1)
+        if ancestor == "trainer":
+            count, replicas = policy.get("numNodes") or 1, 1
+        if rname == "node":
+            count = max(num_nodes - 1, 1) if as_node else num_nodes
+        for container in pod_spec.get("containers") or []:
+            if container.get("name") != "node":
+                continue
+            if ancestor == "trainer":
+                for key in ("image", "command", "args"):
+                    if trainer.get(key) is not None:
+                        container[key] = copy.deepcopy(trainer[key])
+            if ancestor == "trainer" or (as_node and rname == "node"):
+                container["env"] = _upsert(container.get("env") or [], trainer.get("env") or [])
+                if resources:
+                    merged = copy.deepcopy(container.get("resources") or {})
+                    for kind, values in resources.items():
+                        merged[kind] = {**(merged.get(kind) or {}), **values}
+                    container["resources"] = merged
+            if rname in ("launcher", "node"):
+                container["volumeMounts"] = _upsert(container.get("volumeMounts") or [], [
+                    {"name": "mpi-ssh-auth", "mountPath": mpi.get("sshAuthMountPath", "/root/.ssh")}])
+            if rname == "launcher":
+                container["volumeMounts"] = _upsert(container["volumeMounts"], [
+                    {"name": "mpi-hostfile", "mountPath": "/etc/mpi"}])
+                container["env"] = _upsert(container.get("env") or [], [
+                    {"name": "OMPI_MCA_orte_default_hostfile", "value": "/etc/mpi/hostfile"},
+                    {"name": "OMPI_MCA_orte_keep_fqdn_hostnames", "value": "true"},
+                    {"name": "OMPI_MCA_orte_set_default_slots", "value": str(slots)},
+                    {"name": "OMPI_MCA_plm_rsh_args", "value": "-o ConnectionAttempts=10"}])
+        if rname in ("launcher", "node"):
+            pod_spec["volumes"] = _upsert(pod_spec.get("volumes") or [],
+                                          [ssh_volume, *([hostfile_volume] if rname == "launcher" else [])])
+        pod_spec.setdefault("restartPolicy", "OnFailure")  # JobSet's default
+        pod_spec["subdomain"] = subdomain
+        jobs.append({"name": rname, "replicas": replicas, "count": count, "template": template,
+                     "dependsOn": list(rjob.get("dependsOn") or [])})
+    hostfile = "".join(f"{name}-{r['name']}-{i}-{j}.{subdomain} slots={slots}\n" for r in jobs
+                       if r["name"] == "node" or (as_node and r["name"] == "launcher")
+                       for i in range(r["replicas"]) for j in range(r["count"]))
+    return {"jobs": jobs, "replicas": {r["name"]: r["replicas"] for r in jobs}, "hostfile": hostfile,
+            "subdomain": subdomain, "publish_not_ready": (jobset.get("network") or {}).get("publishNotReadyAddresses", True),
+            "success_targets": (jobset.get("successPolicy") or {}).get("targetReplicatedJobs"),
+            "ttl": jobset.get("ttlSecondsAfterFinished")}
+
+
+def _jobset_labels(job: Mapping[str, Any], rjob: Mapping[str, Any], index: int) -> dict[str, str]:
+    name = job["metadata"]["name"]
+    return {JOBSET_NAME_LABEL: name, JOBSET_REPLICATED_JOB_LABEL: rjob["name"],
+            JOBSET_REPLICAS_LABEL: str(rjob["replicas"]), JOBSET_JOB_INDEX_LABEL: str(index), JOBSET_RESTARTS_LABEL: "0"}
+
+
+def _trainjob_pod(job: dict, rjob: dict, plan: dict, index: int, completion: int) -> dict:
+    """Pod ``completion`` of Job ``index`` of a replicated job (in a cluster: of the Indexed Job ``<name>-<rjob>-<index>``)."""
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    template = copy.deepcopy(rjob["template"]["spec"]["template"])
+    job_name = f"{name}-{rjob['name']}-{index}"
+    labels = {**((template.get("metadata") or {}).get("labels") or {}), **_jobset_labels(job, rjob, index),
+              JOB_NAME_LABEL: job_name, JOB_INDEX_LABEL: str(completion)}
+    spec = template.get("spec") or {}
+    spec["hostname"] = f"{job_name}-{completion}"
+    metadata = {"generateName": f"{job_name}-{completion}-", "namespace": namespace, "labels": labels,
+                "ownerReferences": [_owner_ref(job)]}
+    if (template.get("metadata") or {}).get("annotations"):
+        metadata["annotations"] = template["metadata"]["annotations"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _trainjob_launcher_job(job: dict, rjob: dict, plan: dict) -> dict:
+    """The launcher's Job ``<name>-launcher-0`` (in a cluster the JobSet's; here the TrainJob's)."""
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    template = copy.deepcopy(rjob["template"])
+    job_spec = {k: v for k, v in (template.get("spec") or {}).items() if k not in ("template", "parallelism",
+                                                                                  "completions", "completionMode")}
+    pod = copy.deepcopy(template["spec"]["template"])
+    labels = _jobset_labels(job, rjob, 0)
+    pod.setdefault("metadata", {})["labels"] = {**(pod["metadata"].get("labels") or {}), **labels,
+                                                JOB_INDEX_LABEL: "0"}
+    pod["spec"]["hostname"] = f"{name}-launcher-0-0"
+    if plan["ttl"] is not None:
+        job_spec["ttlSecondsAfterFinished"] = plan["ttl"]
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"{name}-launcher-0", "namespace": namespace,
+                         "labels": {**((template.get("metadata") or {}).get("labels") or {}), **labels},
+                         "ownerReferences": [_owner_ref(job)]},
+            "spec": {**job_spec, "template": pod}}
 
 
 # ----------------------------------------------------------------------------- HTTP handler
