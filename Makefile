@@ -12,12 +12,12 @@ PYTEST_ARGS ?=
 # workers than cores; a file's tests stay together on one worker, slowest files first (tests/conftest.py).
 TEST_WORKERS ?= 3
 
-.PHONY: demo test unit lint venv host-tools browser-tools runtimes up clean
+.PHONY: demo test unit lint venv host-tools browser-tools container-tools runtimes images up clean
 
 demo: venv host-tools runtimes
 	$(PY) scripts/demo.py
 
-test: venv host-tools browser-tools runtimes lint
+test: venv host-tools browser-tools runtimes images lint
 	$(PY) -m pytest -v -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 unit: venv lint
@@ -44,6 +44,15 @@ host-tools:
 # Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
 browser-tools:
 	@scripts/browser-tools.sh
+
+# podman, buildah, runc and debootstrap for the container tests (they skip, saying why, where these cannot run).
+container-tools:
+	@scripts/container-tools.sh
+
+# docker/'s images, built with podman from local base images, cached by their inputs (tests/containers/images.py);
+# the runtime images from the runtimes built above. Nothing is built where containers cannot run.
+images: venv runtimes container-tools
+	$(PY) -m tests.containers.images
 
 runtimes: venv
 	$(VENV)/bin/airflow-mlops runtime build tfx

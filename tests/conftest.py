@@ -155,6 +155,25 @@ def tfx_runtime():
 
 
 @pytest.fixture(scope="session")
+def container_image() -> Callable[[str], str]:
+    """``fn(name)``: the tag of docker/'s image ``name`` (``tfx``, ``serving``, ``drift``, ``airflow``), built with
+    podman from a local base image when its inputs changed (tests/containers/images.py; `make images` builds them
+    before the suite). The test is skipped, with the reason, where containers cannot run here."""
+    from tests.containers.images import build_image
+    from tests.containers.podman import unavailable
+
+    if reason := unavailable():
+        pytest.skip(f"containers cannot run on this machine: {reason}")
+
+    def build(name: str) -> str:
+        with open("/var/tmp/airflow-mlops-images.lock", "w") as lock:  # one build of an image at a time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return build_image(name, log=lambda line: None)
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def taxi_csv(tfx_runtime) -> Path:
     """The Chicago taxi CSV shipped inside the TFX wheel of the runtime."""
     found = sorted(tfx_runtime.site_root.glob("lib/python3*/site-packages/tfx/examples/chicago_taxi_pipeline/data/simple/data.csv"))

@@ -7,17 +7,18 @@ No image is built (no container engine here): these read the Dockerfiles and run
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.containers import dockerfile
+from tests.containers.dockerfile import Instruction, copy_args
 
 from airflow_mlops.runtimes.builder import source_build_script
 from airflow_mlops.runtimes.specs import RUNTIMES
@@ -46,51 +47,13 @@ def dockerfiles() -> list[str]:
     return sorted(str(p.relative_to(REPO)) for p in DOCKER.rglob("Dockerfile*") if not p.name.endswith(".dockerignore"))
 
 
-@dataclass
-class Instruction:
-    keyword: str
-    args: str
-    line: int
-
-
 def parse(path: str) -> list[list[Instruction]]:
     """The Dockerfile's instructions, one list per stage (continuations joined, comments dropped)."""
-    stages: list[list[Instruction]] = []
-    pending, start = "", 0
-    for number, raw in enumerate((REPO / path).read_text().splitlines(), 1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue  # Docker drops comment lines, also inside a continued instruction
-        if not pending:
-            start = number
-        if text.endswith("\\"):
-            pending += text[:-1] + " "
-            continue
-        keyword, _, args = (pending + text).partition(" ")
-        pending = ""
-        instruction = Instruction(keyword.upper(), args.strip(), start)
-        if instruction.keyword == "FROM":
-            stages.append([])
-        assert stages, f"{path}:{start}: {keyword} before the first FROM"
-        stages[-1].append(instruction)
-    return stages
+    return dockerfile.parse(REPO / path)
 
 
 def final_stage(path: str) -> list[Instruction]:
     return parse(path)[-1]
-
-
-def copy_args(instruction: Instruction) -> tuple[dict[str, str], list[str], str]:
-    """``(flags, sources, destination)`` of a COPY/ADD."""
-    if instruction.args.lstrip().startswith("["):
-        words = json.loads(instruction.args)
-    else:
-        words = shlex.split(instruction.args)
-    flags = {}
-    while words and words[0].startswith("--"):
-        name, _, value = words.pop(0)[2:].partition("=")
-        flags[name] = value
-    return flags, words[:-1], words[-1]
 
 
 def env_of(stage: list[Instruction]) -> dict[str, str]:
@@ -238,9 +201,11 @@ def test_runtime_image_python_is_the_lock_files(path):
     spec = RUNTIMES[RUNTIME_IMAGES[path][0]]
     wanted = re.search(r"Python (3\.\d+)", spec.lock_text()).group(1)
     stages = parse(path)
+    defaults = dockerfile.global_args(REPO / path)
     used = set()
     for stage in stages:
         image = stage[0].args.split()[0]
+        image = defaults.get(image[2:-1], image) if image.startswith("${") else image  # FROM ${BASE}
         if image.startswith("python:"):
             used.add(re.match(r"python:(3\.\d+)", image).group(1))
     used |= {m for r in runs(stages) for m in re.findall(r"python(3\.\d+) -m venv", r)}
