@@ -11,7 +11,8 @@ back to the data span. Copy this file into your DAGs folder and edit it.
   taxi module shipped with the provider. They train on the run's span, or on a **training
   window**: the newest ``training_spans`` spans, or every span since ``since_span``, among the
   spans the data gate accepted (recorded in ML Metadata as Transform's inputs). The Trainer runs ``num_workers`` Horovod workers
-  (data parallel, Gloo); a retry resumes from the run's last checkpoint.
+  (data parallel, Gloo); a retry resumes from the run's last checkpoint. On the Kubernetes backend they run as
+  an MPIJob or, with ``launcher`` = trainjob, a Kubeflow Trainer v2 TrainJob.
 * **Evaluator**: TFMA on the eval split of the run's (newest) span, for the ``model_type``
   (binary, multiclass, regression). The model is blessed when the chosen metric reaches the
   threshold (at least it, or at most it for errors) and is no worse (by more than
@@ -46,6 +47,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, Param, task
 
 from airflow_mlops.evaluation import DIRECTIONS, MODEL_TYPES
+from airflow_mlops.kubernetes.launchers import LAUNCHERS
 from airflow_mlops.operators.approval import ModelApprovalOperator
 from airflow_mlops.operators.seldon import SeldonDeployOperator
 from airflow_mlops.operators.tfx import (
@@ -93,6 +95,10 @@ with DAG(
                             description="Empty: no lower bound (with the setting above, the narrower wins)."),
         "num_workers": Param(2, type="integer", minimum=1, maximum=64, title="Horovod workers"),
         "train_steps": Param(1000, type="integer", minimum=1, title="Training steps (shared by the workers)"),
+        "launcher": Param("mpijob", type="string", enum=sorted(LAUNCHERS), title="Training job (Kubernetes)",
+                          description="What runs the Horovod training on the Kubernetes backend: mpijob (Kubeflow "
+                          "MPI Operator) or trainjob (Kubeflow Trainer v2, with the TrainingRuntime of "
+                          "deploy/kubernetes/trainer/ applied; no elastic training). Not used locally."),
         "model_type": Param("binary", type="string", enum=list(MODEL_TYPES), title="Model type",
                            description="What the model predicts: binary (one score), multiclass (one score per "
                            "class) or regression (a number). Decides the metrics."),
@@ -151,7 +157,7 @@ with DAG(
     trainer = HorovodTrainerOperator(
         task_id="Trainer", examples=transform, transform_graph=transform, schema=schema_gen,
         module_file="{{ params.module_file or '' }}", num_workers="{{ params.num_workers }}",
-        train_steps="{{ params.train_steps }}", eval_steps=50,
+        train_steps="{{ params.train_steps }}", eval_steps=50, launcher="{{ params.launcher }}",
     )
     evaluator = EvaluatorOperator(
         task_id="Evaluator", examples=example_gen, model=trainer, model_type="{{ params.model_type }}",

@@ -24,7 +24,6 @@ from airflow_mlops.kubernetes.api import (
     read_log,
     wait_gone,
 )
-from airflow_mlops.kubernetes.schema import ManifestError
 
 #: The states every controller's ``job_state`` may answer that end a job.
 FINAL_STATES = ("Succeeded", "Failed")
@@ -97,6 +96,7 @@ class JobController:
         An adopted job that failed is deleted and created again: the retry trains again.
 
         :returns: ``(job, adopted)``.
+        :raises KubernetesApiError: a call failed, or the failed job was not gone in time (a retry may help).
         """
         name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
         for _ in range(2):
@@ -112,8 +112,8 @@ class JobController:
                 return job, adopted
             self.delete(name, namespace)
             if not wait_gone(lambda: self.get(name, namespace) is not None, sleep=self.sleep):
-                raise ManifestError(f"{self.KIND} {namespace}/{name} was still there {DELETE_TIMEOUT:g} s after it "
-                                    "was deleted")
+                raise KubernetesApiError(f"{self.KIND} {namespace}/{name} was still there {DELETE_TIMEOUT:g} s after "
+                                         "it was deleted", status=409, reason="Conflict")
         raise AssertionError("unreachable")  # pragma: no cover
 
     def launcher_pod(self, name: str, namespace: str) -> Any | None:

@@ -35,6 +35,7 @@ from airflow_mlops.exceptions import (
     RuntimeStepRejected,
 )
 from airflow_mlops.hooks.runtime import RuntimeHook, task_context
+from airflow_mlops.kubernetes.launchers import LAUNCHERS
 from airflow_mlops.links.pages import ModelVersionLink, page_path
 from airflow_mlops.runtimes.runners import ONE_PROCESS, Placement
 from airflow_mlops.utils.csv_data import CsvDataError, check_csv_files, span_files, visible
@@ -97,9 +98,9 @@ class TfxComponentOperator(BaseOperator):
     :param kubernetes: this task's pod settings, by the ``[mlops] kubernetes_*`` names without the
         prefix: ``namespace``, ``image``, ``service_account``, ``volume_claim``, ``resources`` (dict),
         ``node_selector`` (dict), ``tolerations`` (list), ``on_finish_action``, ``startup_timeout``.
-    :param deferrable: on the Kubernetes backend, wait for the node's pod (or MPIJob) in the
+    :param deferrable: on the Kubernetes backend, wait for the node's pod (or training job) in the
         triggerer instead of a worker slot; its log reaches the task log when it ends.
-    :param poll_interval: seconds between two reads of the pod's (MPIJob's) state.
+    :param poll_interval: seconds between two reads of the pod's (training job's) state.
     """
 
     #: The component this operator runs: its inputs, typed arguments and result fields
@@ -313,7 +314,7 @@ class TfxComponentOperator(BaseOperator):
 
     def run_node(self, context: Any, prepared: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run this task's node where the settings say; when deferrable and the step runner can be
-        waited for in the triggerer (a pod, an MPIJob), defer until it ends (``prepared`` travels
+        waited for in the triggerer (a pod, a training job), defer until it ends (``prepared`` travels
         with the deferral, for :meth:`finish`)."""
         params, binds = self.node_params(context)
         step_context, placement = self.step_context(context), self.placement()
@@ -322,8 +323,8 @@ class TfxComponentOperator(BaseOperator):
                                           placement=placement, poll_interval=self.poll_interval)
             if handle is not None:
                 if not handle["ended"]:
-                    self.log.info("deferring until %s %s/%s of step %s ends", handle["runner"], handle["namespace"],
-                                  handle["name"], handle["step"])
+                    self.log.info("deferring until %s %s/%s of step %s ends", handle.get("launcher", handle["runner"]),
+                                  handle["namespace"], handle["name"], handle["step"])
                     self.defer(trigger=self.hook.step_trigger(handle, self.poll_interval),
                                method_name="execute_complete", kwargs={"handle": handle, "prepared": prepared or {}})
                 return self.report(self.hook.finish_step(handle, None, poll_interval=self.poll_interval))
@@ -890,20 +891,31 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
     :param worker_resources: ``requests``/``limits`` of each worker pod (Kubernetes backend;
         GPUs come from ``gpus_per_worker``); default: ``[mlops] kubernetes_resources``.
     :param run_policy: the MPIJob's ``clean_pod_policy``, ``backoff_limit``,
-        ``active_deadline_seconds`` (default: ``step_timeout``) and ``ttl_seconds_after_finished``.
+        ``active_deadline_seconds`` (default: ``step_timeout``) and ``ttl_seconds_after_finished``;
+        a TrainJob takes ``active_deadline_seconds`` only (its TrainingRuntime decides the rest,
+        and another value is refused).
+    :param launcher: what runs the training on the Kubernetes backend (templated): ``"mpijob"``, an
+        MPIJob of the Kubeflow MPI Operator, or ``"trainjob"``, a TrainJob of Kubeflow Trainer v2
+        (``trainer.kubeflow.org/v1alpha1``) run from the provider's TrainingRuntime
+        ``airflow-mlops-horovod`` (``airflow-mlops-horovod-cuda`` with GPUs), which must be applied
+        from ``deploy/kubernetes/trainer/`` with the nodes' image set to the step's. A TrainJob has no
+        elastic training (``min_workers``/``max_workers`` are refused: use ``"mpijob"``). Locally it
+        is not used (the node starts its ranks itself), but must still be one of the two.
 
-    On the Kubernetes backend the node runs as an MPIJob (``kubeflow.org/v2beta1``): the launcher
-    pod runs the TFX node (once: ML Metadata, inputs, outputs) and its executor starts a rank per
-    GPU (or one per CPU worker) on the worker pods with ``horovodrun`` over the operator's
-    hostfile. The task follows the launcher's log (when not deferred) and waits for the job's
-    ``Succeeded``/``Failed`` condition; a failure names the condition's reason and the last lines
-    of the launcher's log. A retry reattaches to the job of its earlier try (or trains again when
-    that one failed); killing the task deletes the job.
+    On the Kubernetes backend the node runs as an MPIJob (``kubeflow.org/v2beta1``) or a TrainJob
+    (``launcher``): the launcher pod runs the TFX node (once: ML Metadata, inputs, outputs) and
+    its executor starts a rank per GPU (or one per CPU worker) on the worker (node) pods with
+    ``horovodrun`` over the hostfile the operator writes. The task follows the launcher's log (when
+    not deferred) and waits for the job's ``Succeeded``/``Failed`` (TrainJob: ``Complete``/``Failed``)
+    condition; a failure names the condition's reason and the last lines of the launcher's log. A
+    retry reattaches to the job of its earlier try (or trains again when that one failed); killing
+    the task deletes the job. Both launchers behave the same (GPUs, retries, ``on_kill``,
+    ``deferrable``).
     """
 
     definition = components.HOROVOD_TRAINER
     template_fields: Sequence[str] = (
-        *TfxComponentOperator.template_fields, "module_file", "num_workers", "train_steps", "eval_steps",
+        *TfxComponentOperator.template_fields, "module_file", "num_workers", "train_steps", "eval_steps", "launcher",
     )
 
     def __init__(
@@ -921,9 +933,11 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         max_workers: int | None = None,
         worker_resources: dict[str, Any] | None = None,
         run_policy: dict[str, Any] | None = None,
+        launcher: str = "mpijob",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.launcher = launcher
         self.min_workers = min_workers
         self.max_workers = max_workers
         self.worker_resources = worker_resources
@@ -945,6 +959,9 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
 
     def validate_args(self) -> None:
         super().validate_args()  # num_workers, steps, gpus_per_worker: typed by the definition
+        if self.launcher not in LAUNCHERS:  # on every backend: a DAG that works locally works on Kubernetes
+            raise InvalidArgumentError(f"{self.task_id}: launcher must be one of {sorted(LAUNCHERS)}, "
+                                       f"got {self.launcher!r}")
         try:  # what the runner of this backend cannot give (GPUs on this machine, an unknown run_policy key)
             self.hook.check_placement(self.placement())
         except InvalidArgumentError as err:
@@ -964,12 +981,13 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         return result
 
     def placement(self) -> Placement:
-        """Distributed: on Kubernetes an MPIJob's launcher runs the node and its workers hold the ranks;
-        locally the node starts its ranks itself (``horovodrun`` in the runtime)."""
+        """Distributed: on Kubernetes the launcher of an MPIJob or a TrainJob (``launcher``) runs the node and
+        its workers hold the ranks; locally the node starts its ranks itself (``horovodrun`` in the runtime)."""
         args = self.typed_args()
         return Placement(distributed=True, workers=args["num_workers"], gpus_per_worker=args["gpus_per_worker"],
                          min_workers=self.min_workers, max_workers=self.max_workers,
-                         worker_resources=self.worker_resources, run_policy=dict(self.run_policy or {}))
+                         worker_resources=self.worker_resources, run_policy=dict(self.run_policy or {}),
+                         launcher=self.launcher)
 
 
 #: TFMA metrics the blessing gate can use, every model type's (:mod:`airflow_mlops.evaluation`).

@@ -3,7 +3,8 @@
 A step (:mod:`airflow_mlops.runtimes.contract`) runs in a fresh runtime process
 (:class:`ProcessRunner`), in the warm runtime (:class:`WarmRunner`, falling back to a fresh
 process), in a pod (:class:`PodRunner`) or, for a node whose ranks each need a machine of their
-own, in an MPIJob whose launcher runs it (:class:`MPIJobRunner`). :func:`choose_runner` is the one
+own, in a training job whose launcher runs it (:class:`DistributedJobRunner`: an MPIJob or a Kubeflow
+Trainer v2 TrainJob, as the placement's ``launcher`` says). :func:`choose_runner` is the one
 place that picks the runner from the settings and the step's :class:`Placement` (:data:`RUNNERS`
 holds the kinds); callers (the runtime hook, and through it the operators) never ask which backend
 runs. A runner receives a :class:`~airflow_mlops.runtimes.context.RunnerContext` (settings, paths,
@@ -11,7 +12,7 @@ a Kubernetes client factory), never the hook that made it. Every runner gives ba
 :class:`StepResult`, and failures are one hierarchy (:class:`~airflow_mlops.exceptions.RuntimeStepFailed`,
 and :class:`RuntimeStepRejected` for bad input).
 
-The runners that can be waited for in Airflow's triggerer (pods, MPIJobs) also :meth:`~StepRunner.start`
+The runners that can be waited for in Airflow's triggerer (pods, training jobs) also :meth:`~StepRunner.start`
 a step and return a JSON *handle* naming it; the trigger's event and the handle are all a
 freshly built operator needs to :meth:`~StepRunner.collect` the result (:func:`runner_for_handle`).
 Runs on the Airflow side.
@@ -26,7 +27,7 @@ import subprocess
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -36,6 +37,7 @@ from airflow_mlops.exceptions import (
     InvalidArgumentError,
     MlopsException,
     RuntimeStepFailed,
+    limit_failure,
     step_failure,
 )
 from airflow_mlops.kubernetes.api import KubernetesApiError, object_name, owner_labels
@@ -46,6 +48,8 @@ from airflow_mlops.runtimes.local import RuntimeProcess, runtime_command
 if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
+    from airflow_mlops.kubernetes.jobs import JobController
+    from airflow_mlops.kubernetes.launchers import HorovodLauncher
     from airflow_mlops.kubernetes.pods import PodSettings
 
 #: A step's output line goes here (the task log).
@@ -56,14 +60,17 @@ OnLine = Callable[[str], None]
 class Placement:
     """How many processes a step runs on. The default, one process, is every step but Horovod training.
 
-    :param distributed: the step's ranks each need a machine (a Horovod node on Kubernetes: an
-        MPIJob whose launcher runs the node); locally the step starts its ranks itself.
+    :param distributed: the step's ranks each need a machine (a Horovod node on Kubernetes: a
+        training job whose launcher runs the node); locally the step starts its ranks itself.
     :param workers: ranks (one per worker, or one per GPU).
     :param gpus_per_worker: GPUs per worker; only a cluster has them.
     :param min_workers: with ``max_workers``: elastic between the two.
     :param worker_resources: ``requests``/``limits`` of each worker pod; None: ``[mlops] kubernetes_resources``.
-    :param run_policy: the MPIJob's ``clean_pod_policy``, ``backoff_limit``, ``active_deadline_seconds``,
-        ``ttl_seconds_after_finished``.
+    :param run_policy: the job's ``clean_pod_policy``, ``backoff_limit``, ``active_deadline_seconds``,
+        ``ttl_seconds_after_finished`` (a TrainJob refuses what its TrainingRuntime decides).
+    :param launcher: the kind of training job a distributed step runs as on Kubernetes, one of
+        :data:`~airflow_mlops.kubernetes.launchers.LAUNCHERS`: ``mpijob`` (Kubeflow MPI Operator) or
+        ``trainjob`` (Kubeflow Trainer v2); locally the step starts its ranks itself and it is not used.
     """
 
     distributed: bool = False
@@ -73,6 +80,7 @@ class Placement:
     max_workers: int | None = None
     worker_resources: dict[str, Any] | None = None
     run_policy: dict[str, Any] = field(default_factory=dict)
+    launcher: str = "mpijob"
 
 
 ONE_PROCESS = Placement()
@@ -83,7 +91,7 @@ class StepRunner(ABC):
     """Runs step requests somewhere. One instance serves one hook; :meth:`kill` stops its step in flight.
 
     :param ctx: what the runner uses (settings, paths, the runtime, Kubernetes clients).
-    :param poll_interval: seconds between checks of a step that runs elsewhere (an MPIJob).
+    :param poll_interval: seconds between checks of a step that runs elsewhere (a training job).
     """
 
     kind: ClassVar[str]
@@ -264,8 +272,8 @@ def _api_errors(step: str, where: str) -> Iterator[None]:
     """A failed API call (or a pod that never gave a result) as the task's :class:`RuntimeStepFailed`."""
     try:
         yield
-    except KubernetesApiError as err:
-        raise RuntimeStepFailed(f"step {step} in {where}: {err}", step=step) from err
+    except KubernetesApiError as err:  # a pod that hit a limit says which (``fault``): OOMKilled is not retried
+        raise limit_failure(getattr(err, "fault", None))(f"step {step} in {where}: {err}", step=step) from err
 
 
 class PodRunner(StepRunner):
@@ -282,7 +290,7 @@ class PodRunner(StepRunner):
 
     def check(self, placement: Placement) -> None:
         if placement.distributed:
-            raise InvalidArgumentError("a distributed step runs as an MPIJob, not in one pod")
+            raise InvalidArgumentError("a distributed step runs as a training job, not in one pod")
 
     def _pods(self):
         from airflow_mlops.kubernetes.pods import PodStepRunner
@@ -368,113 +376,160 @@ class PodRunner(StepRunner):
             runner.kill()
 
 
-class MPIJobRunner(StepRunner):
-    """A distributed step on Kubernetes: an MPIJob (``kubeflow.org/v2beta1``) whose launcher pod runs
-    the step once and whose worker pods hold its ranks (:mod:`airflow_mlops.kubernetes.mpijob`).
-    The job is named from the task instance: a retry reattaches to its earlier try's job (or, when
-    that one failed, replaces it)."""
+class DistributedJobRunner(StepRunner):
+    """A distributed step on Kubernetes: a training job whose launcher pod runs the step once and whose
+    other pods hold its ranks, of the kind the placement's ``launcher`` names: an MPIJob
+    (``kubeflow.org/v2beta1``, :mod:`airflow_mlops.kubernetes.mpijob`) or a Kubeflow Trainer v2 TrainJob
+    (``trainer.kubeflow.org/v1alpha1``, :mod:`airflow_mlops.kubernetes.trainjob`). Everything that differs
+    between them comes from the launcher's :class:`~airflow_mlops.kubernetes.launchers.HorovodLauncher`
+    (spec, manifest, state, controller, trigger, the launcher's container), so this code is the same for
+    both. The job is named from the task instance: a retry reattaches to its earlier try's job (or, when
+    that one failed, replaces it). A handle names the launcher; one without (made before TrainJobs) is an
+    MPIJob's.
+    """
 
+    #: the kind of the runner when it ran MPIJobs only: the handles of deferred tasks name it, and the
+    #: hook keeps one runner per kind (a task runs one distributed step)
     kind = "mpijob"
     can_defer = True
 
     def __init__(self, ctx: RunnerContext, **kwargs: Any):
         super().__init__(ctx, **kwargs)
-        self._job: tuple[str, str] | None = None
+        self._job: tuple[HorovodLauncher, str, str] | None = None
         self._followed = False
 
-    @property
-    def jobs(self):
-        from airflow_mlops.kubernetes.mpijob import MPIJobController
+    @staticmethod
+    def launcher(name: Any) -> HorovodLauncher:
+        """The launcher called ``name`` (:data:`~airflow_mlops.kubernetes.launchers.LAUNCHERS`).
 
-        return MPIJobController(self.ctx.kubernetes().api_client)
+        :raises InvalidArgumentError: naming the known ones.
+        """
+        from airflow_mlops.kubernetes.launchers import horovod_launcher
+
+        try:
+            return horovod_launcher(name)
+        except ValueError as err:
+            raise InvalidArgumentError(f"launcher: {err}") from None
+
+    def jobs(self, launcher: HorovodLauncher) -> JobController:
+        """The controller of ``launcher``'s jobs on this context's cluster."""
+        return launcher.controller(self.ctx.kubernetes().api_client)
 
     def check(self, placement: Placement) -> None:
+        """Refuse what the placement alone decides: the launcher, the ``run_policy`` keys, and the job's fields
+        it gives (elastic training on a TrainJob, a ``run_policy`` value...), so that the pipeline's first task
+        names them; the rest (image, namespace, name) is checked with the job itself (:meth:`spec`)."""
+        launcher = self.launcher(placement.launcher)
         unknown = sorted(set(placement.run_policy) - set(RUN_POLICY_KEYS))
         if unknown:
             raise InvalidArgumentError(f"unknown run_policy key(s) {unknown}; known: {list(RUN_POLICY_KEYS)}")
+        self._valid(launcher, launcher.spec_class(name="check", image="check", command=["check"],
+                                                  **self._placement_fields(placement)))
+
+    @staticmethod
+    def _placement_fields(placement: Placement, *, timeout: float | None = None,
+                          resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The job's fields that the placement gives (``resources``: the workers' where it names none)."""
+        policy = dict(placement.run_policy)
+        if timeout and "active_deadline_seconds" not in policy:
+            policy["active_deadline_seconds"] = int(timeout)
+        worker_resources = placement.worker_resources if placement.worker_resources is not None else resources
+        return {"num_workers": placement.workers, "gpus_per_worker": placement.gpus_per_worker,
+                "min_workers": placement.min_workers, "max_workers": placement.max_workers,
+                "worker_resources": worker_resources or {}, **policy}
+
+    @staticmethod
+    def _valid(launcher: HorovodLauncher, spec: Any) -> Any:
+        if problems := spec.errors():
+            raise InvalidArgumentError(f"the {launcher.kind} would be invalid: " + "; ".join(problems))
+        return spec
 
     def spec(self, step: str, params: dict[str, Any], context: dict[str, Any], timeout: float | None,
              placement: Placement):
-        """The MPIJob that runs the step for the task instance of ``context``, and its labels."""
-        from airflow_mlops.kubernetes.mpijob import MPIJobSpec, job_name
+        """The job (an :class:`~airflow_mlops.kubernetes.mpijob.MPIJobSpec` or its TrainJob subclass) that
+        runs the step for the task instance of ``context``, and its labels."""
+        from airflow_mlops.kubernetes.mpijob import job_name
         from airflow_mlops.kubernetes.pods import RUNTIME_LABEL, STEP_COMMAND
         from airflow_mlops.runtimes.contract import REQUEST_ENV
 
         self.check(placement)
-        policy = dict(placement.run_policy)
-        if timeout and "active_deadline_seconds" not in policy:
-            policy["active_deadline_seconds"] = int(timeout)
+        launcher = self.launcher(placement.launcher)
         request = StepRequest(step=step, params=params, context=context)
         pods = _pod_settings(self.ctx, f"{self.ctx.runtime}-cuda" if placement.gpus_per_worker else self.ctx.runtime)
         map_index = -1 if context.get("map_index") is None else int(context["map_index"])
         labels = {**owner_labels(context["dag_id"], context["task_id"], context["run_id"], map_index),
                   RUNTIME_LABEL: pods.image.rsplit("/", 1)[-1].split(":")[0][:63].strip("-_.")}
-        spec = MPIJobSpec(
+        spec = launcher.spec_class(
             name=job_name(context["dag_id"], context["task_id"], context["run_id"], map_index),
-            image=pods.image, command=list(STEP_COMMAND), namespace=pods.namespace,
-            num_workers=placement.workers, gpus_per_worker=placement.gpus_per_worker,
-            min_workers=placement.min_workers, max_workers=placement.max_workers, labels=labels,
+            image=pods.image, command=list(STEP_COMMAND), namespace=pods.namespace, labels=labels,
             env={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1", REQUEST_ENV: request.to_json()},
-            worker_resources=placement.worker_resources if placement.worker_resources is not None else pods.resources,
             service_account=pods.service_account, node_selector=pods.node_selector, tolerations=pods.tolerations,
-            horovodrun=False, volume_claim=pods.volume_claim, mount_path=pods.mount_path, **policy,
+            horovodrun=False, volume_claim=pods.volume_claim, mount_path=pods.mount_path,
+            **self._placement_fields(placement, timeout=timeout, resources=pods.resources),
         )
-        if problems := spec.errors():
-            raise InvalidArgumentError("the MPIJob would be invalid: " + "; ".join(problems))
-        return spec, labels
+        return self._valid(launcher, spec), labels
 
     def _submit(self, step, params, context, timeout, placement) -> tuple[Any, str]:
-        from airflow_mlops.kubernetes.mpijob import build_mpijob, mpijob_state
+        from airflow_mlops.kubernetes.schema import ManifestError
 
+        launcher = self.launcher(placement.launcher)
         spec, labels = self.spec(step, params, context, timeout, placement)
-        with _api_errors(step, f"MPIJob {spec.namespace}/{spec.name}"):
-            job, adopted = self.jobs.submit(build_mpijob(spec), labels)
-        self._job = (spec.name, spec.namespace)
-        state = mpijob_state(job)[0]
-        self.ctx.log.info("%s MPIJob %s/%s: %d worker(s) x %d slot(s), image %s (%s)",
-                           "reattached to" if adopted else "created", spec.namespace, spec.name,
+        where = f"{launcher.kind} {spec.namespace}/{spec.name}"
+        with _api_errors(step, where):
+            try:
+                job, adopted = self.jobs(launcher).submit(launcher.build(spec), labels)
+            except ManifestError as err:  # e.g. no TrainingRuntime, or one of another image: retrying cannot help
+                raise InvalidArgumentError(f"step {step}: {err}") from None
+        self._job = (launcher, spec.name, spec.namespace)
+        state = launcher.state(job)[0]
+        self.ctx.log.info("%s %s: %d worker(s) x %d slot(s), image %s (%s)",
+                           "reattached to" if adopted else "created", where,
                            spec.max_workers or spec.num_workers, spec.slots_per_worker, spec.image, state)
         return spec, state
 
     def run(self, step: str, params: dict[str, Any], context: dict[str, Any], *, binds: list[str],
             timeout: float | None, placement: Placement) -> tuple[StepResult, int | None]:
+        launcher = self.launcher(placement.launcher)
         spec, _ = self._submit(step, params, context, timeout, placement)
+        jobs = self.jobs(launcher)
         self._followed = False
-        with _api_errors(step, f"MPIJob {spec.namespace}/{spec.name}"):
-            final = self.jobs.wait(spec.name, spec.namespace, poll_interval=self.poll_interval,
-                                   follow=self._follow_launcher)
-            log_text = self.jobs.launcher_log(spec.name, spec.namespace)
+        with _api_errors(step, f"{launcher.kind} {spec.namespace}/{spec.name}"):
+            final = jobs.wait(spec.name, spec.namespace, poll_interval=self.poll_interval,
+                              follow=lambda pod: self._follow_launcher(jobs, pod))
+            log_text = jobs.launcher_log(spec.name, spec.namespace)
         if not self._followed:  # the job ended before its launcher was seen running (or a retry found it ended)
             self._print_launcher_log(log_text)
         state, reason, message = final
-        return self._result(step, spec.name, spec.namespace, state, reason, message, log_text=log_text), 0
+        return self._result(launcher, step, spec.name, spec.namespace, state, reason, message, log_text=log_text), 0
 
     def start(self, step: str, params: dict[str, Any], context: dict[str, Any], *, timeout: float | None,
               placement: Placement) -> dict[str, Any]:
-        from airflow_mlops.kubernetes.mpijob import FINAL_STATES
-
+        launcher = self.launcher(placement.launcher)
         spec, state = self._submit(step, params, context, timeout, placement)
-        return {"runner": self.kind, "step": step, "name": spec.name, "namespace": spec.namespace,
-                "ended": state in FINAL_STATES}
+        return {"runner": self.kind, "launcher": launcher.name, "step": step, "name": spec.name,
+                "namespace": spec.namespace, "ended": state in launcher.final_states}
+
+    def _handle_launcher(self, handle: dict[str, Any]) -> HorovodLauncher:
+        return self.launcher(handle.get("launcher", Placement.launcher))
 
     def trigger(self, handle: dict[str, Any], poll_interval: float) -> BaseTrigger:
-        from airflow_mlops.triggers.mpijob import MPIJobTrigger
-
-        return MPIJobTrigger(handle["name"], handle["namespace"], self.ctx.kubernetes_conn_id,
-                             poll_interval=poll_interval)
+        return self._handle_launcher(handle).trigger(handle["name"], handle["namespace"], self.ctx.kubernetes_conn_id,
+                                                     poll_interval=poll_interval)
 
     def collect(self, handle: dict[str, Any], event: dict[str, Any] | None) -> StepResult:
         name, namespace, step = handle["name"], handle["namespace"], handle["step"]
-        self._job = (name, namespace)
-        with _api_errors(step, f"MPIJob {namespace}/{name}"):
+        launcher = self._handle_launcher(handle)
+        jobs = self.jobs(launcher)
+        self._job = (launcher, name, namespace)
+        with _api_errors(step, f"{launcher.kind} {namespace}/{name}"):
             if event is None:  # it had ended when the task found it
-                state, reason, message = self.jobs.wait(name, namespace, poll_interval=self.poll_interval)
+                state, reason, message = jobs.wait(name, namespace, poll_interval=self.poll_interval)
             else:
                 state = {"success": "Succeeded", "failed": "Failed"}.get(event["status"], event["status"])
                 reason, message = event.get("reason", ""), event.get("message", "")
-            log_text = self.jobs.launcher_log(name, namespace)
+            log_text = jobs.launcher_log(name, namespace)
         self._print_launcher_log(log_text)
-        return self._result(step, name, namespace, state, reason, message, log_text=log_text)
+        return self._result(launcher, step, name, namespace, state, reason, message, log_text=log_text)
 
     def _print_launcher_log(self, log_text: str) -> None:
         from airflow_mlops.runtimes.contract import is_result_line
@@ -483,7 +538,7 @@ class MPIJobRunner(StepRunner):
             if not is_result_line(line):
                 self.ctx.log.info("[launcher] %s", line)
 
-    def _follow_launcher(self, pod: Any) -> None:
+    def _follow_launcher(self, jobs: JobController, pod: Any) -> None:
         from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
 
         from airflow_mlops.runtimes.contract import is_result_line
@@ -493,13 +548,13 @@ class MPIJobRunner(StepRunner):
         def formatter(container: str, line: str) -> str:
             return "[launcher] (the node's result)" if is_result_line(line) else f"[launcher] {line}"
 
-        PodManager(self.jobs.core).fetch_container_logs(pod, "launcher", follow=True, log_formatter=formatter)
+        PodManager(jobs.core).fetch_container_logs(pod, jobs.launcher_container, follow=True, log_formatter=formatter)
 
-    def _result(self, step: str, name: str, namespace: str, state: str, reason: str, message: str,
-                log_text: str) -> StepResult:
+    def _result(self, launcher: HorovodLauncher, step: str, name: str, namespace: str, state: str, reason: str,
+                message: str, log_text: str) -> StepResult:
         from airflow_mlops.runtimes.contract import is_result_line, result_from_log
 
-        where = f"MPIJob {namespace}/{name}"
+        where = f"{launcher.kind} {namespace}/{name}"
         if state != "Succeeded":
             tail = [line for line in log_text.splitlines() if not is_result_line(line)][-40:]
             try:
@@ -523,33 +578,36 @@ class MPIJobRunner(StepRunner):
                                     step=step) from None
 
     def delete(self, handle: dict[str, Any]) -> None:
-        self.jobs.delete(handle["name"], handle["namespace"])
+        self.jobs(self._handle_launcher(handle)).delete(handle["name"], handle["namespace"])
 
     def kill(self) -> None:
         job = self._job
         if job is None:
             return
-        self.ctx.log.warning("deleting MPIJob %s/%s", job[1], job[0])
+        launcher, name, namespace = job
+        self.ctx.log.warning("deleting %s %s/%s", launcher.kind, namespace, name)
         try:
-            self.jobs.delete(*job)
+            self.jobs(launcher).delete(name, namespace)
         except KubernetesApiError as exc:
-            self.ctx.log.warning("could not delete MPIJob %s/%s: %s", job[1], job[0], exc)
+            self.ctx.log.warning("could not delete %s %s/%s: %s", launcher.kind, namespace, name, exc)
 
 
 #: Every runner kind, by the ``kind`` a handle names.
-RUNNERS: dict[str, type[StepRunner]] = {r.kind: r for r in (ProcessRunner, WarmRunner, PodRunner, MPIJobRunner)}
+RUNNERS: dict[str, type[StepRunner]] = {r.kind: r for r in (ProcessRunner, WarmRunner, PodRunner,
+                                                               DistributedJobRunner)}
 BACKENDS = ("local", "kubernetes")
 
 
 def choose_runner(ctx: RunnerContext, placement: Placement) -> type[StepRunner]:
     """The one place that decides where a step runs: the backend and ``warm_runtimes`` settings, and
-    whether the step is distributed.
+    whether the step is distributed (its training job is then of the kind the placement's ``launcher``
+    names: one runner, :class:`DistributedJobRunner`, runs either kind).
 
     :raises MlopsException: the backend is not one of :data:`BACKENDS`.
     """
     backend = ctx.settings.backend
     if backend == "kubernetes":
-        return MPIJobRunner if placement.distributed else PodRunner
+        return DistributedJobRunner if placement.distributed else PodRunner
     if backend == "local":
         return WarmRunner if ctx.settings.warm_runtimes else ProcessRunner
     raise MlopsException(f"[mlops] backend must be one of {BACKENDS}, got {backend!r}")

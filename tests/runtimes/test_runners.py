@@ -14,8 +14,9 @@ from airflow_mlops.exceptions import InvalidArgumentError, MlopsException, Runti
 from airflow_mlops.kubernetes.pods import RUNTIME_LABEL, pod_namespace, pod_settings
 from airflow_mlops.runtimes.contract import REQUEST_ENV
 from airflow_mlops.runtimes.context import RunnerContext
+from airflow_mlops.kubernetes.trainjob import CUDA_RUNTIME, TrainJobSpec
 from airflow_mlops.runtimes.runners import (
-    MPIJobRunner,
+    DistributedJobRunner,
     Placement,
     PodRunner,
     ProcessRunner,
@@ -104,7 +105,9 @@ def test_a_deferred_pod_is_found_again_from_its_handle(tmp_path):
     ({"backend": "local"}, Placement(), WarmRunner),
     ({"backend": "local", "warm_runtimes": False}, Placement(), ProcessRunner),
     ({"backend": "kubernetes"}, Placement(), PodRunner),
-    ({"backend": "kubernetes"}, Placement(distributed=True, workers=2), MPIJobRunner),
+    ({"backend": "kubernetes"}, Placement(distributed=True, workers=2), DistributedJobRunner),
+    ({"backend": "kubernetes"}, Placement(distributed=True, workers=2, launcher="trainjob"), DistributedJobRunner),
+    ({"backend": "local"}, Placement(distributed=True, workers=2, launcher="trainjob"), WarmRunner),
 ])
 def test_the_settings_and_placement_choose_the_runner(tmp_path, settings, placement, expected):
     assert choose_runner(context(tmp_path, **settings), placement) is expected
@@ -122,9 +125,48 @@ def test_a_process_runner_asks_the_context_for_its_runtime(tmp_path):
 
 
 def test_an_mpijob_of_gpus_runs_the_cuda_image(tmp_path):
-    spec, _ = MPIJobRunner(context(tmp_path, kubernetes_namespace="ml")).spec(
+    spec, _ = DistributedJobRunner(context(tmp_path, kubernetes_namespace="ml")).spec(
         "tfx.run_node", {}, CONTEXT, None, Placement(distributed=True, workers=2, gpus_per_worker=1))
     assert spec.image.startswith("registry.example/airflow-mlops-tfx-cuda:") and spec.namespace == "ml"
+    assert type(spec).__name__ == "MPIJobSpec"
+
+
+def test_a_trainjob_of_gpus_runs_the_cuda_image_from_the_cuda_runtime(tmp_path):
+    spec, labels = DistributedJobRunner(context(tmp_path, kubernetes_namespace="ml")).spec(
+        "tfx.run_node", {}, CONTEXT, 600, Placement(distributed=True, workers=2, gpus_per_worker=1, launcher="trainjob"))
+    assert isinstance(spec, TrainJobSpec) and spec.runtime_name == CUDA_RUNTIME
+    assert spec.image.startswith("registry.example/airflow-mlops-tfx-cuda:") and spec.active_deadline_seconds == 600
+    assert labels[RUNTIME_LABEL] == "airflow-mlops-tfx-cuda"
+
+
+@pytest.mark.parametrize(("placement", "message"), [
+    (Placement(distributed=True, launcher="trainjob", min_workers=1, max_workers=3),
+     r'the TrainJob would be invalid: min_workers/max_workers: .* use launcher="mpijob" for elastic Horovod'),
+    (Placement(distributed=True, launcher="trainjob", run_policy={"backoff_limit": 2}),
+     r"the TrainJob would be invalid: backoff_limit: the TrainingRuntime sets it"),
+    (Placement(distributed=True, launcher="tfjob"),
+     r"launcher: unknown Horovod launcher 'tfjob'; known: \['mpijob', 'trainjob'\]"),
+])
+def test_what_the_launcher_cannot_run_is_refused_before_anything_is_submitted(tmp_path, placement, message):
+    runner = DistributedJobRunner(context(tmp_path, kubernetes_namespace="ml"))
+    with pytest.raises(InvalidArgumentError, match=message):
+        runner.check(placement)  # what the placement alone decides: before the pipeline ingests anything
+    with pytest.raises(InvalidArgumentError, match=message):
+        runner.spec("tfx.run_node", {}, CONTEXT, None, placement)
+
+
+@pytest.mark.parametrize(("handle", "trigger"), [
+    ({"runner": "mpijob", "step": "tfx.run_node", "name": "hvd-1", "namespace": "ml"}, "MPIJobTrigger"),  # before TrainJobs
+    ({"runner": "mpijob", "launcher": "mpijob", "step": "tfx.run_node", "name": "hvd-1", "namespace": "ml"},
+     "MPIJobTrigger"),
+    ({"runner": "mpijob", "launcher": "trainjob", "step": "tfx.run_node", "name": "hvd-1", "namespace": "ml"},
+     "TrainJobTrigger"),
+])
+def test_a_deferred_training_job_is_found_again_from_its_handle(tmp_path, handle, trigger):
+    runner = runner_for_handle(context(tmp_path, kubernetes_conn_id="k8s"), handle, poll_interval=3)
+    assert isinstance(runner, DistributedJobRunner)
+    made = runner.trigger(handle, 3)
+    assert type(made).__name__ == trigger and made.kubernetes_conn_id == "k8s" and made.name == "hvd-1"
 
 
 def test_pod_settings_come_from_the_settings_alone(tmp_path):
