@@ -52,6 +52,21 @@ class RuntimeStepRejected(RuntimeStepFailed, AirflowFailException):
     """A step failed on its input (e.g. a malformed CSV): the task fails without retrying."""
 
 
+class StepOutOfMemory(RuntimeStepFailed, AirflowFailException):
+    """A step's container was killed by its memory limit (``OOMKilled``): the task fails without retrying, as
+    the same limit would kill it again; the message names the limit and the setting that raises it."""
+
+
+#: How a step that hit one of its limits fails: an ``OOMKilled`` container is not retried; a step stopped at
+#: its deadline (``DeadlineExceeded``) is, as Airflow retries a task past its ``execution_timeout``.
+LIMIT_FAILURES: dict[str, type[RuntimeStepFailed]] = {"OOMKilled": StepOutOfMemory}
+
+
+def limit_failure(fault: str | None) -> type[RuntimeStepFailed]:
+    """The error class of a step that ended on ``fault`` (``OOMKilled``, ``DeadlineExceeded``, or None)."""
+    return LIMIT_FAILURES.get(fault or "", RuntimeStepFailed)
+
+
 #: Error types a runtime reports for bad input: retrying the same request gives the same answer.
 NON_RETRYABLE_ERRORS = frozenset({"MalformedInput", "ContractError", "InvalidInput"})
 

@@ -59,7 +59,15 @@ TAIL_LINES = 40
 
 
 class PodStepError(KubernetesApiError):
-    """A step pod could not start, failed, or gave no result; the message says which and why."""
+    """A step pod could not start, failed, or gave no result; the message says which and why.
+
+    :param fault: the limit the pod hit, where it hit one: ``OOMKilled`` (its memory limit) or
+        ``DeadlineExceeded`` (its ``activeDeadlineSeconds``).
+    """
+
+    def __init__(self, message: str, *, fault: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.fault = fault
 
 
 def _as_step_error(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -263,6 +271,28 @@ def describe_end(pod: Any) -> str:
     return ", ".join(parts)
 
 
+def limit_hit(pod: Any) -> tuple[str, str] | None:
+    """``(fault, what happened and what to do)`` for a pod that ended because it hit one of its limits: its
+    container killed by its memory limit (``OOMKilled``), or the pod stopped at its ``activeDeadlineSeconds``
+    (``DeadlineExceeded``); None otherwise."""
+    terminated = _terminated(pod)
+    if terminated is not None and terminated.reason == "OOMKilled":
+        container = next((c for c in (pod.spec.containers or []) if c.name == CONTAINER), None)
+        limits = (container.resources.limits if container is not None and container.resources else None) or {}
+        limit = limits.get("memory")
+        return "OOMKilled", (
+            f"was killed by its memory limit (OOMKilled, limits.memory={limit or 'the namespace default'}): raise it "
+            "in [mlops] kubernetes_resources (e.g. {\"limits\": {\"memory\": \"4Gi\"}}; an operator's "
+            "kubernetes={\"resources\": ...} for this task alone) and run again; the task is not retried, as the "
+            "same limit would kill it again")
+    if getattr(pod.status, "reason", None) == "DeadlineExceeded":
+        deadline = getattr(pod.spec, "active_deadline_seconds", None)
+        return "DeadlineExceeded", (
+            f"ran past its deadline and was stopped (DeadlineExceeded: activeDeadlineSeconds={deadline}, the task's "
+            "step_timeout): raise step_timeout if the step needs longer; the task is retried where it has retries")
+    return None
+
+
 class PodStepRunner:
     """Run step pods through a ``CoreV1Api`` and the cncf-kubernetes provider's ``PodManager``.
 
@@ -420,6 +450,8 @@ class PodStepRunner:
         try:
             return result_from_log(list(lines))
         except ContractError as exc:
+            if hit := limit_hit(pod):
+                raise PodStepError(f"{where} {hit[1]} ({describe_end(pod)})" + self._tail(tail), fault=hit[0]) from None
             raise PodStepError(f"{where} ended ({describe_end(pod)}) without a usable result: {exc}"
                                + self._tail(tail)) from None
 

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.containers.podman import podman
 from tests.kubernetes.fake_api import FakeKubeAPI, airflow_connection_env
 from tests.kubernetes.podman_kubelet import PodmanKubelet
 
@@ -85,3 +86,45 @@ def test_a_drift_check_runs_in_the_drift_image(cluster):
                          "window": window})
     assert result["is_drift"] is True and result["drifted_features"] == ["fare"], result
     ran_as_container(cluster, cluster.images["drift"])
+
+
+def run_example_gen(cluster, taxi_csv, **kwargs):
+    from airflow.sdk import DAG
+
+    from airflow_mlops.operators.tfx import CsvExampleGenOperator
+    from tests.integration.test_ingest_dag import write_slice
+
+    write_slice(taxi_csv, cluster.claim / "data" / "span-1" / "data.csv", 0, 300)
+    with DAG("containers", schedule=None, start_date=datetime(2026, 1, 1)):
+        op = CsvExampleGenOperator(task_id="eg", pipeline_name="p", input_base=str(cluster.claim / "data"), **kwargs)
+    return op.execute({"run_id": "manual__1", "ti": SimpleNamespace(try_number=1, map_index=-1)})
+
+
+def test_a_step_killed_by_its_memory_limit_says_so_and_is_not_retried(cluster, taxi_csv):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.exceptions import StepOutOfMemory
+
+    # TensorFlow alone needs more than 200 MiB: the kernel kills the container at its cgroup's limit
+    with pytest.raises(StepOutOfMemory) as failed:
+        run_example_gen(cluster, taxi_csv, kubernetes={"resources": {"limits": {"memory": "200Mi"}}})
+    message = str(failed.value)
+    assert isinstance(failed.value, AirflowFailException)  # the same limit would kill it again
+    assert "OOMKilled, limits.memory=200Mi" in message and "kubernetes_resources" in message, message
+    assert "exit code 137" in message, message
+    args = ran_as_container(cluster, cluster.images["tfx"])
+    assert args[args.index("--memory") + 1] == str(200 * 1024**2)
+
+
+def test_a_step_past_its_deadline_says_so_and_is_retried(cluster, taxi_csv):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.exceptions import RuntimeStepFailed
+
+    with pytest.raises(RuntimeStepFailed) as failed:
+        run_example_gen(cluster, taxi_csv, step_timeout=2)
+    message = str(failed.value)
+    assert not isinstance(failed.value, AirflowFailException)  # a retry may be faster (Airflow retries timeouts)
+    assert "DeadlineExceeded: activeDeadlineSeconds=2" in message and "step_timeout" in message, message
+    ran_as_container(cluster, cluster.images["tfx"])
+    assert not [c for c in podman("ps", "--all", "--format", "{{.Names}}").stdout.split() if c.startswith("fakepod-")]

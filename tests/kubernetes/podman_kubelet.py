@@ -23,7 +23,8 @@ pod spec                                   podman run
 =========================================  ==================================================================
 
 The log is the container's merged stdout/stderr; the exit code decides the phase; a container killed by
-its memory limit ends ``OOMKilled`` (podman's ``State.OOMKilled``), as the kubelet reports it. Deleting
+its memory limit ends ``OOMKilled`` (the kernel log's OOM kill in its cgroup, as the kubelet's OOM
+watcher reads it; or podman's ``State.OOMKilled``). Deleting
 the pod stops the container (SIGTERM, SIGKILL after ``kill_after`` s). Not done: probes, restarts,
 init containers, image pulls (a missing image is ``ErrImagePull`` at once), ``requests``, sidecars.
 """
@@ -80,6 +81,21 @@ def _own(root: Path, group: int) -> None:
             path.chmod(mode & 0o7777)
 
 
+def _oom_killed(name: str) -> bool:
+    """Whether the kernel's OOM killer killed a process of container ``name`` at its memory cgroup's limit.
+
+    Read from the kernel log, as the kubelet's OOM watcher (cAdvisor's oomparser) reads ``/dev/kmsg``: podman's
+    own ``State.OOMKilled`` stays false on these machines (cgroup v1, cgroupfs)."""
+    cid = podman("inspect", "--format", "{{.Id}}", name, check=False).stdout.strip()
+    if not cid:
+        return False
+    try:
+        log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any("oom-kill:" in line and f"oom_memcg=/libpod_parent/libpod-{cid}" in line for line in log.splitlines())
+
+
 class _Container:
     def __init__(self, argv: list[str], name: str, kill_after: float, scratch: Path, run: PodRun) -> None:
         self.argv, self.name, self.kill_after, self.scratch, self.run = argv, name, kill_after, scratch, run
@@ -101,7 +117,7 @@ class _Container:
             state = json.loads(podman("inspect", "--format", "{{json .State}}", self.name, check=False).stdout or "{}")
         except ValueError:
             state = {}
-        if state.get("OOMKilled"):
+        if state.get("OOMKilled") or (state.get("ExitCode") == 137 and _oom_killed(self.name)):
             self.run.reason = "OOMKilled"
         self._remove()
         return int(state.get("ExitCode", code)) if state else code

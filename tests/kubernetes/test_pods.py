@@ -200,3 +200,37 @@ def test_collect_of_a_pod_that_is_gone_says_so_as_a_step_error(fake_kube, runner
     with pytest.raises(PodStepError, match="step-1") as raised:
         runner.collect("step-1", "default")
     assert raised.value.status == 404
+
+
+def test_a_pod_killed_by_its_memory_limit_names_the_limit_and_the_setting(fake_kube, runner):
+    fake_kube.kubelet = ScriptedKubelet(["loading"], exit_code=137, reason="OOMKilled")
+    settings = PodSettings(namespace="default", image="airflow-mlops-tfx:0.1.0",
+                           resources={"limits": {"memory": "512Mi"}})
+    with pytest.raises(PodStepError) as failed:
+        runner.run(manifest(settings=settings), LABELS)
+    assert failed.value.fault == "OOMKilled"
+    message = str(failed.value)
+    assert "killed by its memory limit (OOMKilled, limits.memory=512Mi)" in message, message
+    assert "kubernetes_resources" in message and "not retried" in message and "loading" in message
+
+
+def test_a_pod_past_its_deadline_is_stopped_and_says_so(fake_kube, runner):
+    fake_kube.kubelet = ScriptedKubelet(pods={"*": PodRun(logs=["working"], run_until_deleted=True)})
+    body = step_pod("step-1", StepRequest(step="runtime.info"), SETTINGS, labels=LABELS, run_id="manual__1",
+                    timeout=1)
+    with pytest.raises(PodStepError) as failed:
+        runner.run(body, LABELS)
+    assert failed.value.fault == "DeadlineExceeded"
+    assert "DeadlineExceeded: activeDeadlineSeconds=1" in str(failed.value) and "step_timeout" in str(failed.value)
+    pod = fake_kube.read("pods", "default", "step-1")
+    assert pod["status"]["phase"] == "Failed" and pod["status"]["reason"] == "DeadlineExceeded"
+
+
+def test_only_a_memory_kill_fails_the_task_without_retries():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.exceptions import limit_failure
+
+    assert issubclass(limit_failure("OOMKilled"), AirflowFailException)
+    assert not issubclass(limit_failure("DeadlineExceeded"), AirflowFailException)
+    assert not issubclass(limit_failure(None), AirflowFailException)
