@@ -47,3 +47,22 @@ def typed_record(row: dict[str, str], spec: dict[str, dict[str, Any]]) -> dict[s
     cast to their dtype, empty values left out (for replaying CSV data to a deployment)."""
     cast: dict[str, Callable[[str], Any]] = {"float": float, "int": lambda v: int(float(v)), "string": str}
     return {k: cast[spec[k]["dtype"]](v) for k, v in row.items() if k in spec and v != ""}
+
+
+#: A file shipped inside this package (the template's taxi module), named by its path in the package: each side
+#: finds it where its own copy of the package is (the Airflow worker's site-packages, a pod image's
+#: /opt/airflow-mlops), as an absolute path is only true where it was made.
+PACKAGE_FILE_PREFIX = "airflow-mlops-package:"
+
+
+def package_file(relative: str) -> str:
+    """The reference of ``relative`` (a path inside the ``airflow_mlops`` package) that either side resolves."""
+    return PACKAGE_FILE_PREFIX + relative.lstrip("/")
+
+
+def resolve_package_file(value: str, package_dir: str) -> str:
+    """``value`` as a path on this side: a :func:`package_file` reference under ``package_dir`` (this side's
+    ``airflow_mlops`` directory), anything else unchanged."""
+    if isinstance(value, str) and value.startswith(PACKAGE_FILE_PREFIX):
+        return f"{package_dir.rstrip('/')}/{value[len(PACKAGE_FILE_PREFIX):]}"
+    return value

@@ -38,6 +38,7 @@ from airflow_mlops.hooks.runtime import RuntimeHook, task_context
 from airflow_mlops.kubernetes.launchers import LAUNCHERS
 from airflow_mlops.links.pages import ModelVersionLink, page_path
 from airflow_mlops.runtimes.runners import ONE_PROCESS, Placement
+from airflow_mlops.shared import package_file
 from airflow_mlops.utils.csv_data import CsvDataError, check_csv_files, span_files, visible
 from airflow_mlops.utils.run_records import record_task, safe_name
 from airflow_mlops.utils.schema_store import ReferenceSchemaError, ReferenceSchemaStore, schema_features
@@ -45,7 +46,8 @@ from airflow_mlops.utils.schema_store import ReferenceSchemaError, ReferenceSche
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SAMPLE_TAXI = "sample://chicago_taxi"
 #: The module file shipped for the taxi data (a path only: it imports TensorFlow, so Airflow never imports it).
-DEFAULT_TAXI_MODULE = str(Path(__file__).resolve().parent.parent / "runtime_side" / "modules" / "taxi.py")
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_TAXI_MODULE = str(PACKAGE_DIR / "runtime_side" / "modules" / "taxi.py")
 
 
 def raw_label_column(label_key: str | None, module_file: str | None = None,
@@ -761,6 +763,14 @@ class _ModuleFileMixin:
     def _module_file(self) -> str:
         return self.module_file or DEFAULT_TAXI_MODULE
 
+    def _module_arg(self) -> str:
+        """The module file as the runtime gets it: a file of this package by its place in the package (a pod's
+        image has the package elsewhere), any other file by its path."""
+        module = Path(self._module_file()).resolve()
+        if module.is_relative_to(PACKAGE_DIR):
+            return package_file(module.relative_to(PACKAGE_DIR).as_posix())
+        return self._module_file()
+
     def _validate_module_file(self) -> None:
         module = self._module_file()
         if _is_local_path(module) and not os.path.isfile(module):
@@ -825,7 +835,7 @@ class TransformOperator(_ModuleFileMixin, TfxComponentOperator):
         self._wire_input("schema", schema)
 
     def component_args(self) -> dict[str, Any]:
-        return {"module_file": self._module_file()}
+        return {"module_file": self._module_arg()}
 
     @property
     def window_node_id(self) -> str:
@@ -953,7 +963,7 @@ class HorovodTrainerOperator(_ModuleFileMixin, TfxComponentOperator):
         self._wire_input("schema", schema)
 
     def component_args(self) -> dict[str, Any]:
-        return {"module_file": self._module_file(), "num_workers": self.num_workers,
+        return {"module_file": self._module_arg(), "num_workers": self.num_workers,
                 "gpus_per_worker": self.gpus_per_worker, "train_steps": self.train_steps,
                 "eval_steps": self.eval_steps, "checkpoint_dir": self._checkpoint_dir}
 

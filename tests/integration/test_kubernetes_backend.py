@@ -2,10 +2,16 @@
 
 The Kubernetes API is FAKE (tests/kubernetes/fake_api.py, with its scripted MPI Operator and Seldon
 controller); everything on Airflow's side of HTTP is real: ``airflow dags test`` of
-``dags/mlops_train_deploy.py``, the cncf-kubernetes provider's hook and PodManager, the clients. The
-fake's kubelet runs each pod's command in the LOCAL runtime its image stands for (``airflow-mlops-tfx``
-→ the tfx runtime), so the real TFX components, the real TFX node in the MPIJob's launcher and real
-Horovod ranks run (the ranks on this machine: the launcher's hostfile lists ``localhost``).
+``dags/mlops_train_deploy.py``, the cncf-kubernetes provider's hook and PodManager, the clients.
+
+Where podman runs containers (tests/containers/), the fake's kubelet runs every pod as a CONTAINER of
+the image built from docker/ (tests/kubernetes/podman_kubelet.py): each TFX component in the tfx image
+as uid 1000 with the volume claim (the state directory) mounted, the MPIJob's launcher (its Horovod ranks
+in the launcher's container: its hostfile lists ``localhost``; ranks over ssh between containers are
+tests/containers/test_mpi.py), the SeldonDeployment's predictor in the serving image (answering
+predictions, logging them on the claim), then the monitoring DAG's drift check in the drift image.
+Elsewhere it runs each pod's command in the LOCAL runtime its image stands for (``airflow-mlops-tfx`` →
+the tfx runtime), saying so.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from airflow_mlops.hooks.runtime import RuntimeHook
 from airflow_mlops.runtimes.local import runtime_command
 from airflow_mlops.runtime_side.steps.horovod_launch import ENV_HOSTFILE, ENV_NP
 from tests.conftest import CRD_DIR, HAVE_CRDS
+from tests.containers.podman import unavailable as podman_unavailable
 from tests.kubernetes.fake_api import FakeKubeAPI, LocalProcessKubelet, airflow_connection_env
+from tests.kubernetes.podman_kubelet import PodmanKubelet
 from tests.kubernetes.rbac_check import assert_allowed
 
 from .test_ingest_dag import dags_test, lineage, task_states, write_slice
@@ -58,27 +66,70 @@ class RuntimePods:
         return LocalProcessKubelet(rewrite=rewrite, kill_after=5)(pod)
 
 
+class ContainerPods(PodmanKubelet):
+    """The podman kubelet, with the launcher's hostfile listing ``localhost`` (its ranks in its own container)
+    and MPI workers idle."""
+
+    def __init__(self, claim: Path, scratch: Path) -> None:
+        super().__init__(claims={CLAIM: claim}, skip=self._worker, extra_args=self._launcher_hostfile)
+        self.scratch = scratch
+
+    @staticmethod
+    def _worker(pod: dict):
+        is_worker = (pod["metadata"].get("labels") or {}).get("training.kubeflow.org/job-role") == "worker"
+        return None if is_worker else False
+
+    def _launcher_hostfile(self, pod: dict) -> list[str]:
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env") or []}
+        if not env.get(ENV_HOSTFILE):
+            return []
+        hostfile = self.scratch / f"{pod['metadata']['name']}.hostfile"
+        hostfile.write_text(f"localhost slots={env[ENV_NP]}\n")
+        hostfile.chmod(0o644)
+        return ["--volume", f"{hostfile}:/etc/airflow-mlops-test/hostfile:ro",
+                "--env", f"{ENV_HOSTFILE}=/etc/airflow-mlops-test/hostfile"]
+
+
+CLAIM = "airflow-mlops-data"
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, airflow_home, taxi_csv, tfx_runtime):
+def cluster(tmp_path_factory, airflow_home, taxi_csv, tfx_runtime, request):
     root = tmp_path_factory.mktemp("k8s")
     state_dir, scratch = root / "state", root / "scratch"
     state_dir.mkdir()
     scratch.mkdir()
-    write_slice(taxi_csv, root / "data" / "span-1" / "data.csv", 0, 2000)
-    kubelet = RuntimePods(root, scratch)
-    with FakeKubeAPI(kubelet=kubelet, stale_polls=0, creating_polls=1) as fake:
+    data = state_dir / "data"  # on the claim: the pods read it there
+    write_slice(taxi_csv, data / "span-1" / "data.csv", 0, 2000)
+    containers = podman_unavailable() is None
+    if containers:
+        build = request.getfixturevalue("container_image")
+        images = {name: build(name) for name in ("tfx", "serving", "drift")}
+        kubelet = ContainerPods(state_dir, scratch)
+        image_setting = "localhost/airflow-mlops-{runtime}:{version}"
+    else:
+        print(f"the pods run as LOCAL processes: containers cannot run here ({podman_unavailable()})")
+        images, kubelet = {}, RuntimePods(root, scratch)
+        image_setting = "registry.example/airflow-mlops-{runtime}:{version}"
+    with FakeKubeAPI(kubelet=kubelet, stale_polls=0, creating_polls=1, seldon_pods=containers) as fake:
+        if containers:  # the MPIJob's ssh key Secret and hostfile ConfigMap, mounted into its launcher
+            kubelet.objects = fake.read
         env = {
             **airflow_connection_env(fake, "kubernetes_fake", namespace="mlops"),
             "AIRFLOW__MLOPS__BACKEND": "kubernetes",
             "AIRFLOW__MLOPS__KUBERNETES_CONN_ID": "kubernetes_fake",
             "AIRFLOW__MLOPS__KUBERNETES_NAMESPACE": "mlops",
-            "AIRFLOW__MLOPS__KUBERNETES_IMAGE": "registry.example/airflow-mlops-{runtime}:{version}",
-            "AIRFLOW__MLOPS__KUBERNETES_VOLUME_CLAIM": "airflow-mlops-data",
+            "AIRFLOW__MLOPS__KUBERNETES_IMAGE": image_setting,
+            "AIRFLOW__MLOPS__KUBERNETES_VOLUME_CLAIM": CLAIM,
             "AIRFLOW__MLOPS__KUBERNETES_SERVICE_ACCOUNT": "airflow-mlops",
             "AIRFLOW__MLOPS__KUBERNETES_ON_FINISH_ACTION": "delete_pod",
         }
+        if containers:
+            env["AIRFLOW__MLOPS__KUBERNETES_SERVING_IMAGE"] = images["serving"]
         yield {"fake": fake, "kubelet": kubelet, "env": env, "home": airflow_home, "state_dir": state_dir,
-               "data": root / "data"}
+               "data": data, "containers": containers, "images": images}
+        for name in [d["metadata"]["name"] for d in fake.list_objects("seldondeployments", "mlops")]:
+            fake.delete("seldondeployments", "mlops", name)  # its predictor's container goes with it
 
 
 def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):
@@ -95,7 +146,10 @@ def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):
     for component in ("csvexamplegen", "statisticsgen", "schemagen", "examplevalidator", "transform", "evaluator",
                       "pusher"):
         assert any(component in name for name in created), (component, created)
-    assert all(image == "registry.example/airflow-mlops-tfx:0.1.0" for image in cluster["kubelet"].images)
+    kubelet = cluster["kubelet"]
+    ran = [r["image"] for r in kubelet.started] if cluster["containers"] else kubelet.images
+    tfx_image = cluster["images"].get("tfx", "registry.example/airflow-mlops-tfx:0.1.0")
+    assert all(image == tfx_image for image in ran if "serving" not in image), ran
     jobs = fake.list_objects("mpijobs", "mlops")
     assert len(jobs) == 1 and jobs[0]["status"]["conditions"][-1]["type"] == "Succeeded"
     assert jobs[0]["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 2
@@ -114,9 +168,15 @@ def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):
     # served from the volume claim by a SeldonDeployment
     deployment = fake.read("seldondeployments", "mlops", "taxi-k8s")
     assert deployment["status"]["state"] == "Available"
-    uri = deployment["spec"]["predictors"][0]["graph"]["modelUri"]
-    assert uri == f"pvc://airflow-mlops-data/models/{PIPELINE}/1"
     assert (cluster["state_dir"] / "models" / PIPELINE / "1" / "saved_model.pb").is_file()
+    if cluster["containers"]:  # its predictor: a container of the serving image, answering on its port
+        served = served_predictions(cluster, PIPELINE)
+        assert len(served["data"]["ndarray"]) == 5 and served["meta"]["tags"]["model_version"] == 1, served
+        predictor = [r for r in kubelet.started if r["image"] == cluster["images"]["serving"]]
+        assert len(predictor) == 1 and "8888:8888" in predictor[0]["args"], predictor  # Seldon's default user
+    else:
+        uri = deployment["spec"]["predictors"][0]["graph"]["modelUri"]
+        assert uri == f"pvc://airflow-mlops-data/models/{PIPELINE}/1"
 
     # what was sent is valid: pods for the client's own model, the MPIJob and SeldonDeployment for the real CRDs
     from kubernetes import client as k8s
@@ -132,7 +192,35 @@ def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):
         validate_manifest(fake.requests_of("POST", "/seldondeployments")[0].body, CRD_DIR)
 
     # nothing left behind but the finished launcher (the MPIJob's TTL removes it), and nothing the Role forbids
-    left = [p["metadata"]["name"] for p in fake.list_objects("pods", "mlops")]
+    left = [p["metadata"]["name"] for p in fake.list_objects("pods", "mlops")
+            if "seldon-deployment-id" not in p["metadata"]["labels"]]
     assert all("-launcher-" in name for name in left), left
     assert_allowed(fake)
     assert json.dumps(states)
+
+
+def served_predictions(cluster, pipeline: str, rows: int = 5) -> dict:
+    """A prediction of ``rows`` taxi trips from the SeldonDeployment's predictor container (port 9000 of the
+    pod: the host's, as the podman kubelet runs pods on the host's network), retried while its server loads."""
+    import csv
+    import time
+    import urllib.request
+
+    from airflow_mlops.shared import typed_record
+
+    spec = json.loads((cluster["state_dir"] / "models" / pipeline / "1" / "assets.extra" / "feature_spec.json")
+                      .read_text())
+    with open(cluster["data"] / "span-1" / "data.csv", newline="") as handle:
+        trips = list(csv.DictReader(handle))[:rows]
+    body = json.dumps({"jsonData": {"instances": [typed_record(t, spec) for t in trips]}}).encode()
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            request = urllib.request.Request("http://127.0.0.1:9000/api/v1.0/predictions", body,
+                                             {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)

@@ -801,6 +801,9 @@ class FakeKubeAPI:
     :param kubelet: what pods do (default: :class:`ScriptedKubelet`: print nothing, exit 0);
         may be replaced any time through :attr:`kubelet` (pods use the kubelet current at their creation).
     :param pod_deletion_delay: seconds a deleted pod stays visible (terminating) before it goes; 0: at once.
+    :param seldon_pods: the Seldon controller runs each predictor with a model-server image (``componentSpecs``) as
+        a pod (its kubelet runs it); the SeldonDeployment is ``Available`` once they run, ``Failed`` when one
+        fails. Off: its status is scripted (:meth:`outcome`).
     """
 
     def __init__(
@@ -812,7 +815,9 @@ class FakeKubeAPI:
         kubelet: Kubelet | None = None,
         pod_deletion_delay: float = 0.0,
         node_name: str = "fake-node",
+        seldon_pods: bool = False,
     ) -> None:
+        self.seldon_pods = seldon_pods
         self.stale_polls = stale_polls
         self.creating_polls = creating_polls
         self.kubelet: Kubelet = kubelet or ScriptedKubelet()
@@ -2278,10 +2283,8 @@ class FakeKubeAPI:
             self._create(SERVICE, namespace, {"metadata": {"name": name, **copy.deepcopy(meta)}, "spec": {
                 "clusterIP": "None", "selector": {MPI_OPERATOR_NAME_LABEL: "mpi-operator", MPI_JOB_NAME_LABEL: name}}})
         if (namespace, f"{name}-ssh") not in self._store["secrets"]:
-            fake_key = base64.b64encode(b"FAKE SSH KEY: the fake MPI Operator makes no real keys\n").decode()
             self._create(SECRET, namespace, {"metadata": {"name": f"{name}-ssh", **copy.deepcopy(meta)},
-                                             "type": "kubernetes.io/ssh-auth",
-                                             "data": {"ssh-privatekey": fake_key, "ssh-publickey": fake_key}})
+                                             "type": "kubernetes.io/ssh-auth", "data": _ssh_key_pair()})
 
     # -- Kubeflow Trainer v2 ---------------------------------------------------------------
     def _reconcile_trainjob(self, namespace: str, name: str) -> None:
@@ -2448,9 +2451,72 @@ class FakeKubeAPI:
         self._polls[key] = polls = self._polls.get(key, 0) + 1
         if polls <= self.stale_polls:
             return
+        if self.seldon_pods and _custom_predictors(obj):
+            state, description = self._seldon_predictor_pods(key, obj)
+            obj["status"] = {"state": state, "description": description, "observedGeneration": generation}
+            return
         done = self.outcome(obj.get("spec") or {}) if polls > self.stale_polls + self.creating_polls else None
         state, description = done or ("Creating", "")
         obj["status"] = {"state": state, "description": description, "observedGeneration": generation}
+
+    def _seldon_predictor_pods(self, key: tuple[str, str], obj: dict) -> tuple[str, str]:
+        """The pods of the SeldonDeployment's generation (made on first sight, earlier ones removed), and its state.
+
+        As Seldon Core's operator makes a predictor's Deployment: the componentSpecs pod with the graph's container,
+        the predictive unit's environment, and the model container as uid 8888 unless the spec says otherwise."""
+        namespace, name = key
+        generation = obj["metadata"]["generation"]
+        pods = [p for p in self._owned_pods(obj)]
+        for pod in pods:
+            if pod["metadata"]["labels"].get("fake.seldon/generation") != str(generation):
+                self._remove(POD, namespace, pod["metadata"]["name"])
+        current = [p for p in pods if p["metadata"]["labels"].get("fake.seldon/generation") == str(generation)]
+        if not current:
+            for predictor in _custom_predictors(obj):
+                current.append(self._create(POD, namespace, _seldon_pod(obj, predictor)))
+            return "Creating", ""
+        phases = [(self._store["pods"].get((namespace, p["metadata"]["name"])) or {}).get("status", {}).get("phase")
+                  for p in current]
+        if "Failed" in phases or "Succeeded" in phases:
+            return "Failed", "a predictor's model server exited (see its pod's log)"
+        if all(phase == "Running" for phase in phases):
+            return "Available", ""
+        return "Creating", ""
+
+
+def _custom_predictors(obj: dict) -> list[dict]:
+    """The predictors that run a model-server image of their own (``componentSpecs`` with an image)."""
+    return [p for p in (obj.get("spec") or {}).get("predictors") or []
+            if any(c.get("image") for cs in p.get("componentSpecs") or []
+                   for c in (cs.get("spec") or {}).get("containers") or [])]
+
+
+SELDON_DEFAULT_USER = 8888  # Seldon Core's operator: the model container's runAsUser unless the spec sets one
+
+
+def _seldon_pod(obj: dict, predictor: dict) -> dict:
+    meta = obj["metadata"]
+    node = (predictor.get("graph") or {}).get("name") or "model"
+    spec = copy.deepcopy(predictor["componentSpecs"][0]["spec"])
+    container = next(c for c in spec["containers"] if c.get("image"))
+    container["name"] = node
+    env = {e["name"]: e for e in container.get("env") or []}
+    for name, value in {"PREDICTIVE_UNIT_HTTP_SERVICE_PORT": "9000", "PREDICTIVE_UNIT_ID": node,
+                        "PREDICTOR_ID": predictor["name"], "SELDON_DEPLOYMENT_ID": meta["name"]}.items():
+        env.setdefault(name, {"name": name, "value": value})
+    container["env"] = list(env.values())
+    spec.setdefault("securityContext", {}).setdefault("runAsUser", SELDON_DEFAULT_USER)
+    spec["containers"] = [container]
+    suffix = hashlib.sha256(f"{meta['uid']}{meta['generation']}{predictor['name']}".encode()).hexdigest()[:5]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{meta['name']}-{predictor['name']}-0-{node}-{suffix}"[:63].rstrip("-"),
+                         "namespace": meta["namespace"],
+                         "labels": {"seldon-deployment-id": meta["name"], "seldon-app": f"{meta['name']}-{predictor['name']}",
+                                    "app.kubernetes.io/managed-by": "seldon-core",
+                                    "fake.seldon/generation": str(meta["generation"])},
+                         "ownerReferences": [{"apiVersion": SELDON.api_version, "kind": SELDON.kind, "name": meta["name"],
+                                              "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]},
+            "spec": {"restartPolicy": "Always", **spec}}
 
 
 def model_uris(spec: dict) -> list[str]:
@@ -2628,13 +2694,33 @@ def _mpi_labels(name: str, role: str) -> dict[str, str]:
     return {MPI_OPERATOR_NAME_LABEL: "mpi-operator", MPI_JOB_NAME_LABEL: name, MPI_JOB_ROLE_LABEL: role}
 
 
+def _ssh_key_pair() -> dict[str, str]:
+    """The data of an MPIJob's ssh Secret, a real key pair as the operator's ``newSSHAuthSecret`` makes it: ECDSA
+    P-521, ``ssh-privatekey`` the private key in PEM (``EC PRIVATE KEY``, SEC 1: Go's ``x509.MarshalECPrivateKey``),
+    ``ssh-publickey`` the public key as an authorized_keys line (``ssh.MarshalAuthorizedKey``, newline ended)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP521R1())
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return {"ssh-privatekey": base64.b64encode(private).decode(),
+            "ssh-publickey": base64.b64encode(public + b"\n").decode()}
+
+
 def _ssh(pod_spec: dict, job: Mapping[str, Any]) -> None:
+    """``setupSSHOnPod``: the job's key pair at ``sshAuthMountPath``, mode 0600 only at ``/root/.ssh`` (elsewhere the
+    Secret volume's default, 0644: the files are root's, which ssh and sshd accept from another user)."""
     name = job["metadata"]["name"]
-    pod_spec.setdefault("volumes", []).append({"name": "ssh-auth", "secret": {"secretName": f"{name}-ssh", "items": [
+    mount_path = job["spec"].get("sshAuthMountPath", "/root/.ssh")
+    secret: dict[str, Any] = {"secretName": f"{name}-ssh", "items": [
         {"key": "ssh-privatekey", "path": "id_rsa"}, {"key": "ssh-publickey", "path": "id_rsa.pub"},
-        {"key": "ssh-publickey", "path": "authorized_keys"}]}})
-    pod_spec["containers"][0].setdefault("volumeMounts", []).append(
-        {"name": "ssh-auth", "mountPath": job["spec"].get("sshAuthMountPath", "/root/.ssh")})
+        {"key": "ssh-publickey", "path": "authorized_keys"}]}
+    if mount_path == "/root/.ssh":
+        secret["defaultMode"] = 0o600
+    pod_spec.setdefault("volumes", []).append({"name": "ssh-auth", "secret": secret})
+    pod_spec["containers"][0].setdefault("volumeMounts", []).append({"name": "ssh-auth", "mountPath": mount_path})
 
 
 def _restart_policy(replica: Mapping[str, Any], default: str) -> str:

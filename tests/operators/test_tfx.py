@@ -12,6 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+import airflow_mlops
+from airflow_mlops.shared import resolve_package_file
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -373,9 +376,12 @@ def test_every_operator_names_its_component():
 def test_transform_defaults_to_the_shipped_taxi_module(state_dir):
     op = TransformOperator(task_id="t", pipeline_name="p", examples="g", schema="s")
     op.validate_args()
-    module = op.component_args()["module_file"]
-    assert module.endswith("airflow_mlops/runtime_side/modules/taxi.py") and Path(module).is_file()
-    assert "def preprocessing_fn" in Path(module).read_text()
+    # by its place in the package: each side (this worker, a pod's image) finds its own copy
+    sent = op.component_args()["module_file"]
+    assert sent == "airflow-mlops-package:runtime_side/modules/taxi.py"
+    module = resolve_package_file(sent, str(Path(airflow_mlops.__file__).parent))
+    assert Path(module).is_file() and "def preprocessing_fn" in Path(module).read_text()
+    assert resolve_package_file("/srv/my_module.py", "/opt/airflow-mlops/airflow_mlops") == "/srv/my_module.py"
     assert op.tfx_inputs == {"examples": {"node": "g", "output": "examples"}, "schema": {"node": "s", "output": "schema"}}
     assert "module_file" in TransformOperator.template_fields
 
@@ -581,7 +587,7 @@ def test_upstream_nodes_in_the_spec_use_their_rendered_fields_and_defaults(state
         tr = HorovodTrainerOperator(task_id="tr", pipeline_name="p", examples=tf, transform_graph=tf, schema=sc)
     context = {"params": {"module_file": ""}, "run_id": "r"}
     nodes = {n["id"]: n for n in tr.pipeline_spec(RuntimeHook(mlops_conn_id=None), context)["nodes"]}
-    assert nodes["tf"]["args"]["module_file"].endswith("airflow_mlops/runtime_side/modules/taxi.py")
+    assert nodes["tf"]["args"]["module_file"] == "airflow-mlops-package:runtime_side/modules/taxi.py"
     assert tf.module_file == "{{ params.module_file }}"  # the upstream operator itself is unchanged
     context["params"]["module_file"] = "/srv/my_module.py"
     nodes = {n["id"]: n for n in tr.pipeline_spec(RuntimeHook(mlops_conn_id=None), context)["nodes"]}

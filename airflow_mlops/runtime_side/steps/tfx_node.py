@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from airflow_mlops.runtimes.contract import RejectedInput, StepError
+from airflow_mlops.shared import resolve_package_file
 from airflow_mlops.runtime_side.steps.module_file import load_module_file
 from airflow_mlops.runtime_side.steps.tfx_pipeline import (
     builder_for,
@@ -97,6 +98,10 @@ def run_node(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     from tfx.orchestration.portable import launcher
 
     spec, node_id, run_id = params["pipeline"], params["node_id"], params["run_id"]
+    package_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for node in spec["nodes"]:  # the provider's own module files: this side's copy (a pod's image has its own)
+        if node.get("args", {}).get("module_file"):
+            node["args"]["module_file"] = resolve_package_file(node["args"]["module_file"], package_dir)
     node_spec = next((n for n in spec["nodes"] if n["id"] == node_id), None)
     if node_spec is None:
         raise StepError(f"node {node_id!r} is not in pipeline {spec['pipeline_name']!r}")
