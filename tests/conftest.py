@@ -76,9 +76,10 @@ def airflow_env(home: Path, state_dir: Path, **extra: str) -> dict[str, str]:
 #: come last and end the run alone. Files not listed follow in collection order. A file's tests share its
 #: module-scoped state and run in order; long parts that share nothing are files of their own.
 SLOWEST_FIRST = [
+    "integration/test_kubernetes_backend.py", "containers/test_images.py", "containers/test_mpi.py",
     "integration/test_evaluate_push.py", "integration/test_closed_loop.py", "integration/test_serving.py",
     "integration/test_data_gate.py", "runtimes/test_sources.py", "integration/own_pipeline/test_penguins.py",
-    "integration/test_ingest_dag.py", "integration/test_kubernetes_backend.py", "integration/test_browser.py",
+    "integration/test_ingest_dag.py", "containers/test_pods.py", "integration/test_browser.py",
     "integration/own_pipeline/test_eval_config.py", "integration/test_trainer_resume.py",
     "integration/own_pipeline/test_module_errors.py", "integration/test_asset_watcher.py",
     "integration/test_drift_detection.py", "integration/own_pipeline/test_tfx_taxi.py",

@@ -8,7 +8,8 @@ with its path), :func:`build_mpijob` turns it into the manifest the operator app
 
 The launcher runs ``horovodrun`` over the workers the operator lists in ``/etc/mpi/hostfile``
 (``-np`` = workers × slots); in elastic mode it runs ``--min-np``/``--max-np`` with the
-operator's ``/etc/mpi/discover_hosts.sh`` and the Worker replica count is the maximum.
+operator's ``/etc/mpi/discover_hosts.sh`` (which names the running workers without their slots:
+``--slots-per-host``) and the Worker replica count is the maximum.
 With ``horovodrun=False`` the launcher runs ``command`` itself and learns the same from
 :func:`horovod_env` (``AIRFLOW_MLOPS_HOROVOD_*``): that is how a TFX Trainer runs, its node
 execution (ML Metadata, inputs, outputs) once in the launcher and its ``run_fn`` on every rank.
@@ -177,8 +178,10 @@ def launcher_command(spec: MPIJobSpec) -> list[str]:
     slots = spec.slots_per_worker
     if spec.elastic:
         assert spec.min_workers is not None and spec.max_workers is not None
+        # the operator's discover_hosts.sh names the hosts without their slots: Horovod needs --slots-per-host
         head = ["horovodrun", "-np", str(spec.min_workers * slots), "--min-np", str(spec.min_workers * slots),
-                "--max-np", str(spec.max_workers * slots), "--host-discovery-script", DISCOVER_HOSTS]
+                "--max-np", str(spec.max_workers * slots), "--host-discovery-script", DISCOVER_HOSTS,
+                "--slots-per-host", str(slots)]
     else:
         head = ["horovodrun", "-np", str(spec.num_workers * slots), "--hostfile", HOSTFILE]
     return [*head, *spec.command]

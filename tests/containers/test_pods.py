@@ -30,8 +30,8 @@ def cluster(container_image, tmp_path, monkeypatch):
     claim = tmp_path / "claim"  # the claim's storage; mounted in every pod at the same path (the state directory)
     claim.mkdir()
     images = {name: container_image(name) for name in ("tfx", "drift")}
-    kubelet = PodmanKubelet(claims={CLAIM: claim})
-    with FakeKubeAPI(kubelet=kubelet, stale_polls=0, creating_polls=1) as fake:
+    with PodmanKubelet(claims={CLAIM: claim}) as kubelet, \
+            FakeKubeAPI(kubelet=kubelet, stale_polls=0, creating_polls=1) as fake:
         settings = {**airflow_connection_env(fake, "kubernetes_fake", namespace="mlops"),
                     "AIRFLOW__MLOPS__BACKEND": "kubernetes", "AIRFLOW__MLOPS__KUBERNETES_CONN_ID": "kubernetes_fake",
                     "AIRFLOW__MLOPS__KUBERNETES_NAMESPACE": "mlops",
@@ -127,4 +127,5 @@ def test_a_step_past_its_deadline_says_so_and_is_retried(cluster, taxi_csv):
     assert not isinstance(failed.value, AirflowFailException)  # a retry may be faster (Airflow retries timeouts)
     assert "DeadlineExceeded: activeDeadlineSeconds=2" in message and "step_timeout" in message, message
     ran_as_container(cluster, cluster.images["tfx"])
-    assert not [c for c in podman("ps", "--all", "--format", "{{.Names}}").stdout.split() if c.startswith("fakepod-")]
+    names = set(podman("ps", "--all", "--format", "{{.Names}}").stdout.split())
+    assert not names & {run["container"] for run in cluster.kubelet.started}  # the stopped container is removed

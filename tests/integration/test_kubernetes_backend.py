@@ -130,6 +130,8 @@ def cluster(tmp_path_factory, airflow_home, taxi_csv, tfx_runtime, request):
                "data": data, "containers": containers, "images": images}
         for name in [d["metadata"]["name"] for d in fake.list_objects("seldondeployments", "mlops")]:
             fake.delete("seldondeployments", "mlops", name)  # its predictor's container goes with it
+    if containers:
+        kubelet.close()
 
 
 def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):

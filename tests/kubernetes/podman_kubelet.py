@@ -17,9 +17,18 @@ pod spec                                   podman run
 ``volumes``: ``persistentVolumeClaim``     a bind mount of the claim's directory (``claims``), ``subPath``;
                                            ``fsGroup`` owns it, group-writable, as the kubelet makes it
 ``emptyDir``                               a bind mount of a fresh directory, removed with the pod
-``configMap`` / ``secret``                 their keys as files (``objects`` reads them from the fake), read-only
+``configMap`` / ``secret``                 their keys as files (``objects`` reads them from the fake), read-only,
+                                           root's, mode ``items[].mode`` / ``defaultMode`` (0644); ``fsGroup``
+                                           owns them, group-readable; rewritten while the pod runs when the
+                                           object changes, as the kubelet syncs them (e.g. the MPI Operator's
+                                           ``discover_hosts.sh``)
 ``resources.limits`` memory / cpu          ``--memory`` (and no swap) / ``--cpus``
-``hostname``, ``subdomain``                ``--hostname``; the network (``network``) resolves pod names
+``hostname``, ``subdomain``                ``--hostname``; on a network of its own (``network``), the names the
+                                           cluster's DNS gives the pod: ``hostname``, ``hostname.subdomain``,
+                                           ``hostname.subdomain.<namespace>.svc[.cluster.local]``
+                                           (``--network-alias``), and the pod's DNS search path (``--dns-search``:
+                                           ``<namespace>.svc.cluster.local svc.cluster.local cluster.local``, then
+                                           ``dnsConfig.searches``)
 =========================================  ==================================================================
 
 The log is the container's merged stdout/stderr; the exit code decides the phase; a container killed by
@@ -49,6 +58,9 @@ from tests.containers.podman import image_exists, podman
 from tests.kubernetes.fake_api import PodRun, _expand, _path_get
 
 FAKE_POD_LABEL = "airflow-mlops.fake-pod"
+CLUSTER_DOMAIN = "cluster.local"
+#: seconds between two syncs of a running pod's configMap and secret volumes with their objects
+VOLUME_SYNC_S = 0.5
 _UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
           "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
 
@@ -96,15 +108,52 @@ def _oom_killed(name: str) -> bool:
     return any("oom-kill:" in line and f"oom_memcg=/libpod_parent/libpod-{cid}" in line for line in log.splitlines())
 
 
+def _project(target: Path, files: Mapping[str, tuple[bytes, int]], group: int | None) -> None:
+    """Write a configMap/secret volume's ``files`` (path → (content, mode)) under ``target`` as the kubelet does:
+    root's, with their mode; with an ``fsGroup`` the group's and group-readable. A file is replaced at once
+    (written aside, then renamed), so a reader never sees half of it."""
+    for rel, (content, mode) in files.items():
+        path = target / rel
+        if group is not None:
+            mode |= 0o440
+        try:
+            st = path.stat()
+            if path.read_bytes() == content and st.st_mode & 0o7777 == mode and group in (None, st.st_gid):
+                continue
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}")
+        aside.write_bytes(content)
+        if group is not None:
+            os.chown(aside, -1, group)
+        aside.chmod(mode)
+        os.replace(aside, path)
+
+
 class _Container:
-    def __init__(self, argv: list[str], name: str, kill_after: float, scratch: Path, run: PodRun) -> None:
+    def __init__(self, argv: list[str], name: str, kill_after: float, scratch: Path, run: PodRun,
+                 syncs: list[Callable[[], None]] | None = None) -> None:
         self.argv, self.name, self.kill_after, self.scratch, self.run = argv, name, kill_after, scratch, run
+        self.syncs = list(syncs or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self._stopped = threading.Event()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(["podman", *self.argv], env=podman_env(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if self.syncs:
+            threading.Thread(target=self._sync_volumes, name=f"volumes-{self.name}", daemon=True).start()
+
+    def _sync_volumes(self) -> None:
+        """The kubelet's sync of configMap and secret volumes while the container runs (a deleted object leaves
+        the files as they were)."""
+        while not self._stopped.wait(VOLUME_SYNC_S) and self.proc is not None and self.proc.poll() is None:
+            for sync in self.syncs:
+                try:
+                    sync()
+                except (OSError, ValueError):
+                    pass
 
     def lines(self) -> Iterator[bytes]:
         assert self.proc is not None and self.proc.stdout is not None
@@ -167,6 +216,19 @@ class PodmanKubelet:
         self.skip, self.extra_args = skip, extra_args
         self.started: list[dict[str, Any]] = []  # what ran: pod name, image, the podman arguments
 
+    def close(self) -> None:
+        """Remove every container this kubelet started that is still there (the fake stops its pods' runs in
+        background threads, which a test process may not wait for)."""
+        names = [run["container"] for run in self.started]
+        if names:
+            podman("rm", "--force", "--ignore", "--time", "0", *names, check=False)
+
+    def __enter__(self) -> PodmanKubelet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __call__(self, pod: dict) -> PodRun | None:
         if self.skip is not None:
             skipped = self.skip(pod)
@@ -181,17 +243,18 @@ class PodmanKubelet:
         name = f"fakepod-{meta['name'][:40]}-{uuid.uuid4().hex[:6]}"
         scratch = Path(tempfile.mkdtemp(prefix="fakepod-", dir="/var/tmp"))
         scratch.chmod(0o755)
+        syncs: list[Callable[[], None]] = []
         try:
-            args = self._args(pod, container, name, scratch)
+            args = self._args(pod, container, name, scratch, syncs)
         except ValueError as err:
             shutil.rmtree(scratch, ignore_errors=True)
             return PodRun(pending_reason="CreateContainerConfigError", pending_message=str(err))
         if self.extra_args is not None:
             args += self.extra_args(pod)
         argv = ["run", *args, image, *[_expand(a, self._env(pod, container)) for a in container.get("args") or []]]
-        self.started.append({"pod": meta["name"], "image": image, "args": argv})
+        self.started.append({"pod": meta["name"], "image": image, "args": argv, "container": name})
         run = PodRun()
-        box = _Container(argv, name, self.kill_after, scratch, run)
+        box = _Container(argv, name, self.kill_after, scratch, run, syncs)
         run.logs, run.exit_code, run.start, run.stop = box.lines, box.exit_code, box.start, box.stop
         return run
 
@@ -214,16 +277,24 @@ class PodmanKubelet:
                 raise ValueError(f"env {var['name']}: only value and fieldRef are supported by PodmanKubelet")
         return env
 
-    def _args(self, pod: dict, container: dict, name: str, scratch: Path) -> list[str]:
+    def _args(self, pod: dict, container: dict, name: str, scratch: Path, syncs: list[Callable[[], None]]) -> list[str]:
         spec, meta = pod["spec"], pod["metadata"]
         args = ["--name", name, "--label", f"{FAKE_POD_LABEL}={meta.get('uid', '')}", "--network", self.network,
                 "--pull", "never"]
         hostname = spec.get("hostname") or meta["name"]
         if self.network != "host":
+            namespace = meta.get("namespace") or "default"
             args += ["--hostname", hostname[:63]]
+            aliases = [hostname]
             if spec.get("subdomain"):
-                args += ["--network-alias", f"{hostname}.{spec['subdomain']}"]
-            args += ["--network-alias", hostname]
+                fqdn = f"{hostname}.{spec['subdomain']}"
+                aliases += [fqdn, f"{fqdn}.{namespace}.svc", f"{fqdn}.{namespace}.svc.{CLUSTER_DOMAIN}"]
+            for alias in aliases:
+                args += ["--network-alias", alias]
+            searches = [f"{namespace}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN,
+                        *((spec.get("dnsConfig") or {}).get("searches") or [])]
+            for search in dict.fromkeys(searches):
+                args += ["--dns-search", search]
         security = {**(spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
         if "runAsUser" in security:
             args += ["--user", f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}"]
@@ -246,7 +317,7 @@ class PodmanKubelet:
             volume = volumes.get(mount["name"])
             if volume is None:
                 raise ValueError(f"volumeMount {mount['name']!r} names no volume of the pod")
-            source = self._volume(pod, volume, scratch)
+            source = self._volume(pod, volume, scratch, syncs)
             if mount.get("subPath"):
                 source = source / mount["subPath"]
                 source.mkdir(parents=True, exist_ok=True)
@@ -256,7 +327,7 @@ class PodmanKubelet:
             args += ["--entrypoint", json.dumps([_expand(a, self._env(pod, container)) for a in container["command"]])]
         return args
 
-    def _volume(self, pod: dict, volume: dict, scratch: Path) -> Path:
+    def _volume(self, pod: dict, volume: dict, scratch: Path, syncs: list[Callable[[], None]]) -> Path:
         namespace = pod["metadata"]["namespace"]
         if "persistentVolumeClaim" in volume:
             claim = volume["persistentVolumeClaim"]["claimName"]
@@ -271,22 +342,28 @@ class PodmanKubelet:
         if "emptyDir" in volume:
             target.chmod(0o1777)  # writable by the pod's user, as an emptyDir is
             return target
+        group = (pod["spec"].get("securityContext") or {}).get("fsGroup")
         for kind, plural in (("configMap", "configmaps"), ("secret", "secrets")):
             if kind in volume:
                 source = volume[kind]
                 ref = source.get("name") or source.get("secretName")
-                obj = self.objects(plural, namespace, ref) if self.objects else None
-                if obj is None:
-                    raise ValueError(f"{kind} {namespace}/{ref} not found")
-                data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()} if kind == "secret" \
-                    else {k: v.encode() for k, v in (obj.get("data") or {}).items()}
-                items = source.get("items") or [{"key": k, "path": k} for k in data]
-                mode = source.get("defaultMode", 0o644)
-                for item in items:
-                    path = target / item["path"]
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data[item["key"]])
-                    path.chmod(item.get("mode", mode))
+
+                def files(source: dict = source, kind: str = kind, plural: str = plural,
+                          ref: str = ref) -> dict[str, tuple[bytes, int]]:
+                    obj = self.objects(plural, namespace, ref) if self.objects else None
+                    if obj is None:
+                        raise ValueError(f"{kind} {namespace}/{ref} not found")
+                    data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()} if kind == "secret" \
+                        else {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+                    items = source.get("items") or [{"key": k, "path": k} for k in data]
+                    mode = source.get("defaultMode", 0o644)
+                    missing = [item["key"] for item in items if item["key"] not in data]
+                    if missing:
+                        raise ValueError(f"{kind} {namespace}/{ref} has no key(s) {missing}")
+                    return {item["path"]: (data[item["key"]], item.get("mode", mode)) for item in items}
+
+                _project(target, files(), group)
+                syncs.append(lambda files=files: _project(target, files(), group))
                 return target
         raise ValueError(f"volume {volume['name']!r}: only persistentVolumeClaim, emptyDir, configMap and secret "
                          "volumes are supported by PodmanKubelet")

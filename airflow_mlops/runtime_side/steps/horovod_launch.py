@@ -16,6 +16,9 @@ from collections.abc import Mapping
 # sshd port of the workers (docker/README.md), when not 22
 from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP, ENV_SSH_PORT  # noqa: F401
 
+#: what the MPI Operator sets on an OpenMPI launcher: the job's slotsPerWorker
+ENV_OPERATOR_SLOTS = "OMPI_MCA_orte_set_default_slots"
+
 
 def on_mpijob(env: Mapping[str, str]) -> bool:
     """Whether this process is an MPIJob's launcher (the ranks run in other pods)."""
@@ -31,8 +34,11 @@ def horovodrun_args(workers: int, env: Mapping[str, str]) -> list[str]:
         return ["-np", str(workers), "--gloo", "-H", f"localhost:{workers}"]
     args = ["-np", env[ENV_NP], "--gloo"]
     if env.get(ENV_DISCOVERY):
+        # the operator's discover_hosts.sh prints host names without slots, and Horovod counts a host with no
+        # slots as None (TypeError before the first rank starts): its slots are the job's slotsPerWorker,
+        # which the MPI Operator gives an OpenMPI launcher (the implementation build_mpijob asks for)
         args += ["--min-np", env.get(ENV_MIN_NP) or env[ENV_NP], "--max-np", env.get(ENV_MAX_NP) or env[ENV_NP],
-                 "--host-discovery-script", env[ENV_DISCOVERY]]
+                 "--host-discovery-script", env[ENV_DISCOVERY], "--slots-per-host", env.get(ENV_OPERATOR_SLOTS) or "1"]
     else:
         args += ["--hostfile", env.get(ENV_HOSTFILE) or "/etc/mpi/hostfile"]
     if env.get(ENV_SSH_PORT):
@@ -43,18 +49,23 @@ def horovodrun_args(workers: int, env: Mapping[str, str]) -> list[str]:
 #: horovodrun's prefix on each rank's output, and how it names the first rank that failed.
 _RANK_LINE = re.compile(r"^\[(\d+)\]<(?:stdout|stderr)>:(.*)$")
 _FIRST_FAILED = re.compile(r"^Process name: (\d+)\s*$")
+#: what horovodrun itself says went wrong before its last lines: the errors its elastic driver logs and the
+#: exceptions it prints (e.g. ``TimeoutException: Timed out waiting for ... at least 2 Horovod processes``)
+_LAUNCHER_ERROR = re.compile(r"^(?:ERROR:[\w.]+:|[A-Za-z_][\w.]*(?:Error|Exception): )")
 
 
 class LaunchLog:
     """The last lines of each rank and of horovodrun itself, to say why a training failed.
 
-    horovodrun's own error only says which rank exited first; the reason is in that rank's output.
+    horovodrun's own error only says which rank exited first; the reason is in that rank's output, or (elastic)
+    in what its driver logged before: why it stopped (fewer slots than ``--min-np`` for ``--elastic-timeout``...).
     """
 
-    def __init__(self, rank_lines: int = 30, launcher_lines: int = 3):
+    def __init__(self, rank_lines: int = 30, launcher_lines: int = 3, error_lines: int = 4):
         self._rank_lines = rank_lines
         self.ranks: dict[int, deque[str]] = {}
         self.launcher: deque[str] = deque(maxlen=launcher_lines)
+        self.errors: deque[str] = deque(maxlen=error_lines)
         self.first_failed: int | None = None
 
     def add(self, line: str) -> None:
@@ -63,6 +74,8 @@ class LaunchLog:
             return
         if (match := _FIRST_FAILED.match(line)) and self.first_failed is None:
             self.first_failed = int(match.group(1))
+        if _LAUNCHER_ERROR.match(line):
+            self.errors.append(line)
         if line.strip():
             self.launcher.append(line)
 
@@ -75,6 +88,8 @@ class LaunchLog:
             rank = failed[0] if failed else None
         if rank is not None:
             message += f"; rank {rank} exited first, its last lines:\n  " + "\n  ".join(self.ranks[rank])
+        if errors := [line for line in self.errors if line not in self.launcher]:
+            message += "\nhorovodrun's errors:\n  " + "\n  ".join(errors)
         if self.launcher:
             message += "\nhorovodrun's last lines:\n  " + "\n  ".join(self.launcher)
         return message

@@ -16,8 +16,9 @@ def spec(**kwargs) -> MPIJobSpec:
     ({}, ["-np", "3", "--gloo", "-H", "localhost:3"]),
     (horovod_env(spec(num_workers=2, gpus_per_worker=4)),
      ["-np", "8", "--gloo", "--hostfile", "/etc/mpi/hostfile"]),
-    (horovod_env(spec(min_workers=1, max_workers=3, gpus_per_worker=2)),
-     ["-np", "2", "--gloo", "--min-np", "2", "--max-np", "6", "--host-discovery-script", "/etc/mpi/discover_hosts.sh"]),
+    ({**horovod_env(spec(min_workers=1, max_workers=3, gpus_per_worker=2)), "OMPI_MCA_orte_set_default_slots": "2"},
+     ["-np", "2", "--gloo", "--min-np", "2", "--max-np", "6", "--host-discovery-script", "/etc/mpi/discover_hosts.sh",
+      "--slots-per-host", "2"]),
     ({**horovod_env(spec(num_workers=2)), ENV_SSH_PORT: "2222"},
      ["-np", "2", "--gloo", "--hostfile", "/etc/mpi/hostfile", "--ssh-port", "2222"]),
 ], ids=["local", "mpijob", "elastic", "ssh-port"])
