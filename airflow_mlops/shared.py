@@ -66,3 +66,8 @@ def resolve_package_file(value: str, package_dir: str) -> str:
     if isinstance(value, str) and value.startswith(PACKAGE_FILE_PREFIX):
         return f"{package_dir.rstrip('/')}/{value[len(PACKAGE_FILE_PREFIX):]}"
     return value
+
+
+#: The non-root user (and group) of the project's images (docker/README.md): step pods, MPIJob and TrainJob pods
+#: and the model-server predictors of SeldonDeployments run as it, with it as their fsGroup on the claim.
+IMAGE_UID = 1000

@@ -32,6 +32,7 @@ from airflow_mlops.kubernetes.jobs import FINAL_STATES, JobController  # noqa: F
 from airflow_mlops.kubernetes.pods import pod_spec
 from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
 from airflow_mlops.kubernetes.schema import ManifestError, crd_jsonschema, instance_errors, label_errors, resource_errors
+from airflow_mlops.shared import IMAGE_UID
 
 GROUP, VERSION, KIND, PLURAL = "kubeflow.org", "v2beta1", "MPIJob", "mpijobs"
 CRD_FILENAME = "kubeflow.org_mpijobs.yaml"
@@ -42,7 +43,6 @@ WORKER_COMMAND = ("airflow-mlops-mpi-worker",)
 SSH_AUTH_MOUNT_PATH = "/home/mlops/.ssh"
 #: The workers' sshd port (docker/tfx/mpi/sshd_config): a worker is ready when it answers there.
 SSH_PORT = 2222
-IMAGE_UID = 1000
 
 #: pods are named <name>-launcher and <name>-worker-<i>; the job's Service is <name> (DNS-1035)
 MAX_NAME = 48

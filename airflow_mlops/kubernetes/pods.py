@@ -44,6 +44,7 @@ from airflow_mlops.kubernetes.api import (
 from airflow_mlops.runtimes.contract import REQUEST_ENV, ContractError, StepRequest, StepResult, is_result_line, \
     result_from_log
 from airflow_mlops.settings import MlopsSettings
+from airflow_mlops.shared import IMAGE_UID
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ STEP_LABEL, RUNTIME_LABEL, CALL_LABEL = "airflow-mlops/step", "airflow-mlops/run
 STEP_COMMAND = ("python", "-m", "airflow_mlops.runtime_side.entrypoint", "--request-env", REQUEST_ENV, "--result-stdout")
 ON_FINISH_ACTIONS = ("delete_pod", "delete_succeeded_pod", "keep_pod")
 #: The images' non-root user (docker/README.md): pods run as it and the volume is group-writable for it.
-IMAGE_UID = 1000
 #: Log lines kept to explain a failure.
 TAIL_LINES = 40
 

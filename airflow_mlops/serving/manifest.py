@@ -36,6 +36,7 @@ from airflow_mlops.kubernetes.schema import (
     resource_errors,
     schema_errors,
 )
+from airflow_mlops.shared import IMAGE_UID
 
 __all__ = [
     "API_VERSION",
@@ -404,6 +405,9 @@ def _predictor_manifest(predictor: PredictorSpec) -> dict[str, Any]:
     if predictor.volume_claim:
         container["volumeMounts"] = [{"name": VOLUME_NAME, "mountPath": predictor.mount_path}]
         pod["volumes"] = [{"name": VOLUME_NAME, "persistentVolumeClaim": {"claimName": predictor.volume_claim}}]
+        # the server writes its prediction log on the claim, as the step pods write there: as the images' user
+        # with the claim's group (Seldon's operator would run it as uid 8888, which the claim does not let write)
+        pod["securityContext"] = {"runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID, "fsGroup": IMAGE_UID}
     out: dict[str, Any] = {
         "name": predictor.name,
         "replicas": predictor.replicas,

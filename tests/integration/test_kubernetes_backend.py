@@ -151,7 +151,7 @@ def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):
     kubelet = cluster["kubelet"]
     ran = [r["image"] for r in kubelet.started] if cluster["containers"] else kubelet.images
     tfx_image = cluster["images"].get("tfx", "registry.example/airflow-mlops-tfx:0.1.0")
-    assert all(image == tfx_image for image in ran if "serving" not in image), ran
+    assert all(image == tfx_image for image in ran if "serving" not in image and "drift" not in image), ran
     jobs = fake.list_objects("mpijobs", "mlops")
     assert len(jobs) == 1 and jobs[0]["status"]["conditions"][-1]["type"] == "Succeeded"
     assert jobs[0]["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 2
@@ -172,10 +172,20 @@ def test_the_training_dag_runs_on_kubernetes_unchanged(cluster):
     assert deployment["status"]["state"] == "Available"
     assert (cluster["state_dir"] / "models" / PIPELINE / "1" / "saved_model.pb").is_file()
     if cluster["containers"]:  # its predictor: a container of the serving image, answering on its port
-        served = served_predictions(cluster, PIPELINE)
-        assert len(served["data"]["ndarray"]) == 5 and served["meta"]["tags"]["model_version"] == 1, served
+        served = served_predictions(cluster, PIPELINE, rows=300)
+        assert len(served["data"]["ndarray"]) == 300 and served["meta"]["tags"]["model_version"] == 1
         predictor = [r for r in kubelet.started if r["image"] == cluster["images"]["serving"]]
-        assert len(predictor) == 1 and "8888:8888" in predictor[0]["args"], predictor  # Seldon's default user
+        assert len(predictor) == 1 and "1000:1000" in predictor[0]["args"], predictor  # the claim's user
+        # logged on the claim (as uid 8888, Seldon's default, it could not: found here), where monitoring reads
+        logged = [json.loads(line) for f in sorted((cluster["state_dir"] / "predictions" / "taxi-k8s").glob("*.jsonl"))
+                  for line in f.read_text().splitlines()]
+        assert sum(len(entry["instances"]) for entry in logged) == 300, logged[-1:]
+        # the monitoring DAG's drift check on that traffic: lineage read in a tfx pod, Alibi Detect in a drift pod
+        code, log, monitor_run = dags_test(cluster, {"deployment_name": "taxi-k8s", "window_size": 300},
+                                           dag_id="mlops_monitor", **cluster["env"])
+        monitor = task_states(cluster, "mlops_monitor", monitor_run)
+        assert monitor["detect_drift"] == "success", (monitor, log[-6000:])
+        assert any(r["image"] == cluster["images"]["drift"] for r in kubelet.started), kubelet.started
     else:
         uri = deployment["spec"]["predictors"][0]["graph"]["modelUri"]
         assert uri == f"pvc://airflow-mlops-data/models/{PIPELINE}/1"

@@ -1118,3 +1118,15 @@ def test_restore_patch_without_resource_version(deployed, candidate) -> None:
 def test_restore_patch_rejects_another_object(previous, text, live) -> None:
     with pytest.raises(ManifestError, match=text.replace(".", r"\.")):
         restore_patch(previous, live)
+
+
+def test_a_custom_image_on_the_claim_runs_as_the_images_user_with_the_claims_group(crd) -> None:
+    """It writes its prediction log on the claim, where the step pods (uid 1000, fsGroup 1000) write: Seldon's
+    operator would run it as uid 8888, which may not write there (found with real containers)."""
+    predictor = PredictorSpec(name="v1", model_version=1, model_uri="/srv/mlops/models/taxi/1", implementation=None,
+                              image="registry.example/airflow-mlops-serving:0.1.0", volume_claim="airflow-mlops-data",
+                              mount_path="/srv/mlops")
+    manifest = build_manifest(DeploymentSpec("taxi", "serving", [predictor]))
+    pod = _predictor(manifest, "v1")["componentSpecs"][0]["spec"]
+    assert pod["securityContext"] == {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000}
+    validate_manifest(manifest, crd)
