@@ -18,7 +18,8 @@ names by default) and labelled with the hash of its inputs (the Dockerfile, its 
 .dockerignore, every file its COPY takes, the prebuilt runtime): a build whose inputs have not changed
 is skipped, and podman's layer cache keeps the steps before the first changed one.
 
-``python -m tests.containers.images [NAME ...] [--runtime-from lock]`` builds them (``make images``).
+``python -m tests.containers.images [NAME ...] [--runtime-from lock]`` builds them (``make images``), then removes
+the untagged images earlier builds left (the store would otherwise grow with every change of the code).
 """
 
 from __future__ import annotations
@@ -258,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown image(s) {unknown}; known: {list(RECIPES)}")
     for name in args.names or list(RECIPES):
         build_image(name, runtime_from=args.runtime_from)
+    # the images of earlier inputs, now untagged, and their layers: the store would grow with every code change
+    pruned = podman("image", "prune", "--force", check=False).stdout.split()
+    print(f"images: {len(pruned)} untagged image(s) of earlier builds removed")
     return 0
 
 
