@@ -47,7 +47,11 @@ def call(url: str, token: str | None = None, body: dict | None = None, method: s
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        text = err.read() or b"{}"
+        try:
+            return err.code, json.loads(text)
+        except ValueError:  # a 500 of Airflow's API server is plain text ("Internal Server Error")
+            return err.code, {"detail": text.decode(errors="replace")}
 
 
 def _ensure_runtime(name: str):
