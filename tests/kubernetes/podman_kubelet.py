@@ -140,8 +140,10 @@ class _Container:
         self._stopped = threading.Event()
 
     def start(self) -> None:
+        # in the pod's scratch directory: conmon leaves an ``oom`` file in its working directory when the container
+        # is OOM-killed on these machines (cgroup v1), which would otherwise land in the caller's (the repository)
         self.proc = subprocess.Popen(["podman", *self.argv], env=podman_env(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.scratch)
         if self.syncs:
             threading.Thread(target=self._sync_volumes, name=f"volumes-{self.name}", daemon=True).start()
 
@@ -166,7 +168,8 @@ class _Container:
             state = json.loads(podman("inspect", "--format", "{{json .State}}", self.name, check=False).stdout or "{}")
         except ValueError:
             state = {}
-        if state.get("OOMKilled") or (state.get("ExitCode") == 137 and _oom_killed(self.name)):
+        if state.get("OOMKilled") or (state.get("ExitCode") == 137 and ((self.scratch / "oom").exists()
+                                                                       or _oom_killed(self.name))):
             self.run.reason = "OOMKilled"
         self._remove()
         return int(state.get("ExitCode", code)) if state else code
