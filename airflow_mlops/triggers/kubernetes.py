@@ -23,8 +23,8 @@ class KubernetesObjectTrigger(BaseTrigger):
     :param timeout: seconds before giving up (None: no limit).
     """
 
-    def __init__(self, name: str, namespace: str, kubernetes_conn_id: str, poll_interval: float,
-                 timeout: float | None) -> None:
+    def __init__(self, name: str, namespace: str, kubernetes_conn_id: str, poll_interval: float = 10.0,
+                 timeout: float | None = None) -> None:
         super().__init__()
         self.name = name
         self.namespace = namespace

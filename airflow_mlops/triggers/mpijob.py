@@ -23,10 +23,6 @@ class MPIJobTrigger(TrainingJobTrigger):
     :param timeout: seconds before giving up (None: wait as long as the job runs).
     """
 
-    def __init__(self, name: str, namespace: str, kubernetes_conn_id: str, poll_interval: float = 10.0,
-                 timeout: float | None = None) -> None:
-        super().__init__(name, namespace, kubernetes_conn_id, poll_interval, timeout)
-
     def resource(self) -> tuple[str, str, str, str, Callable[[Mapping[str, Any]], tuple[str, str, str]]]:
         from airflow_mlops.kubernetes.mpijob import GROUP, KIND, PLURAL, VERSION, mpijob_state
 
