@@ -76,8 +76,13 @@ def copy_args(instruction: Instruction) -> tuple[dict[str, str], list[str], str]
 
 def context_sources(path: Path) -> list[str]:
     """The build-context paths the Dockerfile's COPY instructions take (not those copied from a stage)."""
+    return context_sources_of(Path(path).read_text())
+
+
+def context_sources_of(text: str) -> list[str]:
+    """:func:`context_sources` of a Dockerfile's text."""
     sources: list[str] = []
-    for stage in parse(path):
+    for stage in parse_text(text)[1]:
         for instruction in stage:
             if instruction.keyword in ("COPY", "ADD"):
                 flags, srcs, _ = copy_args(instruction)
@@ -107,3 +112,29 @@ def replace_stage(text: str, name: str, image: str) -> str:
     if not found:
         raise ValueError(f"the Dockerfile has no stage {name!r}")
     return "".join(out)
+
+
+def split_before(text: str, sources: tuple[str, ...]) -> tuple[str, str] | None:
+    """``(head, tail)`` of the Dockerfile ``text``, split before the last stage's first COPY from the build context
+    of one of ``sources`` (a path, or a path under it); None when that stage copies none of them.
+
+    ``head`` is a Dockerfile of its own (every stage, the last one up to the split); ``tail`` the rest of the last
+    stage, with the ARGs that stage declared before the split (their values are not kept in an image), to follow
+    a ``FROM`` of the image built from ``head``. Nothing else of the stage is lost: ENV, USER, WORKDIR, LABEL and
+    the like are kept in the head image's configuration.
+    """
+    head_args, stages = parse_text(text)
+    if not stages:
+        return None
+    last = stages[-1]
+    for index, instruction in enumerate(last):
+        if instruction.keyword not in ("COPY", "ADD"):
+            continue
+        flags, srcs, _ = copy_args(instruction)
+        if "from" in flags:
+            continue
+        if any(src.rstrip("/") == s or src.startswith(s.rstrip("/") + "/") for src in srcs for s in sources):
+            lines = text.splitlines(keepends=True)
+            args = [f"ARG {i.args}\n" for i in last[1:index] if i.keyword == "ARG"]
+            return "".join(lines[:instruction.line - 1]), "".join(args + lines[instruction.line - 1:])
+    return None

@@ -16,7 +16,10 @@ A runtime image's ``build`` stage (the 3-4 GB ``pip install`` of its lock file) 
 Each image is tagged ``localhost/airflow-mlops-<name>:<version>`` (what ``[mlops] kubernetes_image``
 names by default) and labelled with the hash of its inputs (the Dockerfile, its base, its
 .dockerignore, every file its COPY takes, the prebuilt runtime): a build whose inputs have not changed
-is skipped, and podman's layer cache keeps the steps before the first changed one.
+is skipped, and podman's layer cache keeps the steps before the first changed one. An image is built in two parts:
+what comes before the provider's code (``airflow-mlops-<name>-deps``, its own inputs in its label), then the code and
+what follows it on top: podman hashes a ``COPY --from`` source on every build, gigabytes for a runtime, so a change of
+the code rebuilds only the second part (tfx: 9 s instead of 55 s).
 
 ``python -m tests.containers.images [NAME ...] [--runtime-from lock]`` builds them (``make images``), then removes
 the untagged images earlier builds left (the store would otherwise grow with every change of the code).
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -48,6 +52,10 @@ from tests.containers.podman import image_exists, podman, unavailable
 REPO = Path(__file__).resolve().parents[2]
 VERSION = airflow_mlops.__version__
 INPUTS_LABEL = "airflow-mlops.inputs"
+#: the inputs of an image's part before the provider's code (built as ``airflow-mlops-<name>-deps``)
+DEPS_LABEL = "airflow-mlops.deps-inputs"
+#: what the provider's code is, in a Dockerfile's COPY: a change of these rebuilds only what follows their COPY
+CODE = ("airflow_mlops", "pyproject.toml", "README.md")
 RUNTIME_FROM_LABEL = "airflow-mlops.runtime-from"
 Log = Callable[[str], None]
 
@@ -222,29 +230,57 @@ def build_image(name: str, *, runtime_from: str = "prebuilt", log: Log = print) 
     elif runtime_from != "lock" and recipe.runtime:
         raise ValueError(f"runtime_from must be 'prebuilt' or 'lock', not {runtime_from!r}")
     ignore = path.with_name(path.name + ".dockerignore")
-    digest = hashlib.sha256(f"{text}\0{base}\0{runtime_from}\0".encode())
-    digest.update(ignore.read_bytes() if ignore.exists() else b"")
-    for file in _context_files(dockerfile.context_sources(path)):
-        digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
-    inputs = digest.hexdigest()[:16]
+    ignore_bytes = ignore.read_bytes() if ignore.exists() else b""
+    inputs = _inputs(text, base, runtime_from, ignore_bytes)
     built = _images_with_label(INPUTS_LABEL, inputs)
     if built:
         podman("tag", built[0], recipe.ref)
         log(f"image {recipe.ref}: up to date ({inputs})")
         return recipe.ref
     started = time.monotonic()
+    labels = {INPUTS_LABEL: inputs, RUNTIME_FROM_LABEL: runtime_from}
+    split = dockerfile.split_before(text, CODE)
+    if split:
+        # two builds: what comes before the provider's code (the runtime, users, sshd: gigabytes that podman's
+        # cache would hash again on every build), kept as an image of its own until its inputs change; then the
+        # code and what follows it, on top of that image: a change of the code rebuilds only the second
+        head, tail = split
+        deps_inputs = _inputs(head, base, runtime_from, ignore_bytes)
+        deps_ref = f"localhost/airflow-mlops-{recipe.name}-deps:{VERSION}"
+        if not (image_exists(deps_ref) and _label(deps_ref, DEPS_LABEL) == deps_inputs):
+            _podman_build(head, ignore, base, {DEPS_LABEL: deps_inputs}, deps_ref, recipe.dockerfile)
+        _podman_build(f"FROM {deps_ref}\n{tail}", ignore, base, labels, recipe.ref, recipe.dockerfile)
+    else:
+        _podman_build(text, ignore, base, labels, recipe.ref, recipe.dockerfile)
+    log(f"image {recipe.ref}: built from {recipe.dockerfile} ({runtime_from} runtime) in "
+        f"{time.monotonic() - started:.0f} s")
+    return recipe.ref
+
+
+def _inputs(text: str, base: str, runtime_from: str, ignore: bytes) -> str:
+    """The hash of a build's inputs: the Dockerfile text, the base image, the .dockerignore and every file its COPY
+    instructions take from the build context."""
+    digest = hashlib.sha256(f"{text}\0{base}\0{runtime_from}\0".encode())
+    digest.update(ignore)
+    for file in _context_files(dockerfile.context_sources_of(text)):
+        digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _label(ref: str, label: str) -> str | None:
+    out = podman("image", "inspect", "--format", "{{json .Labels}}", ref).stdout.strip()
+    return (json.loads(out) or {}).get(label)
+
+
+def _podman_build(text: str, ignore: Path, base: str, labels: dict[str, str], tag: str, source: str) -> None:
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-image-") as tmp:
         file = Path(tmp, "Dockerfile")
         file.write_text(text)
         result = podman("build", "--layers", "-f", str(file), *(["--ignorefile", str(ignore)] if ignore.exists() else []),
-                        "--build-arg", f"BASE={base}", "--label", f"{INPUTS_LABEL}={inputs}",
-                        "--label", f"{RUNTIME_FROM_LABEL}={runtime_from}", "-t", recipe.ref, str(REPO),
-                        check=False, capture=False)
+                        "--build-arg", f"BASE={base}", *(f"--label={k}={v}" for k, v in labels.items()),
+                        "-t", tag, str(REPO), check=False, capture=False)
     if result.returncode:
-        raise RuntimeError(f"podman build of {recipe.dockerfile} failed (exit {result.returncode}): see the output above")
-    log(f"image {recipe.ref}: built from {recipe.dockerfile} ({runtime_from} runtime) in "
-        f"{time.monotonic() - started:.0f} s")
-    return recipe.ref
+        raise RuntimeError(f"podman build of {source} failed (exit {result.returncode}): see the output above")
 
 
 def main(argv: list[str] | None = None) -> int:

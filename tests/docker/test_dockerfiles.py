@@ -19,6 +19,7 @@ import pytest
 
 from tests.containers import dockerfile
 from tests.containers.dockerfile import Instruction, copy_args
+from tests.containers.images import CODE, RECIPES
 
 from airflow_mlops.runtimes.builder import source_build_script
 from airflow_mlops.runtimes.specs import RUNTIMES
@@ -362,3 +363,28 @@ def test_source_build_script_overrides_the_environment_and_keeps_the_recipe(tmp_
     assert module.with_env(cpu, {}) is cpu
     with pytest.raises(SystemExit):
         module.parse_env(["NOVALUE"])
+
+
+@pytest.mark.parametrize("path", [r.dockerfile for r in RECIPES.values()])
+def test_image_builds_split_before_the_providers_code_and_lose_no_instruction(path):
+    """tests/containers/images.py builds each image in two: what comes before the provider's code, then the code
+    and what follows it, so that a change of the code does not copy (and hash) the runtime again."""
+    text = (REPO / path).read_text()
+    head, tail = dockerfile.split_before(text, CODE)
+    head_stages = dockerfile.parse_text(head)[1]
+    tail_stage = dockerfile.parse_text(f"FROM deps\n{tail}")[1][0][1:]
+    whole = dockerfile.parse_text(text)[1]
+    assert len(head_stages) == len(whole) and head_stages[:-1] == whole[:-1]
+    carried = [i for i in tail_stage if i.keyword == "ARG" and i in head_stages[-1]]
+    rest = [(i.keyword, i.args) for i in tail_stage[len(carried):]]
+    assert [(i.keyword, i.args) for i in head_stages[-1]] + rest == [(i.keyword, i.args) for i in whole[-1]]
+    first = copy_args(dockerfile.parse_text(f"FROM deps\n{tail}")[1][0][len(carried) + 1])[1]
+    assert any(s.split("/")[0] in CODE for s in first), first
+    assert not any("from" in copy_args(i)[0] for i in tail_stage if i.keyword == "COPY")  # the runtime: in the head
+
+
+def test_a_split_carries_the_stages_args_and_is_none_without_the_code():
+    text = "ARG BASE=x\nFROM ${BASE}\nARG JOBS=2\nRUN make -j$JOBS\n# the code\nCOPY a/b /opt/a\nRUN echo $JOBS\n"
+    assert dockerfile.split_before(text, ("a",)) == (
+        "ARG BASE=x\nFROM ${BASE}\nARG JOBS=2\nRUN make -j$JOBS\n# the code\n", "ARG JOBS=2\nCOPY a/b /opt/a\nRUN echo $JOBS\n")
+    assert dockerfile.split_before(text, ("ab",)) is None
