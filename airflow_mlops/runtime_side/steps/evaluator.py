@@ -51,27 +51,30 @@ def check_model(model_path: str, eval_config: Any) -> dict[str, Any]:
         raise RejectedInput(f"the model has no signature {name!r} (it has: {', '.join(sorted(model.signatures))}): "
                             "export one in run_fn, or name one it has in the eval_config's signature_name")
     outputs = signature_outputs(model.signatures[name])
+    problems: list[str] = []  # every wrong key at once: one run to fix them all, not one run per key
     prediction_key = spec.prediction_key
     if prediction_key and prediction_key not in outputs:
-        raise RejectedInput(f"prediction_key {prediction_key!r} is not an output of the model's {name!r} signature; "
-                            f"its outputs: {', '.join(sorted(outputs))}: set prediction_key to one of them")
+        problems.append(f"prediction_key {prediction_key!r} is not an output of the model's {name!r} signature; "
+                        f"its outputs: {', '.join(sorted(outputs))}: set prediction_key to one of them")
     if not prediction_key and len(outputs) > 1:
-        raise RejectedInput(f"the model's {name!r} signature has several outputs ({', '.join(sorted(outputs))}): "
-                            "set prediction_key to the one holding the prediction")
-    output = prediction_key or next(iter(outputs))
+        problems.append(f"the model's {name!r} signature has several outputs ({', '.join(sorted(outputs))}): "
+                        "set prediction_key to the one holding the prediction")
     transform = list(spec.preprocessing_function_names)
     if not transform and spec.label_key and "transform_features" in model.signatures \
             and spec.label_key in signature_outputs(model.signatures["transform_features"]):
-        raise RejectedInput(f"label_key {spec.label_key!r} is an output of the model's 'transform_features' signature, "
-                            "but the EvalConfig reads the label from the raw examples: add "
-                            'preprocessing_function_names: "transform_features" to its model_specs')
+        problems.append(f"label_key {spec.label_key!r} is an output of the model's 'transform_features' signature, "
+                        "but the EvalConfig reads the label from the raw examples: add "
+                        'preprocessing_function_names: "transform_features" to its model_specs')
     label_source = next((f for f in transform if f in model.signatures), None)
     if spec.label_key and label_source:
         features = signature_outputs(model.signatures[label_source])
         if spec.label_key not in features:
-            raise RejectedInput(f"label_key {spec.label_key!r} is not an output of the model's {label_source!r} "
-                                f"signature, where TFMA reads the label; its outputs: {', '.join(sorted(features))}: "
-                                "set label_key to the label's name there")
+            problems.append(f"label_key {spec.label_key!r} is not an output of the model's {label_source!r} "
+                            f"signature, where TFMA reads the label; its outputs: {', '.join(sorted(features))}: "
+                            "set label_key to the label's name there")
+    if problems:
+        raise RejectedInput("; and ".join(problems))
+    output = prediction_key or next(iter(outputs))
     gated = [m.class_name for s in eval_config.metrics_specs for m in s.metrics
              if (m.HasField("threshold") or m.per_slice_thresholds) and m.class_name in METRICS
              and not s.binarize.ListFields()]
