@@ -76,18 +76,18 @@ def airflow_env(home: Path, state_dir: Path, **extra: str) -> dict[str, str]:
 #: come last and end the run alone. Files not listed follow in collection order. A file's tests share its
 #: module-scoped state and run in order; long parts that share nothing are files of their own.
 SLOWEST_FIRST = [
-    "integration/test_kubernetes_backend.py", "containers/test_images.py", "containers/test_mpi.py",
-    "integration/test_evaluate_push.py", "integration/test_closed_loop.py", "integration/test_serving.py",
-    "integration/test_data_gate.py", "runtimes/test_sources.py", "integration/own_pipeline/test_penguins.py",
-    "integration/test_ingest_dag.py", "containers/test_pods.py", "integration/test_browser.py",
-    "integration/own_pipeline/test_eval_config.py", "integration/test_trainer_resume.py",
-    "integration/own_pipeline/test_module_errors.py", "integration/test_asset_watcher.py",
-    "integration/test_drift_detection.py", "integration/own_pipeline/test_tfx_taxi.py",
-    "integration/own_pipeline/test_penguins_refused.py", "integration/own_pipeline/test_cars.py",
-    "integration/test_approval.py", "integration/test_serving_http.py", "integration/test_transform.py",
-    "integration/test_trainer.py", "integration/test_scheduler_e2e.py", "runtimes/test_builder.py",
-    "hooks/test_runtime.py", "integration/test_horovod_runtime.py", "runtime_side/model_server/test_front.py",
-    "test_cli.py", "runtimes/test_warm.py",
+    "integration/test_kubernetes_backend.py", "integration/test_closed_loop.py", "containers/test_images.py",
+    "containers/test_mpi.py", "runtimes/test_sources.py", "integration/test_evaluate_push.py",
+    "integration/test_serving.py", "integration/test_browser.py", "integration/test_data_gate.py",
+    "integration/test_ingest_dag.py", "integration/own_pipeline/test_penguins.py",
+    "integration/test_asset_watcher.py", "integration/own_pipeline/test_eval_config.py",
+    "integration/test_drift_detection.py", "integration/own_pipeline/test_penguins_refused.py",
+    "integration/test_trainer_resume.py", "integration/own_pipeline/test_cars.py", "containers/test_pods.py",
+    "integration/own_pipeline/test_module_errors.py", "integration/test_transform.py", "integration/test_approval.py",
+    "integration/own_pipeline/test_tfx_taxi.py", "integration/test_trainer.py", "hooks/test_runtime.py",
+    "runtimes/test_builder.py", "integration/test_serving_http.py", "integration/test_scheduler_e2e.py",
+    "runtime_side/model_server/test_front.py", "integration/test_horovod_runtime.py", "runtimes/test_warm.py",
+    "test_cli.py",
 ]
 
 
