@@ -70,8 +70,10 @@ class SeldonHook(BaseHook):
 
     @property
     def namespace(self) -> str:
-        return (self.runtime_hook.settings.kubernetes_namespace or self.kubernetes_hook.get_namespace()
-                or "default")
+        """The SeldonDeployments' namespace: the step pods' (:func:`~airflow_mlops.kubernetes.pods.pod_namespace`)."""
+        from airflow_mlops.kubernetes.pods import pod_namespace
+
+        return pod_namespace(self.runtime_hook.settings, self.kubernetes_hook.get_namespace)
 
     @property
     def crd_path(self) -> str | None:
