@@ -31,7 +31,7 @@ from airflow_mlops.kubernetes.api import object_name
 from airflow_mlops.kubernetes.jobs import FINAL_STATES, JobController  # noqa: F401 (FINAL_STATES: runners import it here)
 from airflow_mlops.kubernetes.pods import pod_spec
 from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
-from airflow_mlops.kubernetes.schema import ManifestError, crd_jsonschema, instance_errors, label_errors, resource_errors
+from airflow_mlops.kubernetes.schema import ManifestError, label_errors, manifest_errors, refuse_invalid, resource_errors
 from airflow_mlops.shared import IMAGE_UID
 
 GROUP, VERSION, KIND, PLURAL = "kubeflow.org", "v2beta1", "MPIJob", "mpijobs"
@@ -246,14 +246,8 @@ def validate_mpijob(manifest: Mapping[str, Any], crd_path: str | os.PathLike[str
     :raises ManifestError: every error with its JSON path.
     :raises FileNotFoundError: when the CRD is not there.
     """
-    path, schema = crd_jsonschema(crd_path, CRD_FILENAME, KIND, VERSION, strict=strict)
-    problems = []
-    if manifest.get("apiVersion") != f"{GROUP}/{VERSION}" or manifest.get("kind") != KIND:
-        problems.append(f"$: must be {GROUP}/{VERSION} {KIND}, got {manifest.get('apiVersion')} {manifest.get('kind')}")
-    problems += instance_errors(manifest, schema)
-    if problems:
-        raise ManifestError(f"MPIJob {manifest.get('metadata', {}).get('name')!r} is invalid against {path}:\n  "
-                            + "\n  ".join(problems))
+    refuse_invalid(manifest, KIND, *manifest_errors(manifest, crd_path, CRD_FILENAME, GROUP, KIND, VERSION,
+                                                     strict=strict))
 
 
 def mpijob_state(obj: Mapping[str, Any]) -> tuple[str, str, str]:

@@ -413,3 +413,21 @@ def crd_version_schema(crd_path: str | os.PathLike[str], filename: str, kind: st
     """The ``openAPIV3Schema`` of ``version`` of the CRD of ``kind`` (a copy)."""
     path, crd = load_crd(crd_path, filename, kind)
     return copy.deepcopy(version_schema(crd, version, str(path)))
+
+
+def manifest_errors(manifest: Mapping[str, Any], crd_path: str | os.PathLike[str], filename: str, group: str,
+                    kind: str, version: str, *, strict: bool = True) -> tuple[Path, list[str]]:
+    """``(the CRD's file, the errors)`` of ``manifest`` against ``version`` of the CRD of ``kind``: its apiVersion
+    and kind, then its schema, each error with its JSON path."""
+    path, schema = crd_jsonschema(crd_path, filename, kind, version, strict=strict)
+    problems = []
+    if manifest.get("apiVersion") != f"{group}/{version}" or manifest.get("kind") != kind:
+        problems.append(f"$: must be {group}/{version} {kind}, got {manifest.get('apiVersion')} {manifest.get('kind')}")
+    return path, problems + instance_errors(manifest, schema)
+
+
+def refuse_invalid(manifest: Mapping[str, Any], kind: str, path: Path, problems: list[str]) -> None:
+    """Raise :class:`ManifestError` naming the manifest, the CRD file and every problem; nothing when none."""
+    if problems:
+        raise ManifestError(f"{kind} {(manifest.get('metadata') or {}).get('name')!r} is invalid against {path}:\n  "
+                            + "\n  ".join(problems))

@@ -59,7 +59,7 @@ from airflow_mlops.kubernetes.mpijob import (
     horovod_env,
     launcher_command,
 )
-from airflow_mlops.kubernetes.schema import ManifestError, crd_jsonschema, instance_errors
+from airflow_mlops.kubernetes.schema import ManifestError, manifest_errors, refuse_invalid
 
 GROUP, VERSION, KIND, PLURAL = "trainer.kubeflow.org", "v1alpha1", "TrainJob", "trainjobs"
 RUNTIME_KIND, RUNTIME_PLURAL = "TrainingRuntime", "trainingruntimes"
@@ -248,14 +248,8 @@ def validate_trainjob(manifest: Mapping[str, Any], crd_path: str | os.PathLike[s
     :raises ManifestError: every error with its JSON path.
     :raises FileNotFoundError: when the CRD is not there.
     """
-    path, schema = crd_jsonschema(crd_path, CRD_FILENAME, KIND, VERSION, strict=strict)
-    problems = []
-    if manifest.get("apiVersion") != f"{GROUP}/{VERSION}" or manifest.get("kind") != KIND:
-        problems.append(f"$: must be {GROUP}/{VERSION} {KIND}, got {manifest.get('apiVersion')} {manifest.get('kind')}")
-    problems += instance_errors(manifest, schema) + _webhook_errors(manifest)
-    if problems:
-        raise ManifestError(f"TrainJob {manifest.get('metadata', {}).get('name')!r} is invalid against {path}:\n  "
-                            + "\n  ".join(problems))
+    path, problems = manifest_errors(manifest, crd_path, CRD_FILENAME, GROUP, KIND, VERSION, strict=strict)
+    refuse_invalid(manifest, KIND, path, problems + _webhook_errors(manifest))
 
 
 def _replicated_jobs(runtime: Mapping[str, Any]) -> list[dict]:
@@ -278,12 +272,8 @@ def validate_trainingruntime(manifest: Mapping[str, Any], crd_path: str | os.Pat
     :raises ManifestError: every error with its JSON path.
     :raises FileNotFoundError: when the CRD is not there.
     """
-    path, schema = crd_jsonschema(crd_path, RUNTIME_CRD_FILENAME, RUNTIME_KIND, VERSION, strict=strict)
-    problems = []
-    if manifest.get("apiVersion") != f"{GROUP}/{VERSION}" or manifest.get("kind") != RUNTIME_KIND:
-        problems.append(f"$: must be {GROUP}/{VERSION} {RUNTIME_KIND}, got {manifest.get('apiVersion')} "
-                        f"{manifest.get('kind')}")
-    problems += instance_errors(manifest, schema)
+    path, problems = manifest_errors(manifest, crd_path, RUNTIME_CRD_FILENAME, GROUP, RUNTIME_KIND, VERSION,
+                                     strict=strict)
     spec = manifest.get("spec") or {}
     policy = spec.get("mlPolicy") or {}
     frameworks = [k for k in ("torch", "mpi", "jax", "xgboost", "flux") if k in policy]
@@ -312,9 +302,7 @@ def validate_trainingruntime(manifest: Mapping[str, Any], crd_path: str | os.Pat
     if ((jobset.get("startupPolicy") or {}).get("startupPolicyOrder") == "InOrder"
             and any(job.get("dependsOn") for job in jobs)):
         problems.append("$.spec.template.spec: StartupPolicy and DependsOn APIs are mutually exclusive")
-    if problems:
-        raise ManifestError(f"TrainingRuntime {manifest.get('metadata', {}).get('name')!r} is invalid against "
-                            f"{path}:\n  " + "\n  ".join(problems))
+    refuse_invalid(manifest, RUNTIME_KIND, path, problems)
 
 
 def runtime_errors(runtime: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
