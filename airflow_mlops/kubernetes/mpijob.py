@@ -30,9 +30,8 @@ from typing import Any
 from airflow_mlops.kubernetes.api import object_name
 from airflow_mlops.kubernetes.jobs import FINAL_STATES, JobController  # noqa: F401 (FINAL_STATES: runners import it here)
 from airflow_mlops.kubernetes.pods import pod_spec
-from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP
+from airflow_mlops.shared import ENV_DISCOVERY, ENV_HOSTFILE, ENV_MAX_NP, ENV_MIN_NP, ENV_NP, IMAGE_UID
 from airflow_mlops.kubernetes.schema import ManifestError, label_errors, manifest_errors, refuse_invalid, resource_errors
-from airflow_mlops.shared import IMAGE_UID
 
 GROUP, VERSION, KIND, PLURAL = "kubeflow.org", "v2beta1", "MPIJob", "mpijobs"
 CRD_FILENAME = "kubeflow.org_mpijobs.yaml"

@@ -53,7 +53,6 @@ STEP_LABEL, RUNTIME_LABEL, CALL_LABEL = "airflow-mlops/step", "airflow-mlops/run
 #: The command of every step pod (and of an MPIJob's launcher).
 STEP_COMMAND = ("python", "-m", "airflow_mlops.runtime_side.entrypoint", "--request-env", REQUEST_ENV, "--result-stdout")
 ON_FINISH_ACTIONS = ("delete_pod", "delete_succeeded_pod", "keep_pod")
-#: The images' non-root user (docker/README.md): pods run as it and the volume is group-writable for it.
 #: Log lines kept to explain a failure.
 TAIL_LINES = 40
 
