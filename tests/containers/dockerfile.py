@@ -123,7 +123,7 @@ def split_before(text: str, sources: tuple[str, ...]) -> tuple[str, str] | None:
     a ``FROM`` of the image built from ``head``. Nothing else of the stage is lost: ENV, USER, WORKDIR, LABEL and
     the like are kept in the head image's configuration.
     """
-    head_args, stages = parse_text(text)
+    stages = parse_text(text)[1]
     if not stages:
         return None
     last = stages[-1]

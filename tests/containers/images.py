@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -47,7 +46,7 @@ import airflow_mlops
 from airflow_mlops.runtimes.builder import DEFAULT_DEBIAN_MIRROR, default_cache_dir, ensure_runtime
 from airflow_mlops.runtimes.specs import get_runtime_spec
 from tests.containers import dockerfile
-from tests.containers.podman import image_exists, podman, unavailable
+from tests.containers.podman import image_exists, inspect, podman, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = airflow_mlops.__version__
@@ -247,7 +246,8 @@ def build_image(name: str, *, runtime_from: str = "prebuilt", log: Log = print) 
         head, tail = split
         deps_inputs = _inputs(head, base, runtime_from, ignore_bytes)
         deps_ref = f"localhost/airflow-mlops-{recipe.name}-deps:{VERSION}"
-        if not (image_exists(deps_ref) and _label(deps_ref, DEPS_LABEL) == deps_inputs):
+        built_deps = (inspect(deps_ref, "image")["Config"].get("Labels") or {}) if image_exists(deps_ref) else {}
+        if built_deps.get(DEPS_LABEL) != deps_inputs:
             _podman_build(head, ignore, base, {DEPS_LABEL: deps_inputs}, deps_ref, recipe.dockerfile)
         _podman_build(f"FROM {deps_ref}\n{tail}", ignore, base, labels, recipe.ref, recipe.dockerfile)
     else:
@@ -265,11 +265,6 @@ def _inputs(text: str, base: str, runtime_from: str, ignore: bytes) -> str:
     for file in _context_files(dockerfile.context_sources_of(text)):
         digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _label(ref: str, label: str) -> str | None:
-    out = podman("image", "inspect", "--format", "{{json .Labels}}", ref).stdout.strip()
-    return (json.loads(out) or {}).get(label)
 
 
 def _podman_build(text: str, ignore: Path, base: str, labels: dict[str, str], tag: str, source: str) -> None:
