@@ -54,6 +54,25 @@ def call(url: str, token: str | None = None, body: dict | None = None, method: s
             return err.code, {"detail": text.decode(errors="replace")}
 
 
+#: Scripts that tests run inside a runtime (tests/integration/scripts/).
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def run_script(install, name: str, *args: str, binds: tuple[str, ...] = (), timeout: float = 300) -> str:
+    """Run ``SCRIPTS/name`` with ``args`` in the runtime ``install``, this package importable and ``binds`` (the
+    paths its arguments name) visible; its output. Fails the test when it exits non-zero."""
+    from airflow_mlops.runtimes.local import runtime_command
+
+    repo = str(Path(__file__).resolve().parents[2])
+    command, env = runtime_command(install, ["python", str(SCRIPTS / name), *args],
+                                   env={"PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                                   binds=[repo, str(SCRIPTS), *binds])
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    return log
+
+
 def _ensure_runtime(name: str):
     from airflow_mlops.runtimes.builder import default_cache_dir, ensure_runtime
     from airflow_mlops.runtimes.specs import get_runtime_spec

@@ -8,16 +8,14 @@ import re
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-import airflow_mlops.runtime_side.modules as modules
-from airflow_mlops.runtimes.local import runtime_command
 from airflow_mlops.runtimes.warm import socket_dir
 
 from ..conftest import BIN, airflow_env
 from ..runtimes.processes import processes_of
+from .conftest import run_script
 from .test_ingest_dag import TEST_DAGS, lineage, taxi_span_state
 
 pytestmark = pytest.mark.integration
@@ -71,13 +69,6 @@ def test_killed_training_resumes_from_its_checkpoint_and_publishes_one_model(sta
 def test_a_checkpoint_killed_while_written_leaves_the_previous_one_to_resume_from(tfx_runtime, tmp_path):
     """The shipped module's checkpoints, in the TFX runtime: a kill while step 800's weights are
     written (half a file on disk) must leave step 400 loadable, weights and all."""
-    script = Path(__file__).parent / "scripts" / "checkpoint_check.py"
-    package_parent = str(Path(modules.__file__).parents[3])  # airflow_mlops/runtime_side/modules: the repo
-    command, env = runtime_command(tfx_runtime, ["python", str(script), str(tmp_path / "ckpt")],
-                                   env={"PYTHONPATH": package_parent, "TF_CPP_MIN_LOG_LEVEL": "2"},
-                                   binds=[package_parent, str(script.parent), str(tmp_path)])
-    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-3000:]
+    log = run_script(tfx_runtime, "checkpoint_check.py", str(tmp_path / "ckpt"), binds=(str(tmp_path),))
     assert "LEFT ['state.json', 'step-400.weights.h5', 'step-800.weights.h5']" in log, log[-3000:]  # the torn file
     assert "CHECKPOINT step=400 same=True" in log, log[-3000:]

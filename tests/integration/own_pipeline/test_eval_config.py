@@ -4,19 +4,15 @@
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
-import airflow_mlops.runtime_side.modules as modules
-from airflow_mlops.runtimes.local import runtime_command
 from airflow_mlops.utils.model_registry import ModelRegistry
 
+from ..conftest import run_script
 from .conftest import CARS_MODULE, train
 
 pytestmark = pytest.mark.integration
-SCRIPT = Path(__file__).parents[1] / "scripts" / "eval_config_check.py"
 
 
 def test_a_tfma_eval_config_file_replaces_the_generated_gate(state, cars, tmp_path, tfx_runtime):
@@ -44,17 +40,13 @@ def test_a_tfma_eval_config_file_replaces_the_generated_gate(state, cars, tmp_pa
     forgot.write_text('model_specs { label_key: "Miles_per_Gallon_xf" }\n'
                       'metrics_specs { metrics { class_name: "MeanSquaredError" } }\n')
     model = ModelRegistry(state["state_dir"] / "models" / "cars_config").get("latest").path
-    package_parent = str(Path(modules.__file__).parents[3])
-    answers = {}
-    for name, file in (("right", config), ("forgot", forgot)):
-        command, env = runtime_command(tfx_runtime, ["python", str(SCRIPT), model, str(file)],
-                                       env={"PYTHONPATH": package_parent, "TF_CPP_MIN_LOG_LEVEL": "2"},
-                                       binds=[package_parent, str(SCRIPT.parent), str(tmp_path), model])
-        out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        answers[name] = out.stdout.strip().splitlines()[-1]
-    assert answers["right"].startswith("ACCEPTED: "), answers
-    assert answers["forgot"] == (
+    log = run_script(tfx_runtime, "eval_config_check.py", model, str(config), str(forgot),
+                     binds=(str(tmp_path), model))
+    verdicts = [line for line in log.splitlines() if line.startswith(("ACCEPTED: ", "REJECTED: "))]
+    assert len(verdicts) == 2, log[-3000:]  # one line per file, in their order
+    right, forgot_verdict = verdicts
+    assert right.startswith("ACCEPTED: "), verdicts
+    assert forgot_verdict == (
         "REJECTED: label_key 'Miles_per_Gallon_xf' is an output of the model's 'transform_features' signature, but "
         'the EvalConfig reads the label from the raw examples: add preprocessing_function_names: "transform_features" '
-        "to its model_specs"), answers
+        "to its model_specs"), verdicts

@@ -1,8 +1,8 @@
 """Run inside the TFX runtime: the Evaluator's check of a model against an EvalConfig file, as its executor runs it.
 
-``eval_config_check.py MODEL_DIR CONFIG_FILE``: loads the file as the Evaluator does (``load_eval_config``) and
-checks the SavedModel at MODEL_DIR with ``check_model`` (what ``CheckedEvaluatorExecutor`` does before TFMA).
-Prints ``REJECTED: <message>`` or ``ACCEPTED: <what was found>``.
+``eval_config_check.py MODEL_DIR CONFIG_FILE...``: loads each file as the Evaluator does (``load_eval_config``) and
+checks the SavedModel at MODEL_DIR against it with ``check_model`` (what ``CheckedEvaluatorExecutor`` does before
+TFMA). Prints, a line per file in their order, ``REJECTED: <message>`` or ``ACCEPTED: <what was found>``.
 """
 
 import sys
@@ -11,9 +11,10 @@ from airflow_mlops.runtime_side.steps.evaluator import check_model
 from airflow_mlops.runtime_side.steps.tfx_pipeline import load_eval_config
 from airflow_mlops.runtimes.contract import RejectedInput
 
-try:
-    found = check_model(sys.argv[1], load_eval_config(sys.argv[2]))
-except RejectedInput as err:
-    print(f"REJECTED: {err}")
-else:
-    print(f"ACCEPTED: {found}")
+for path in sys.argv[2:]:
+    try:
+        found = check_model(sys.argv[1], load_eval_config(path))
+    except RejectedInput as err:
+        print(f"REJECTED: {err}", flush=True)
+    else:
+        print(f"ACCEPTED: {found}", flush=True)
